@@ -1,0 +1,29 @@
+//! The crate's error type: one variant per area, each wrapping that area's
+//! own error with the facts.
+
+/// Any failure of the library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The inventory is invalid (a caller's mistake).
+    #[error(transparent)]
+    Inventory(#[from] crate::inventory::InventoryError),
+    /// A secret could not be read.
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// ACME issuance failed.
+    #[error(transparent)]
+    Acme(#[from] crate::acme::AcmeError),
+    /// A DNS-01 solver failed.
+    #[error(transparent)]
+    Dns(#[from] crate::dns::DnsError),
+    /// Deployment failed.
+    #[error(transparent)]
+    Deploy(#[from] crate::deploy::DeployError),
+    /// Certificate inspection failed.
+    #[error(transparent)]
+    Inspect(#[from] crate::inspect::InspectError),
+}

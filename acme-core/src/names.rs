@@ -1,0 +1,277 @@
+//! Names that come from the inventory or from servers, validated before use:
+//! certificate and node names become path components, domains become DNS
+//! queries and SANs, and both may reach a remote shell. Anything that is not
+//! plainly safe is refused here, once, with a message that says why.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// A certificate or node name: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`, no `..`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct CertName(String);
+
+impl CertName {
+    /// Validates `s` as a certificate or node name.
+    pub fn new(s: &str) -> Result<Self, String> {
+        check_label(s).map_err(|m| format!("certificate name `{s}`: {m}"))?;
+        Ok(Self(s.to_string()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CertName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for CertName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        CertName::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A DNS name for a certificate: lower-case ASCII (IDNs in their `xn--` form),
+/// optionally starting with `*.`, at most 253 octets, labels of at most 63.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct DomainName(String);
+
+impl DomainName {
+    /// Validates `s` as a certificate domain (a trailing dot is dropped, case folded).
+    pub fn new(s: &str) -> Result<Self, String> {
+        let lower = s.trim_end_matches('.').to_ascii_lowercase();
+        let bare = lower.strip_prefix("*.").unwrap_or(&lower);
+        if !s.is_ascii() {
+            return Err(format!(
+                "domain `{s}` is not ASCII; write internationalized names in their xn-- (punycode) form"
+            ));
+        }
+        check_dns_name(bare).map_err(|m| format!("domain `{s}` is not a valid DNS name: {m}"))?;
+        if !bare.contains('.') {
+            return Err(format!(
+                "domain `{s}` is not a valid DNS name: it needs at least two labels"
+            ));
+        }
+        Ok(Self(lower))
+    }
+
+    /// The name as written in the certificate (`*.example.com` for wildcards).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is a wildcard name.
+    pub fn is_wildcard(&self) -> bool {
+        self.0.starts_with("*.")
+    }
+
+    /// The name the DNS-01 challenge is about: the wildcard's base (RFC 8555 §8.4).
+    pub fn challenge_base(&self) -> &str {
+        self.0.strip_prefix("*.").unwrap_or(&self.0)
+    }
+
+    /// `_acme-challenge.<base>`, where the TXT record goes.
+    pub fn challenge_name(&self) -> String {
+        format!("_acme-challenge.{}", self.challenge_base())
+    }
+
+    /// A host name to use as SNI for this name (a wildcard gets a label in front).
+    pub fn sni(&self) -> String {
+        match self.0.strip_prefix("*.") {
+            Some(base) => format!("certctl-probe.{base}"),
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Display for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for DomainName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        DomainName::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A short name used as a path component and in remote commands.
+pub fn check_label(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.len() > 64 {
+        return Err("must be at most 64 characters".into());
+    }
+    let first_ok = s.as_bytes()[0].is_ascii_alphanumeric();
+    let all_ok = s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if !first_ok || !all_ok || s.contains("..") {
+        return Err(
+            "must start with a letter or digit and contain only letters, digits, `.`, `_` and `-` (no `..`)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// A DNS name (no wildcard) in LDH form, with `_` allowed in labels (for
+/// `_acme-challenge` and TSIG key names).
+pub fn check_dns_name(s: &str) -> Result<(), String> {
+    let s = s.trim_end_matches('.');
+    if s.is_empty() {
+        return Err("it is empty".into());
+    }
+    if s.len() > 253 {
+        return Err(format!(
+            "it is {} octets long, at most 253 are allowed",
+            s.len()
+        ));
+    }
+    for label in s.split('.') {
+        if label.is_empty() {
+            return Err("it has an empty label".into());
+        }
+        if label.len() > 63 {
+            return Err(format!("label `{label}` is longer than 63 octets"));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "label `{label}` may hold only letters, digits, `-` and `_`"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("label `{label}` starts or ends with `-`"));
+        }
+    }
+    Ok(())
+}
+
+/// A host name or IP literal for SSH or DNS.
+pub fn check_host(s: &str) -> Result<(), String> {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    check_dns_name(s).map_err(|m| format!("not a host name or IP address: {m}"))
+}
+
+/// A remote user or group name.
+pub fn check_user(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 32
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err("expected a user or group name: letters, digits, `_`, `-`, `.`".into())
+    }
+}
+
+/// A remote absolute directory: no `..`, no shell-special characters.
+pub fn check_remote_path(p: &Path) -> Result<(), String> {
+    let Some(s) = p.to_str() else {
+        return Err("is not valid UTF-8".into());
+    };
+    if !s.starts_with('/') {
+        return Err("must be an absolute path".into());
+    }
+    if s.split('/').any(|c| c == "..") {
+        return Err("must not contain `..`".into());
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+@".contains(&b))
+    {
+        return Err("may hold only letters, digits and `/ . _ - + @`".into());
+    }
+    Ok(())
+}
+
+/// Quotes `s` for a POSIX shell: single quotes, with `'` written as `'\''`.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+@=:,".contains(&b))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cert_names() {
+        assert!(CertName::new("www").is_ok());
+        assert!(CertName::new("media-2.v1").is_ok());
+        for bad in [
+            "",
+            "../../etc",
+            "..",
+            ".hidden",
+            "a/b",
+            "$(reboot)",
+            "a b",
+            "x..y",
+        ] {
+            assert!(CertName::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn domains() {
+        let d = DomainName::new("*.CDN.Example.test.").expect("valid");
+        assert_eq!(d.as_str(), "*.cdn.example.test");
+        assert!(d.is_wildcard());
+        assert_eq!(d.challenge_name(), "_acme-challenge.cdn.example.test");
+        assert!(DomainName::new("xn--bcher-kva.example").is_ok());
+        for bad in [
+            "bücher.example",
+            "$(reboot).example.com",
+            "a..b",
+            "-a.example",
+            "localhost",
+            "*.*.example.com",
+            &format!("{}.com", "a".repeat(64)),
+            &format!("{}com", "a.".repeat(127)),
+        ] {
+            assert!(DomainName::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("/etc/nginx"), "/etc/nginx");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote("$(reboot)"), "'$(reboot)'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn remote_paths() {
+        assert!(check_remote_path(Path::new("/etc/nginx/certs")).is_ok());
+        assert!(check_remote_path(Path::new("etc")).is_err());
+        assert!(check_remote_path(Path::new("/etc/../root")).is_err());
+        assert!(check_remote_path(Path::new("/tmp/$(reboot)")).is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! The fleet expiry report and its renderers.

@@ -1,0 +1,952 @@
+#!/usr/bin/env bash
+# certctl test lab: pebble + bind9 (primary/secondary) + N edge nodes (sshd+nginx),
+# all on 127.0.0.0/8. See lab/README.md.
+set -euo pipefail
+
+LAB="${CERTCTL_LAB_DIR:-/tmp/certctl-lab}"
+PROG="$(basename "$0")"
+DEFAULT_NODES=5
+MAX_NODES=40
+CERT_NAMES=(www media wild)
+TSIG_NAME="certctl-key"
+
+usage() {
+    cat <<EOF
+Usage: $PROG <command> [args]
+
+Lab state directory: \$CERTCTL_LAB_DIR (default /tmp/certctl-lab), now: $LAB
+
+Commands:
+  up [N]                  start/complete the lab with N edge nodes (default $DEFAULT_NODES, max $MAX_NODES); idempotent
+  down                    stop every daemon by recorded PID, unmount node tmpfs; idempotent
+  status                  one line per component (running/stopped)
+  env                     print 'export VAR=...' lines (use: eval "\$($PROG env)")
+  clean                   down, then remove the whole state directory
+
+Fault injection:
+  stop  named|named2|pebble|sshd I|nginx I
+  start named|named2|pebble|sshd I|nginx I
+  pebble-restart [--nonce-reject PCT]   restart pebble with PEBBLE_WFE_NONCEREJECT=PCT (default 0)
+  disk-fill I | disk-free I             fill / free node I's certificate tmpfs
+  nginx-break I | nginx-fix I           make node I's nginx config fail 'nginx -t' / undo
+EOF
+}
+
+die()  { echo "$PROG: error: $*" >&2; exit 1; }
+warn() { echo "$PROG: warning: $*" >&2; }
+info() { echo "$*"; }
+
+# ---------------------------------------------------------------- helpers
+
+# show the tail of a log file on stderr
+log_tail() {
+    local f="$1"
+    if [[ -s "$f" ]]; then
+        echo "---- last lines of $f ----" >&2
+        tail -n 20 "$f" >&2
+        echo "----" >&2
+    else
+        echo "($f is empty or missing)" >&2
+    fi
+}
+
+# pid_alive PIDFILE EXE-BASENAME: true if the pid file names a live process running EXE
+pid_alive() {
+    local pf="$1" exe="$2" pid comm
+    [[ -s "$pf" ]] || return 1
+    pid="$(head -n1 "$pf" 2>/dev/null | tr -dc '0-9')"
+    [[ -n "$pid" ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    # guard against PID reuse: the process must be the expected program
+    comm="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+    [[ "$comm" == *"$exe"* ]] || return 1
+    # a zombie is not alive
+    [[ "$(awk '/^State:/{print $2}' "/proc/$pid/status" 2>/dev/null)" != "Z" ]]
+}
+
+pid_of() { head -n1 "$1" 2>/dev/null | tr -dc '0-9'; }
+
+# stop_pidfile PIDFILE EXE NAME: TERM, wait up to 10 s, then KILL; remove pid file
+stop_pidfile() {
+    local pf="$1" exe="$2" name="$3" pid i
+    if pid_alive "$pf" "$exe"; then
+        pid="$(pid_of "$pf")"
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            warn "$name (pid $pid) did not exit on TERM; sending KILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 0.2
+        fi
+    fi
+    rm -f "$pf"
+}
+
+# wait_for SECONDS CMD...: poll CMD every 0.05 s
+wait_for() {
+    local secs="$1" i n
+    shift
+    n=$((secs * 20))
+    for ((i = 0; i < n; i++)); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.05
+    done
+    return 1
+}
+
+need_root() { [[ $(id -u) -eq 0 ]] || die "the lab must run as root (it binds port 53/22/443 and mounts tmpfs)"; }
+
+check_node_index() {
+    [[ "${1:-}" =~ ^[0-9]+$ ]] && ((10#$1 >= 1 && 10#$1 <= MAX_NODES)) || die "node index must be 1..$MAX_NODES, got '${1:-}'"
+}
+
+node_addr() { echo "127.0.0.$((10 + $1))"; }
+node_dir()  { echo "$LAB/nodes/node$1"; }
+
+current_nodes() { cat "$LAB/nodes.count" 2>/dev/null || echo 0; }
+
+# Take an exclusive lock for mutating commands. fd 9 must never leak into daemons:
+# every daemon is started through `spawn`, which closes it.
+take_lock() {
+    mkdir -p "$LAB"
+    exec 9>"$LAB/.lock"
+    flock 9
+}
+
+# ---------------------------------------------------------------- packages
+
+ensure_packages() {
+    local -A bins=(
+        [pebble]=pebble [named]=bind9 [tsig-keygen]=bind9 [dig]=bind9-dnsutils [nsupdate]=bind9-dnsutils
+        [nginx]=nginx-light [/usr/sbin/sshd]=openssh-server [ssh]=openssh-client [ssh-keygen]=openssh-client
+        [openssl]=openssl [curl]=curl [flock]=util-linux [ip]=iproute2
+    )
+    local b missing=()
+    for b in "${!bins[@]}"; do
+        if ! command -v "$b" >/dev/null 2>&1 && [[ ! -x "$b" ]] && [[ ! -x "/usr/sbin/$b" ]]; then
+            missing+=("${bins[$b]}")
+        fi
+    done
+    ((${#missing[@]})) || return 0
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+    info "installing missing packages: ${missing[*]}"
+    apt-get update -qq >/dev/null || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
+        die "apt-get install ${missing[*]} failed"
+    # packaged services must not grab our ports (no systemd here, but invoke-rc.d may start them)
+    local svc
+    for svc in named nginx ssh; do
+        if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
+    done
+}
+
+check_loopback() {
+    # all of 127/8 is local on Linux; verify one node address actually routes to lo
+    if command -v ip >/dev/null 2>&1; then
+        ip route get 127.0.0.50 2>/dev/null | grep -q ' dev lo' ||
+            die "127.0.0.0/8 is not routed to lo; the lab needs the whole loopback /8"
+    fi
+}
+
+# ---------------------------------------------------------------- lab CA
+
+setup_ca() {
+    local d="$LAB/ca"
+    mkdir -p "$d"
+    if [[ ! -s "$d/lab-ca.pem" || ! -s "$d/lab-ca.key" ]]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -keyout "$d/lab-ca.key" -out "$d/lab-ca.pem" -days 3650 \
+            -subj "/CN=certctl lab CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" 2>"$d/openssl.log" ||
+            { log_tail "$d/openssl.log"; die "creating the lab CA failed"; }
+        chmod 600 "$d/lab-ca.key"
+        rm -f "$d/server.pem"
+    fi
+    if [[ ! -s "$d/server.pem" || ! -s "$d/server.key" ]]; then
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -keyout "$d/server.key" -out "$d/server.csr" -subj "/CN=localhost" 2>"$d/openssl.log" ||
+            { log_tail "$d/openssl.log"; die "creating the pebble server key failed"; }
+        printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+            "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >"$d/server.ext"
+        openssl x509 -req -in "$d/server.csr" -CA "$d/lab-ca.pem" -CAkey "$d/lab-ca.key" \
+            -CAcreateserial -days 3650 -extfile "$d/server.ext" -out "$d/server.pem" 2>"$d/openssl.log" ||
+            { log_tail "$d/openssl.log"; die "signing the pebble server certificate failed"; }
+        chmod 600 "$d/server.key"
+        rm -f "$d/server.csr"
+    fi
+}
+
+# ---------------------------------------------------------------- bind9
+
+setup_tsig() {
+    local d="$LAB/named"
+    mkdir -p "$d"
+    if [[ ! -s "$d/tsig.key" || ! -s "$LAB/tsig.secret" ]]; then
+        tsig-keygen -a hmac-sha256 "$TSIG_NAME" >"$d/tsig.key"
+        local secret
+        secret="$(sed -n 's/^[[:space:]]*secret "\(.*\)";.*/\1/p' "$d/tsig.key")"
+        [[ -n "$secret" ]] || die "could not parse the secret from tsig-keygen output"
+        (umask 077 && printf '%s' "$secret" >"$LAB/tsig.secret")
+    fi
+    chmod 600 "$LAB/tsig.secret" "$d/tsig.key"
+    printf '%s' "$TSIG_NAME" >"$LAB/tsig.name"
+}
+
+write_zone_files() {
+    local d="$LAB/named" serial
+    serial="$(date +%s)"
+    # static, rewritten every time
+    cat >"$d/root.db" <<EOF
+; Local root zone: recursion never leaves the machine.
+\$TTL 3600
+.               IN SOA  ns1.example.test. hostmaster.example.test. ( 1 3600 600 86400 60 )
+.               IN NS   localhost.
+localhost.      IN A    127.0.0.1
+EOF
+    if [[ ! -s "$d/example.test.db" ]]; then
+        {
+            cat <<EOF
+\$TTL 60
+@                   IN SOA  ns1.example.test. hostmaster.example.test. ( $serial 3600 600 86400 1 )
+@                   IN NS   ns1.example.test.
+@                   IN NS   ns2.example.test.
+ns1                 IN A    127.0.0.1
+ns2                 IN A    127.0.0.2
+@                   IN A    127.0.0.11
+www                 IN A    127.0.0.11
+media               IN A    127.0.0.11
+cdn                 IN A    127.0.0.11
+*.cdn               IN A    127.0.0.11
+deleg2              IN A    127.0.0.11
+_acme-challenge.media   IN CNAME media.challenges.test.
+_acme-challenge.deleg2  IN CNAME hop.example.test.
+hop                 IN CNAME deleg2.challenges.test.
+EOF
+            local i
+            for ((i = 1; i <= MAX_NODES; i++)); do
+                printf 'n%-18s IN A    127.0.0.%d\n' "$i" $((10 + i))
+            done
+        } >"$d/example.test.db"
+        rm -f "$d/example.test.db.jnl" "$LAB/named2/example.test.bk" "$LAB/named2/example.test.bk.jnl"
+    fi
+    if [[ ! -s "$d/challenges.test.db" ]]; then
+        cat >"$d/challenges.test.db" <<EOF
+\$TTL 60
+@                   IN SOA  ns1.challenges.test. hostmaster.example.test. ( $serial 3600 600 86400 1 )
+@                   IN NS   ns1.challenges.test.
+@                   IN NS   ns2.challenges.test.
+ns1                 IN A    127.0.0.1
+ns2                 IN A    127.0.0.2
+EOF
+        rm -f "$d/challenges.test.db.jnl" "$LAB/named2/challenges.test.bk" "$LAB/named2/challenges.test.bk.jnl"
+    fi
+}
+
+# common options block for both servers; $1 = dir, $2 = listen address
+named_options() {
+    local d="$1" addr="$2"
+    cat <<EOF
+options {
+    directory "$d";
+    pid-file "$d/named.pid";
+    lock-file "$d/named.lock";
+    session-keyfile "$d/session.key";
+    managed-keys-directory "$d";
+    dump-file "$d/cache_dump.db";
+    statistics-file "$d/named.stats";
+    memstatistics-file "$d/named.memstats";
+    listen-on port 53 { $addr; };
+    listen-on-v6 { none; };
+    query-source address $addr;
+    notify-source $addr;
+    transfer-source $addr;
+    recursion yes;
+    allow-recursion { 127.0.0.0/8; };
+    allow-query { any; };
+    allow-query-cache { 127.0.0.0/8; };
+    allow-transfer { 127.0.0.0/8; };
+    dnssec-validation no;
+    max-cache-size 32m;
+    max-ncache-ttl 1;
+    minimal-responses no;
+    notify-delay 0;
+    startup-notify-rate 1000;
+    notify-rate 1000;
+};
+controls { };
+logging {
+    channel lab_log { file "$d/named.log" versions 2 size 5m; severity info; print-time yes; print-category yes; };
+    category default { lab_log; };
+    category lame-servers { null; };
+};
+zone "." { type primary; file "$LAB/named/root.db"; notify no; };
+EOF
+}
+
+write_named_confs() {
+    local d="$LAB/named" d2="$LAB/named2"
+    mkdir -p "$d" "$d2"
+    {
+        echo "# Generated by lab/lab.sh: primary named on 127.0.0.1:53"
+        echo "include \"$d/tsig.key\";"
+        named_options "$d" 127.0.0.1
+        local z
+        for z in example.test challenges.test; do
+            cat <<EOF
+zone "$z" {
+    type primary;
+    file "$d/$z.db";
+    update-policy { grant $TSIG_NAME zonesub TXT; };
+    notify explicit;
+    also-notify { 127.0.0.2; };
+};
+EOF
+        done
+    } >"$d/named.conf"
+    {
+        echo "# Generated by lab/lab.sh: secondary named on 127.0.0.2:53"
+        named_options "$d2" 127.0.0.2
+        local z
+        for z in example.test challenges.test; do
+            cat <<EOF
+zone "$z" {
+    type secondary;
+    primaries { 127.0.0.1; };
+    file "$d2/$z.bk";
+    notify no;
+    allow-notify { 127.0.0.0/8; };
+};
+EOF
+        done
+    } >"$d2/named.conf"
+}
+
+named_dir() { if [[ "$1" == named2 ]]; then echo "$LAB/named2"; else echo "$LAB/named"; fi; }
+named_addr() { if [[ "$1" == named2 ]]; then echo 127.0.0.2; else echo 127.0.0.1; fi; }
+
+start_named() {
+    local which="$1" d addr
+    d="$(named_dir "$which")"
+    addr="$(named_addr "$which")"
+    if pid_alive "$d/named.pid" named; then return 0; fi
+    # named only binds addresses that are configured on an interface (it scans them),
+    # so 127.0.0.2 needs an explicit alias on lo; sshd/nginx bind 127/8 without one.
+    [[ "$addr" == 127.0.0.1 ]] || ensure_lo_alias "$addr"
+    [[ -s "$d/named.conf" ]] || die "$which: no configuration; run '$PROG up' first"
+    rm -f "$d/named.pid" "$d/named.lock"
+    if ! named-checkconf "$d/named.conf" >"$d/checkconf.log" 2>&1; then
+        log_tail "$d/checkconf.log"
+        die "$which: named-checkconf failed for $d/named.conf"
+    fi
+    # named daemonizes; the parent exits only after the child has started (or failed)
+    if ! named -4 -c "$d/named.conf" </dev/null >>"$d/named.out" 2>&1 9>&-; then
+        log_tail "$d/named.out"
+        log_tail "$d/named.log"
+        die "$which failed to start"
+    fi
+    if ! wait_for 10 dig +time=1 +tries=1 +norec @"$addr" SOA example.test; then
+        log_tail "$d/named.log"
+        die "$which started but does not answer on $addr:53"
+    fi
+}
+
+ensure_lo_alias() {
+    local addr="$1"
+    if ! ip -4 -o addr show dev lo | grep -q " inet $addr/"; then
+        ip addr add "$addr/32" dev lo || die "could not add $addr/32 to lo (needed by named2)"
+        echo "$addr" >>"$LAB/.lo-aliases"
+    fi
+}
+
+remove_lo_aliases() {
+    local addr
+    [[ -s "$LAB/.lo-aliases" ]] || return 0
+    sort -u "$LAB/.lo-aliases" | while read -r addr; do
+        ip addr del "$addr/32" dev lo 2>/dev/null || true
+    done
+    rm -f "$LAB/.lo-aliases"
+}
+
+stop_named() {
+    local d
+    d="$(named_dir "$1")"
+    stop_pidfile "$d/named.pid" named "$1"
+}
+
+setup_named() {
+    setup_tsig
+    write_zone_files
+    write_named_confs
+    start_named named
+    start_named named2
+}
+
+# ---------------------------------------------------------------- pebble
+
+write_pebble_conf() {
+    local d="$LAB/pebble"
+    mkdir -p "$d"
+    cat >"$d/pebble-config.json" <<EOF
+{
+  "pebble": {
+    "listenAddress": "127.0.0.1:14000",
+    "managementListenAddress": "127.0.0.1:15000",
+    "certificate": "$LAB/ca/server.pem",
+    "privateKey": "$LAB/ca/server.key",
+    "httpPort": 5002,
+    "tlsPort": 5001,
+    "ocspResponderURL": "",
+    "externalAccountBindingRequired": false
+  }
+}
+EOF
+}
+
+pebble_answers() {
+    curl -fsS --max-time 2 --cacert "$LAB/ca/lab-ca.pem" https://127.0.0.1:14000/dir
+}
+
+start_pebble() {
+    local reject="${1:-0}" d="$LAB/pebble" pid
+    if pid_alive "$d/pebble.pid" pebble; then return 0; fi
+    [[ -s "$d/pebble-config.json" ]] || write_pebble_conf
+    rm -f "$d/pebble.pid"
+    echo "$reject" >"$d/noncereject"
+    echo "=== $(date -Is) start PEBBLE_WFE_NONCEREJECT=$reject" >>"$d/pebble.log"
+    PEBBLE_VA_NOSLEEP=1 PEBBLE_AUTHZREUSE=0 PEBBLE_WFE_NONCEREJECT="$reject" \
+        setsid pebble -config "$d/pebble-config.json" -dnsserver 127.0.0.1:53 \
+        </dev/null >>"$d/pebble.log" 2>&1 9>&- &
+    pid=$!
+    echo "$pid" >"$d/pebble.pid"
+    if ! wait_for 15 pebble_answers; then
+        log_tail "$d/pebble.log"
+        kill "$pid" 2>/dev/null || true
+        rm -f "$d/pebble.pid"
+        die "pebble did not answer on https://127.0.0.1:14000/dir"
+    fi
+    # pebble creates a new root/intermediate at each start: publish them for [report] trust
+    local tmp="$LAB/pebble-roots.pem.tmp"
+    if ! { curl -fsS --max-time 5 --cacert "$LAB/ca/lab-ca.pem" https://127.0.0.1:15000/roots/0 &&
+        echo &&
+        curl -fsS --max-time 5 --cacert "$LAB/ca/lab-ca.pem" https://127.0.0.1:15000/intermediates/0; } >"$tmp"; then
+        log_tail "$d/pebble.log"
+        die "could not fetch pebble's roots from https://127.0.0.1:15000"
+    fi
+    sed -i '/^$/d' "$tmp"
+    mv "$tmp" "$LAB/pebble-roots.pem"
+}
+
+stop_pebble() { stop_pidfile "$LAB/pebble/pebble.pid" pebble pebble; }
+
+# ---------------------------------------------------------------- ssh client side
+
+setup_ssh_client() {
+    local d="$LAB/ssh"
+    mkdir -p "$d"
+    chmod 700 "$d"
+    if [[ ! -s "$d/id_ed25519" ]]; then
+        ssh-keygen -q -t ed25519 -N '' -C "certctl-lab" -f "$d/id_ed25519" >/dev/null
+    fi
+    chmod 600 "$d/id_ed25519"
+    cp "$d/id_ed25519.pub" "$d/authorized_keys"
+    chmod 600 "$d/authorized_keys"
+    mkdir -p /run/sshd
+    chmod 755 /run/sshd
+}
+
+write_known_hosts() {
+    local n="$1" i tmp="$LAB/ssh/known_hosts.tmp"
+    : >"$tmp"
+    for ((i = 1; i <= n; i++)); do
+        printf '%s %s\n' "$(node_addr "$i")" "$(cut -d' ' -f1,2 "$(node_dir "$i")/ssh_host_ed25519_key.pub")" >>"$tmp"
+    done
+    mv "$tmp" "$LAB/ssh/known_hosts"
+    chmod 644 "$LAB/ssh/known_hosts"
+}
+
+# ---------------------------------------------------------------- bootstrap certificates
+
+domains_of() {
+    case "$1" in
+        www) echo "www.example.test example.test" ;;
+        media) echo "media.example.test" ;;
+        wild) echo "*.cdn.example.test cdn.example.test" ;;
+    esac
+}
+
+# self-signed bootstrap certificates, generated once and copied to each node
+setup_bootstrap_certs() {
+    local name d san dom
+    for name in "${CERT_NAMES[@]}"; do
+        d="$LAB/bootstrap/$name"
+        [[ -s "$d/fullchain.pem" ]] && continue
+        mkdir -p "$d"
+        local -a doms
+        read -ra doms <<<"$(domains_of "$name")"
+        san=""
+        for dom in "${doms[@]}"; do san+="${san:+,}DNS:$dom"; done
+        local first="${doms[0]}"
+        (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -keyout "$d/privkey.pem" -out "$d/cert.pem" -days 30 \
+            -subj "/CN=$first" -addext "subjectAltName=$san" 2>"$d/openssl.log") ||
+            { log_tail "$d/openssl.log"; die "bootstrap certificate for $name failed"; }
+        chmod 644 "$d/cert.pem"
+        : >"$d/chain.pem"
+        cp "$d/cert.pem" "$d/fullchain.pem"
+        chmod 600 "$d/privkey.pem"
+    done
+}
+
+# ---------------------------------------------------------------- edge nodes
+
+write_node_configs() {
+    local i="$1" nd addr base
+    nd="$(node_dir "$i")"
+    addr="$(node_addr "$i")"
+    base="$nd/certs"
+    mkdir -p "$nd/nginx/tmp"
+    cat >"$nd/sshd_config" <<EOF
+# Generated by lab/lab.sh for node$i
+ListenAddress $addr:22
+AddressFamily inet
+HostKey $nd/ssh_host_ed25519_key
+PidFile $nd/sshd.pid
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AuthorizedKeysFile $LAB/ssh/authorized_keys
+MaxSessions 10
+MaxStartups 10:30:100
+LogLevel ERROR
+UseDNS no
+PrintMotd no
+PrintLastLog no
+Subsystem sftp internal-sftp
+EOF
+    [[ -e "$nd/nginx/extra.conf" ]] || : >"$nd/nginx/extra.conf"
+    {
+        cat <<EOF
+# Generated by lab/lab.sh for node$i
+worker_processes 1;
+pid $nd/nginx/nginx.pid;
+error_log $nd/nginx/error.log warn;
+daemon on;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $nd/nginx/tmp/body;
+    proxy_temp_path $nd/nginx/tmp/proxy;
+    fastcgi_temp_path $nd/nginx/tmp/fastcgi;
+    uwsgi_temp_path $nd/nginx/tmp/uwsgi;
+    scgi_temp_path $nd/nginx/tmp/scgi;
+    default_type text/plain;
+    server_names_hash_bucket_size 128;
+    include $nd/nginx/extra.conf;
+EOF
+        local name ds
+        for name in "${CERT_NAMES[@]}"; do
+            ds="$(domains_of "$name")"
+            cat <<EOF
+    server {
+        listen $addr:443 ssl$([[ $name == www ]] && echo " default_server");
+        server_name $ds;
+        ssl_certificate $base/live/$name/fullchain.pem;
+        ssl_certificate_key $base/live/$name/privkey.pem;
+        return 200 "node$i\n";
+    }
+EOF
+        done
+        echo "}"
+    } >"$nd/nginx/nginx.conf"
+}
+
+mount_node_certs() {
+    local i="$1" nd base
+    nd="$(node_dir "$i")"
+    base="$nd/certs"
+    mkdir -p "$base"
+    if mountpoint -q "$base"; then return 0; fi
+    if mount -t tmpfs -o size=4m,mode=0755 tmpfs "$base" 2>"$nd/mount.err"; then
+        touch "$nd/.tmpfs"
+    else
+        warn "node$i: could not mount a tmpfs on $base ($(cat "$nd/mount.err")); using a plain directory (disk-fill will fill the real disk!)"
+        rm -f "$nd/.tmpfs"
+    fi
+}
+
+bootstrap_node_certs() {
+    local i="$1" base name
+    base="$(node_dir "$i")/certs"
+    mkdir -p "$base/archive" "$base/live"
+    for name in "${CERT_NAMES[@]}"; do
+        if [[ ! -e "$base/live/$name" ]]; then
+            mkdir -p "$base/archive/$name/bootstrap"
+            cp -p "$LAB/bootstrap/$name/"{cert,chain,fullchain,privkey}.pem "$base/archive/$name/bootstrap/"
+            chmod 600 "$base/archive/$name/bootstrap/privkey.pem"
+            ln -sfn "../archive/$name/bootstrap" "$base/live/$name"
+        fi
+    done
+}
+
+nginx_cmd() { local nd; nd="$(node_dir "$1")"; shift; nginx -p "$nd/nginx/" -c nginx.conf "$@"; }
+
+start_nginx() {
+    local i="$1" nd
+    nd="$(node_dir "$i")"
+    if pid_alive "$nd/nginx/nginx.pid" nginx; then return 0; fi
+    rm -f "$nd/nginx/nginx.pid"
+    if ! nginx_cmd "$i" -e "$nd/nginx/error.log" </dev/null >>"$nd/nginx/start.log" 2>&1 9>&-; then
+        log_tail "$nd/nginx/error.log"
+        die "node$i: nginx failed to start"
+    fi
+    wait_for 5 pid_alive "$nd/nginx/nginx.pid" nginx || { log_tail "$nd/nginx/error.log"; die "node$i: nginx did not write its pid file"; }
+}
+
+stop_nginx() {
+    local nd
+    nd="$(node_dir "$1")"
+    stop_pidfile "$nd/nginx/nginx.pid" nginx "node$1 nginx"
+}
+
+start_sshd() {
+    local i="$1" nd
+    nd="$(node_dir "$i")"
+    if pid_alive "$nd/sshd.pid" sshd; then return 0; fi
+    rm -f "$nd/sshd.pid"
+    mkdir -p /run/sshd
+    if ! /usr/sbin/sshd -f "$nd/sshd_config" -E "$nd/sshd.log" </dev/null >>"$nd/sshd.log" 2>&1 9>&-; then
+        log_tail "$nd/sshd.log"
+        die "node$i: sshd failed to start"
+    fi
+    wait_for 5 pid_alive "$nd/sshd.pid" sshd || { log_tail "$nd/sshd.log"; die "node$i: sshd did not write its pid file"; }
+}
+
+stop_sshd() {
+    local nd
+    nd="$(node_dir "$1")"
+    stop_pidfile "$nd/sshd.pid" sshd "node$1 sshd"
+}
+
+# full bring-up of one node (runs in a background subshell)
+node_up() {
+    local i="$1" nd
+    nd="$(node_dir "$i")"
+    mkdir -p "$nd"
+    if [[ ! -s "$nd/ssh_host_ed25519_key" ]]; then
+        ssh-keygen -q -t ed25519 -N '' -C "node$i" -f "$nd/ssh_host_ed25519_key" >/dev/null
+    fi
+    write_node_configs "$i"
+    mount_node_certs "$i"
+    bootstrap_node_certs "$i"
+    start_sshd "$i"
+    start_nginx "$i"
+}
+
+node_down() {
+    local i="$1" nd
+    nd="$(node_dir "$i")"
+    [[ -d "$nd" ]] || return 0
+    stop_nginx "$i"
+    stop_sshd "$i"
+    if mountpoint -q "$nd/certs"; then
+        umount "$nd/certs" || umount -l "$nd/certs" || warn "could not unmount $nd/certs"
+    fi
+    rm -f "$nd/.tmpfs"
+}
+
+setup_nodes() {
+    local n="$1" i d pids=() failed=0
+    # remove nodes beyond the new count
+    for d in "$LAB"/nodes/node*; do
+        [[ -d "$d" ]] || continue
+        i="${d##*/node}"
+        if [[ "$i" =~ ^[0-9]+$ ]] && ((i > n)); then node_down "$i"; rm -rf "$d"; fi
+    done
+    setup_bootstrap_certs
+    mkdir -p "$LAB/nodes"
+    for ((i = 1; i <= n; i++)); do
+        (node_up "$i") >"$LAB/nodes/.up-$i.log" 2>&1 &
+        pids+=($!)
+    done
+    for ((i = 1; i <= n; i++)); do
+        if ! wait "${pids[i - 1]}"; then
+            failed=1
+            echo "node$i failed:" >&2
+            cat "$LAB/nodes/.up-$i.log" >&2
+        else
+            # surface warnings (e.g. tmpfs fallback)
+            grep -h 'warning' "$LAB/nodes/.up-$i.log" >&2 || true
+        fi
+        rm -f "$LAB/nodes/.up-$i.log"
+    done
+    ((failed == 0)) || die "some edge nodes failed to start"
+    echo "$n" >"$LAB/nodes.count"
+    write_known_hosts "$n"
+}
+
+# ---------------------------------------------------------------- generated files
+
+write_inventory() {
+    local n="$1" i nd tmp="$LAB/certctl.toml.tmp"
+    {
+        cat <<EOF
+# Generated by lab/lab.sh for the lab; do not edit.
+store = "$LAB/store"
+
+[account]
+directory = "https://127.0.0.1:14000/dir"
+contact = ["mailto:ops@example.test"]
+ca_bundle = "$LAB/ca/lab-ca.pem"
+
+[report]
+trust = ["$LAB/pebble-roots.pem"]
+
+[solvers.lab]
+type = "rfc2136"
+server = "127.0.0.1:53"
+tsig_key = "$TSIG_NAME"
+tsig_algorithm = "hmac-sha256"
+tsig_secret_file = "$LAB/tsig.secret"
+
+[[certificate]]
+name = "www"
+domains = ["www.example.test", "example.test"]
+solver = "lab"
+groups = ["edge"]
+
+[[certificate]]
+name = "media"
+domains = ["media.example.test"]
+solver = "lab"
+groups = ["edge"]
+
+[[certificate]]
+name = "wild"
+domains = ["*.cdn.example.test", "cdn.example.test"]
+solver = "lab"
+groups = ["edge"]
+EOF
+        for ((i = 1; i <= n; i++)); do
+            nd="$(node_dir "$i")"
+            cat <<EOF
+
+[[node]]
+name = "node$i"
+address = "$(node_addr "$i")"
+user = "root"
+identity_file = "$LAB/ssh/id_ed25519"
+known_hosts = "$LAB/ssh/known_hosts"
+groups = ["edge"]
+base_dir = "$nd/certs"
+validate = "nginx -t -q -p $nd/nginx/ -c nginx.conf"
+reload = "nginx -p $nd/nginx/ -c nginx.conf -s reload"
+EOF
+        done
+    } >"$tmp"
+    mv "$tmp" "$LAB/certctl.toml"
+    mkdir -p "$LAB/store"
+}
+
+print_env() {
+    local n
+    n="$(current_nodes)"
+    printf 'export %s=%q\n' \
+        CERTCTL_LAB_DIR "$LAB" \
+        CERTCTL_LAB_NODES "$n" \
+        CERTCTL_LAB_CA "$LAB/ca/lab-ca.pem" \
+        CERTCTL_LAB_TSIG_SECRET_FILE "$LAB/tsig.secret" \
+        CERTCTL_LAB_SSH_KEY "$LAB/ssh/id_ed25519" \
+        CERTCTL_LAB_KNOWN_HOSTS "$LAB/ssh/known_hosts" \
+        CERTCTL_CONFIG "$LAB/certctl.toml"
+}
+
+# ---------------------------------------------------------------- commands
+
+cmd_up() {
+    local n="${1:-}"
+    if [[ -z "$n" ]]; then
+        n="$(current_nodes)"
+        ((n > 0)) || n=$DEFAULT_NODES
+    fi
+    [[ "$n" =~ ^[0-9]+$ ]] && ((10#$n >= 1 && 10#$n <= MAX_NODES)) || die "N must be 1..$MAX_NODES, got '$n'"
+    n=$((10#$n))
+    need_root
+    ensure_packages
+    check_loopback
+    take_lock
+    local t0=$SECONDS
+    setup_ca
+    setup_named
+    write_pebble_conf
+    start_pebble "$(cat "$LAB/pebble/noncereject" 2>/dev/null || echo 0)"
+    setup_ssh_client
+    setup_nodes "$n"
+    write_inventory "$n"
+    print_env >"$LAB/env"
+    info "certctl lab up in $LAB ($((SECONDS - t0))s):"
+    info "  named    127.0.0.1:53 (primary, recursive for 127/8)   named2 127.0.0.2:53 (secondary)"
+    info "  pebble   https://127.0.0.1:14000/dir (mgmt :15000), CA bundle $LAB/ca/lab-ca.pem"
+    info "  nodes    $n: node1..node$n at 127.0.0.11..$(node_addr "$n") (sshd :22, nginx :443)"
+    info "  config   $LAB/certctl.toml   env: eval \"\$($PROG env)\"  (or source $LAB/env)"
+}
+
+cmd_down() {
+    [[ -d "$LAB" ]] || { info "lab is down ($LAB does not exist)"; return 0; }
+    take_lock
+    local d i pids=()
+    for d in "$LAB"/nodes/node*; do
+        [[ -d "$d" ]] || continue
+        i="${d##*/node}"
+        [[ "$i" =~ ^[0-9]+$ ]] || continue
+        (node_down "$i") &
+        pids+=($!)
+    done
+    ((${#pids[@]} == 0)) || wait "${pids[@]}" || true
+    stop_pebble
+    stop_named named2
+    stop_named named
+    remove_lo_aliases
+    info "lab is down"
+}
+
+status_line() { printf '%-14s %s\n' "$1" "$2"; }
+
+component_status() {
+    local pf="$1" exe="$2"
+    if pid_alive "$pf" "$exe"; then echo "running (pid $(pid_of "$pf"))"; else echo "stopped"; fi
+}
+
+cmd_status() {
+    local d i n
+    status_line named "$(component_status "$LAB/named/named.pid" named) 127.0.0.1:53"
+    status_line named2 "$(component_status "$LAB/named2/named.pid" named) 127.0.0.2:53"
+    status_line pebble "$(component_status "$LAB/pebble/pebble.pid" pebble) 127.0.0.1:14000 nonce-reject=$(cat "$LAB/pebble/noncereject" 2>/dev/null || echo 0)"
+    n="$(current_nodes)"
+    for d in "$LAB"/nodes/node*; do
+        [[ -d "$d" ]] || continue
+        i="${d##*/node}"
+        [[ "$i" =~ ^[0-9]+$ ]] || continue
+        local extra=""
+        [[ -s "$d/nginx/extra.conf" ]] && extra+=" [nginx-broken]"
+        [[ -e "$d/certs/.filler" ]] && extra+=" [disk-full]"
+        mountpoint -q "$d/certs" || extra+=" [no-tmpfs]"
+        status_line "node$i sshd" "$(component_status "$d/sshd.pid" sshd) $(node_addr "$i"):22"
+        status_line "node$i nginx" "$(component_status "$d/nginx/nginx.pid" nginx) $(node_addr "$i"):443$extra"
+    done | sort -s -V -k1,1
+    ((n > 0)) || true
+}
+
+node_arg() {
+    check_node_index "${1:-}"
+    local i=$((10#$1))
+    [[ -d "$(node_dir "$i")" ]] || die "node$i does not exist (lab has $(current_nodes) nodes)"
+    echo "$i"
+}
+
+cmd_stop() {
+    need_root
+    take_lock
+    case "${1:-}" in
+        named | named2) stop_named "$1" ;;
+        pebble) stop_pebble ;;
+        sshd) stop_sshd "$(node_arg "${2:-}")" ;;
+        nginx) stop_nginx "$(node_arg "${2:-}")" ;;
+        *) usage >&2; exit 2 ;;
+    esac
+}
+
+cmd_start() {
+    need_root
+    take_lock
+    case "${1:-}" in
+        named | named2) start_named "$1" ;;
+        pebble) start_pebble 0 ;;
+        sshd) start_sshd "$(node_arg "${2:-}")" ;;
+        nginx) start_nginx "$(node_arg "${2:-}")" ;;
+        *) usage >&2; exit 2 ;;
+    esac
+}
+
+cmd_pebble_restart() {
+    local pct=0
+    while (($#)); do
+        case "$1" in
+            --nonce-reject) pct="${2:-}"; shift 2 || die "--nonce-reject needs a value" ;;
+            --nonce-reject=*) pct="${1#*=}"; shift ;;
+            *) die "pebble-restart: unknown argument '$1'" ;;
+        esac
+    done
+    [[ "$pct" =~ ^[0-9]+$ ]] && ((pct <= 100)) || die "--nonce-reject must be 0..100, got '$pct'"
+    need_root
+    take_lock
+    stop_pebble
+    start_pebble "$pct"
+    info "pebble restarted (PEBBLE_WFE_NONCEREJECT=$pct); new roots in $LAB/pebble-roots.pem"
+}
+
+cmd_disk() {
+    local op="$1" i base
+    i="$(node_arg "${2:-}")"
+    base="$(node_dir "$i")/certs"
+    mountpoint -q "$base" || warn "node$i: $base is not a tmpfs; $op acts on the real disk"
+    if [[ "$op" == fill ]]; then
+        if ! mountpoint -q "$base"; then die "refusing to fill a non-tmpfs directory"; fi
+        dd if=/dev/zero of="$base/.filler" bs=64k status=none 2>/dev/null || true
+        # use up any remaining fragments too
+        dd if=/dev/zero of="$base/.filler2" bs=1 status=none 2>/dev/null || true
+        info "node$i: $base is full ($(df -h --output=avail "$base" | tail -n1 | tr -d ' ') available)"
+    else
+        rm -f "$base/.filler" "$base/.filler2"
+        info "node$i: $base freed ($(df -h --output=avail "$base" | tail -n1 | tr -d ' ') available)"
+    fi
+}
+
+cmd_nginx_fault() {
+    local op="$1" i nd
+    i="$(node_arg "${2:-}")"
+    nd="$(node_dir "$i")"
+    if [[ "$op" == break ]]; then
+        echo "certctl_lab_broken_directive on;  # injected by lab.sh nginx-break" >"$nd/nginx/extra.conf"
+        info "node$i: nginx config broken (nginx -t now fails)"
+    else
+        : >"$nd/nginx/extra.conf"
+        info "node$i: nginx config fixed"
+    fi
+}
+
+cmd_clean() {
+    cmd_down
+    rm -rf "$LAB"
+    info "removed $LAB"
+}
+
+main() {
+    local cmd="${1:-}"
+    (($#)) && shift
+    case "$cmd" in
+        up) cmd_up "$@" ;;
+        down) need_root; cmd_down ;;
+        status) cmd_status ;;
+        env) print_env ;;
+        clean) need_root; cmd_clean ;;
+        stop) cmd_stop "$@" ;;
+        start) cmd_start "$@" ;;
+        pebble-restart) cmd_pebble_restart "$@" ;;
+        disk-fill) need_root; cmd_disk fill "$@" ;;
+        disk-free) need_root; cmd_disk free "$@" ;;
+        nginx-break) cmd_nginx_fault break "$@" ;;
+        nginx-fix) cmd_nginx_fault fix "$@" ;;
+        -h | --help | help) usage ;;
+        "") usage >&2; exit 2 ;;
+        *) echo "$PROG: unknown command '$cmd'" >&2; usage >&2; exit 2 ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,1 @@
+//! Lab integration tests live in `tests/*.rs`; this crate has no library code.
