@@ -64,6 +64,12 @@ pid_alive() {
     [[ "$(awk '/^State:/{print $2}' "/proc/$pid/status" 2>/dev/null)" != "Z" ]]
 }
 
+# true while PID exists and is not a zombie (PID 1 here may reap late)
+proc_live() {
+    kill -0 "$1" 2>/dev/null || return 1
+    [[ "$(awk '/^State:/{print $2}' "/proc/$1/status" 2>/dev/null)" != "Z" ]]
+}
+
 pid_of() { head -n1 "$1" 2>/dev/null | tr -dc '0-9'; }
 
 # stop_pidfile PIDFILE EXE NAME: TERM, wait up to 10 s, then KILL; remove pid file
@@ -72,11 +78,11 @@ stop_pidfile() {
     if pid_alive "$pf" "$exe"; then
         pid="$(pid_of "$pf")"
         kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 100; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
+        for ((i = 0; i < 200; i++)); do
+            proc_live "$pid" || break
+            sleep 0.05
         done
-        if kill -0 "$pid" 2>/dev/null; then
+        if proc_live "$pid"; then
             warn "$name (pid $pid) did not exit on TERM; sending KILL"
             kill -KILL "$pid" 2>/dev/null || true
             sleep 0.2
@@ -134,8 +140,17 @@ ensure_packages() {
     mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
     info "installing missing packages: ${missing[*]}"
     apt-get update -qq >/dev/null || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
-        die "apt-get install ${missing[*]} failed"
+    # keep the packaged services (named on *:53, sshd on *:22) from starting during install
+    local policy_created=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy_created=1
+    fi
+    local rc=0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null || rc=$?
+    ((policy_created == 0)) || rm -f /usr/sbin/policy-rc.d
+    ((rc == 0)) || die "apt-get install ${missing[*]} failed"
     # packaged services must not grab our ports (no systemd here, but invoke-rc.d may start them)
     local svc
     for svc in named nginx ssh; do
@@ -338,6 +353,9 @@ start_named() {
     [[ "$addr" == 127.0.0.1 ]] || ensure_lo_alias "$addr"
     [[ -s "$d/named.conf" ]] || die "$which: no configuration; run '$PROG up' first"
     rm -f "$d/named.pid" "$d/named.lock"
+    # BIND does not refresh a secondary zone loaded from its backup file until the SOA
+    # refresh timer fires, so missed NOTIFYs would leave named2 stale: always re-transfer.
+    [[ "$which" == named2 ]] && rm -f "$d"/*.bk "$d"/*.bk.jnl
     if ! named-checkconf "$d/named.conf" >"$d/checkconf.log" 2>&1; then
         log_tail "$d/checkconf.log"
         die "$which: named-checkconf failed for $d/named.conf"
@@ -352,6 +370,19 @@ start_named() {
         log_tail "$d/named.log"
         die "$which started but does not answer on $addr:53"
     fi
+    # a restarted secondary refreshes with some jitter: wait (best effort) until it has caught up
+    if [[ "$which" == named2 ]] && pid_alive "$LAB/named/named.pid" named; then
+        wait_for 5 secondary_in_sync || warn "named2 has not caught up with the primary yet"
+    fi
+}
+
+secondary_in_sync() {
+    local z a b
+    for z in example.test challenges.test; do
+        a="$(dig +time=1 +tries=1 +norec +short @127.0.0.1 SOA "$z" | awk '{print $3}')"
+        b="$(dig +time=1 +tries=1 +norec +short @127.0.0.2 SOA "$z" | awk '{print $3}')"
+        [[ -n "$a" && "$a" == "$b" ]] || return 1
+    done
 }
 
 ensure_lo_alias() {
@@ -667,8 +698,10 @@ setup_nodes() {
     for d in "$LAB"/nodes/node*; do
         [[ -d "$d" ]] || continue
         i="${d##*/node}"
-        if [[ "$i" =~ ^[0-9]+$ ]] && ((i > n)); then node_down "$i"; rm -rf "$d"; fi
+        if [[ "$i" =~ ^[0-9]+$ ]] && ((i > n)); then (node_down "$i" && rm -rf "$d") & pids+=($!); fi
     done
+    ((${#pids[@]} == 0)) || wait "${pids[@]}" || true
+    pids=()
     setup_bootstrap_certs
     mkdir -p "$LAB/nodes"
     for ((i = 1; i <= n; i++)); do
@@ -714,6 +747,7 @@ server = "127.0.0.1:53"
 tsig_key = "$TSIG_NAME"
 tsig_algorithm = "hmac-sha256"
 tsig_secret_file = "$LAB/tsig.secret"
+resolver = "127.0.0.1:53"
 
 [[certificate]]
 name = "www"
@@ -732,11 +766,13 @@ name = "wild"
 domains = ["*.cdn.example.test", "cdn.example.test"]
 solver = "lab"
 groups = ["edge"]
+
+# one per node
 EOF
         for ((i = 1; i <= n; i++)); do
             nd="$(node_dir "$i")"
+            ((i == 1)) || echo
             cat <<EOF
-
 [[node]]
 name = "node$i"
 address = "$(node_addr "$i")"
@@ -785,7 +821,7 @@ cmd_up() {
     setup_ca
     setup_named
     write_pebble_conf
-    start_pebble "$(cat "$LAB/pebble/noncereject" 2>/dev/null || echo 0)"
+    start_pebble 0
     setup_ssh_client
     setup_nodes "$n"
     write_inventory "$n"
@@ -856,8 +892,11 @@ cmd_stop() {
     case "${1:-}" in
         named | named2) stop_named "$1" ;;
         pebble) stop_pebble ;;
-        sshd) stop_sshd "$(node_arg "${2:-}")" ;;
-        nginx) stop_nginx "$(node_arg "${2:-}")" ;;
+        sshd | nginx)
+            local i
+            i="$(node_arg "${2:-}")"
+            stop_"$1" "$i"
+            ;;
         *) usage >&2; exit 2 ;;
     esac
 }
@@ -868,8 +907,11 @@ cmd_start() {
     case "${1:-}" in
         named | named2) start_named "$1" ;;
         pebble) start_pebble 0 ;;
-        sshd) start_sshd "$(node_arg "${2:-}")" ;;
-        nginx) start_nginx "$(node_arg "${2:-}")" ;;
+        sshd | nginx)
+            local i
+            i="$(node_arg "${2:-}")"
+            start_"$1" "$i"
+            ;;
         *) usage >&2; exit 2 ;;
     esac
 }
