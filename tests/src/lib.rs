@@ -1,1 +1,178 @@
-//! Lab integration tests live in `tests/*.rs`; this crate has no library code.
+//! Harness for the integration tests against the lab (`lab/lab.sh`): real
+//! pebble, bind9, and sshd + nginx edge nodes on 127.0.0.0/8.
+//!
+//! Each test binary brings the lab up once (idempotent, fast when it already
+//! runs). Tests that break a shared component (stop named, restart pebble,
+//! break a node) take [`Lab::exclusive`]; all others take [`Lab::shared`], so
+//! faults never leak into unrelated tests.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The running lab.
+#[derive(Debug)]
+pub struct Lab {
+    /// The lab's state directory.
+    pub dir: PathBuf,
+    /// How many edge nodes it runs.
+    pub nodes: usize,
+}
+
+/// Held while a test uses the lab; shared or exclusive.
+#[derive(Debug)]
+pub struct LabGuard {
+    _file: File,
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The `certctl` binary built by `cargo build` (the test command builds it first).
+pub fn certctl_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("CERTCTL_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("target"));
+    let bin = target.join("debug").join("certctl");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p certctl` before the lab tests (tests/run.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+static LAB: OnceLock<Lab> = OnceLock::new();
+
+/// Brings the lab up (once per test binary) and returns it. The node count is
+/// `CERTCTL_LAB_NODES` or 5.
+pub fn lab() -> &'static Lab {
+    LAB.get_or_init(|| {
+        let nodes: usize = std::env::var("CERTCTL_LAB_NODES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(5);
+        let dir = std::env::var("CERTCTL_LAB_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from("/tmp/certctl-lab"));
+        let lab = Lab { dir, nodes };
+        let out = lab.sh(&["up", &nodes.to_string()]);
+        assert!(
+            out.status.success(),
+            "lab/lab.sh up failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    })
+}
+
+impl Lab {
+    /// Runs `lab/lab.sh` with `args`.
+    pub fn sh(&self, args: &[&str]) -> Output {
+        Command::new("bash")
+            .arg(workspace().join("lab/lab.sh"))
+            .args(args)
+            .env("CERTCTL_LAB_DIR", &self.dir)
+            .output()
+            .expect("run lab/lab.sh")
+    }
+
+    /// Runs `lab/lab.sh` and panics with its output if it fails.
+    pub fn must(&self, args: &[&str]) {
+        let out = self.sh(args);
+        assert!(
+            out.status.success(),
+            "lab/lab.sh {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn lock(&self, exclusive: bool) -> LabGuard {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(".test-lock"))
+            .expect("open test lock");
+        if exclusive {
+            file.lock().expect("lock");
+        } else {
+            file.lock_shared().expect("lock_shared");
+        }
+        LabGuard { _file: file }
+    }
+
+    /// For tests that only use the lab.
+    pub fn shared(&self) -> LabGuard {
+        self.lock(false)
+    }
+
+    /// For tests that break a shared component; nothing else runs meanwhile.
+    pub fn exclusive(&self) -> LabGuard {
+        self.lock(true)
+    }
+
+    /// The generated inventory text.
+    pub fn inventory_text(&self) -> String {
+        std::fs::read_to_string(self.dir.join("certctl.toml")).expect("read lab inventory")
+    }
+
+    /// Writes an inventory into `dir` with the store at `dir/store`, after
+    /// applying `edit` to the lab's text; returns the file's path.
+    pub fn inventory_in(&self, dir: &Path, edit: impl FnOnce(String) -> String) -> PathBuf {
+        let text = self.inventory_text();
+        let store_line = text
+            .lines()
+            .find(|l| l.starts_with("store = "))
+            .expect("store line")
+            .to_string();
+        let text = text.replace(
+            &store_line,
+            &format!("store = \"{}\"", dir.join("store").display()),
+        );
+        let path = dir.join("certctl.toml");
+        std::fs::write(&path, edit(text)).expect("write inventory");
+        path
+    }
+
+    /// The address of node `i` (1-based).
+    pub fn node_addr(&self, i: usize) -> String {
+        format!("127.0.0.{}", 10 + i)
+    }
+
+    /// Pebble's current roots and intermediates (PEM), to verify issued chains.
+    pub fn pebble_roots(&self) -> PathBuf {
+        self.dir.join("pebble-roots.pem")
+    }
+}
+
+/// Runs certctl with `args` and the inventory at `config`.
+pub fn certctl(config: &Path, args: &[&str]) -> Output {
+    Command::new(certctl_bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run certctl")
+}
+
+/// Renders an `Output` for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
