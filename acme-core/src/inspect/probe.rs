@@ -232,14 +232,15 @@ impl Prober {
             })?;
         let _ = tcp.set_nodelay(true);
         let connector = tokio_rustls::TlsConnector::from(self.config.clone());
-        let tls = connector
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| ProbeFailure::Handshake {
-                address: address.into(),
-                sni: sni.into(),
-                reason: e.to_string(),
-            })?;
+        let tls =
+            connector
+                .connect(server_name, tcp)
+                .await
+                .map_err(|e| ProbeFailure::Handshake {
+                    address: address.into(),
+                    sni: sni.into(),
+                    reason: e.to_string(),
+                })?;
         let (_, conn) = tls.get_ref();
         let chain = conn
             .peer_certificates()
