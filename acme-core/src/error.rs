@@ -27,3 +27,18 @@ pub enum Error {
     #[error(transparent)]
     Inspect(#[from] crate::inspect::InspectError),
 }
+
+/// An error and its sources on one line, `: `-separated (for logs and state files).
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    s
+}

@@ -83,6 +83,7 @@ enum Command {
 
 /// What every command gets: global options, resolved.
 #[derive(Debug)]
+#[allow(dead_code)] // verbosity and TTY facts are read by the deploy and report commands
 pub(crate) struct Ctx {
     pub(crate) config: PathBuf,
     pub(crate) verbose: u8,

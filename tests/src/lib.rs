@@ -57,13 +57,19 @@ static LAB: OnceLock<Lab> = OnceLock::new();
 /// `CERTCTL_LAB_NODES` or 5.
 pub fn lab() -> &'static Lab {
     LAB.get_or_init(|| {
-        let nodes: usize = std::env::var("CERTCTL_LAB_NODES")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(5);
         let dir = std::env::var("CERTCTL_LAB_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|_| PathBuf::from("/tmp/certctl-lab"));
+        // Never shrink a running lab: other test binaries may use its nodes.
+        let running: usize = std::fs::read_to_string(dir.join("nodes.count"))
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        let wanted: usize = std::env::var("CERTCTL_LAB_NODES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(5);
+        let nodes = wanted.max(running);
         let lab = Lab { dir, nodes };
         let out = lab.sh(&["up", &nodes.to_string()]);
         assert!(

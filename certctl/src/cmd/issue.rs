@@ -2,34 +2,449 @@
 
 use std::process::ExitCode;
 
-use crate::Ctx;
+use acme_core::acme::{self, DueReason, RenewOptions, RenewOutcome, RenewResult};
+use acme_core::Store;
+use anyhow::Context as _;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::output::{paint, print_json, Table};
+use crate::{exit, Ctx};
 
 /// Arguments of `certctl issue`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct IssueArgs {}
+pub(crate) struct IssueArgs {
+    /// Certificates to obtain now (names from the inventory).
+    #[arg(required = true)]
+    names: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
 
 /// Arguments of `certctl renew`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct RenewArgs {}
+pub(crate) struct RenewArgs {
+    /// Only these certificates (all by default).
+    names: Vec<String>,
+    /// Renew even if not due, and ignore a remembered Retry-After.
+    #[arg(long)]
+    force: bool,
+    /// Say what would be renewed and why; order nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
 
 /// Arguments of `certctl list`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ListArgs {}
+pub(crate) struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
 
 /// Arguments of `certctl check`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckArgs {}
 
-pub(crate) async fn issue(_ctx: &Ctx, _args: IssueArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub(crate) async fn issue(ctx: &Ctx, args: IssueArgs) -> anyhow::Result<ExitCode> {
+    let opts = RenewOptions {
+        names: args.names,
+        force: true,
+        dry_run: false,
+    };
+    renew_with(ctx, opts, args.json).await
 }
 
-pub(crate) async fn renew(_ctx: &Ctx, _args: RenewArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub(crate) async fn renew(ctx: &Ctx, args: RenewArgs) -> anyhow::Result<ExitCode> {
+    let opts = RenewOptions {
+        names: args.names,
+        force: args.force,
+        dry_run: args.dry_run,
+    };
+    renew_with(ctx, opts, args.json).await
 }
 
-pub(crate) async fn list(_ctx: &Ctx, _args: ListArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+/// Opens the inventory's store, tells about repaired modes, and takes the lock.
+pub(crate) fn open_store_locked(
+    ctx: &Ctx,
+    inv: &acme_core::Inventory,
+) -> anyhow::Result<(Store, acme_core::store::StoreLock)> {
+    let (store, repairs) = Store::open(&inv.store)?;
+    for r in repairs {
+        eprintln!(
+            "certctl: warning: {} had mode {:o}; set to {:o}",
+            r.path.display(),
+            r.was,
+            r.now
+        );
+    }
+    let lock = store.lock(ctx.lock_wait)?;
+    Ok((store, lock))
+}
+
+fn check_names(inv: &acme_core::Inventory, names: &[String]) -> anyhow::Result<()> {
+    for n in names {
+        if inv.certificate(n).is_none() {
+            let known: Vec<&str> = inv.certificates.iter().map(|c| c.name.as_str()).collect();
+            anyhow::bail!(
+                "certificate `{n}` is not in {}; known: {}",
+                inv.path.display(),
+                known.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs a renewal and prints its outcomes; shared with `certctl run`.
+pub(crate) async fn renew_outcomes(
+    ctx: &Ctx,
+    inv: &acme_core::Inventory,
+    opts: &RenewOptions,
+) -> anyhow::Result<Vec<RenewOutcome>> {
+    check_names(inv, &opts.names)?;
+    let (store, _lock) = if opts.dry_run {
+        (Store::open(&inv.store)?.0, None)
+    } else {
+        let (s, l) = open_store_locked(ctx, inv)?;
+        (s, Some(l))
+    };
+    Ok(acme::renew(inv, &store, opts).await?)
+}
+
+async fn renew_with(ctx: &Ctx, opts: RenewOptions, json: bool) -> anyhow::Result<ExitCode> {
+    let inv = ctx.inventory()?;
+    let outcomes = renew_outcomes(ctx, &inv, &opts).await?;
+    if json {
+        print_json(&outcomes.iter().map(OutcomeJson::from).collect::<Vec<_>>())?;
+    } else {
+        print_outcomes(ctx, &outcomes)?;
+    }
+    Ok(ExitCode::from(outcome_code(&outcomes)))
+}
+
+/// 2 if any certificate failed, else 0.
+pub(crate) fn outcome_code(outcomes: &[RenewOutcome]) -> u8 {
+    if outcomes
+        .iter()
+        .any(|o| matches!(o.result, RenewResult::Failed { .. }))
+    {
+        exit::CRITICAL
+    } else {
+        0
+    }
+}
+
+pub(crate) fn print_outcomes(ctx: &Ctx, outcomes: &[RenewOutcome]) -> anyhow::Result<()> {
+    let mut t = Table::new(&["CERTIFICATE", "RESULT", "DETAIL"]);
+    for o in outcomes {
+        let (result, detail) = match &o.result {
+            RenewResult::Issued { release, reason } => (
+                "issued",
+                format!(
+                    "{} ({reason}); expires {}",
+                    release.version,
+                    day(release.meta.not_after)
+                ),
+            ),
+            RenewResult::NotDue => (
+                "not due",
+                o.due
+                    .as_ref()
+                    .map(|(at, why)| format!("due {} ({why})", day(*at)))
+                    .unwrap_or_default(),
+            ),
+            RenewResult::WouldIssue { reason } => ("would issue", reason.to_string()),
+            RenewResult::Deferred { until } => (
+                "deferred",
+                format!("the CA asked to wait until {}", stamp(*until)),
+            ),
+            RenewResult::Failed { error, .. } => ("FAILED", format!("{error:#}")),
+            _ => ("?", String::new()),
+        };
+        t.row(vec![o.name.clone(), result.into(), detail]);
+    }
+    t.print(|_, col, text| match (col, text) {
+        (1, "FAILED") => paint(ctx.color, "red", text),
+        (1, "issued") => paint(ctx.color, "green", text),
+        (1, "deferred") => paint(ctx.color, "yellow", text),
+        _ => text.to_string(),
+    })?;
+    for o in outcomes {
+        if let RenewResult::Failed { error, .. } = &o.result {
+            eprintln!("certctl: {}: {}", o.name, anyhow_chain(error));
+        }
+    }
+    Ok(())
+}
+
+fn anyhow_chain(e: &acme_core::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// One outcome, for `--json`.
+#[derive(Serialize)]
+pub(crate) struct OutcomeJson {
+    name: String,
+    result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<DueReason>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    due_at: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    not_after: Option<OffsetDateTime>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    retry_after: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl From<&RenewOutcome> for OutcomeJson {
+    fn from(o: &RenewOutcome) -> Self {
+        let mut j = OutcomeJson {
+            name: o.name.clone(),
+            result: "",
+            reason: None,
+            due_at: o.due.as_ref().map(|d| d.0),
+            version: None,
+            not_after: None,
+            retry_after: None,
+            error: None,
+        };
+        match &o.result {
+            RenewResult::Issued { release, reason } => {
+                j.result = "issued";
+                j.reason = Some(reason.clone());
+                j.version = Some(release.version.clone());
+                j.not_after = Some(release.meta.not_after);
+            }
+            RenewResult::NotDue => {
+                j.result = "not_due";
+                j.reason = o.due.as_ref().map(|d| d.1.clone());
+            }
+            RenewResult::WouldIssue { reason } => {
+                j.result = "would_issue";
+                j.reason = Some(reason.clone());
+            }
+            RenewResult::Deferred { until } => {
+                j.result = "deferred";
+                j.retry_after = Some(*until);
+            }
+            RenewResult::Failed { reason, error } => {
+                j.result = "failed";
+                j.reason = Some(reason.clone());
+                j.error = Some(anyhow_chain(error));
+            }
+            _ => j.result = "unknown",
+        }
+        j
+    }
+}
+
+fn day(t: OffsetDateTime) -> String {
+    let d = t.date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+fn stamp(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// One certificate of the store, for `list`.
+#[derive(Serialize)]
+struct ListEntry {
+    name: String,
+    in_inventory: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial: Option<String>,
+    domains: Vec<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    not_after: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    days_left: Option<i64>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    due_at: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    due_reason: Option<DueReason>,
+    versions: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    deployments: Vec<serde_json::Value>,
+}
+
+pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> {
+    let inv = ctx.inventory()?;
+    let store = Store::open_existing(&inv.store).with_context(|| {
+        format!(
+            "no store at {} yet: run `certctl issue` first",
+            inv.store.display()
+        )
+    })?;
+    let now = OffsetDateTime::now_utc();
+    let mut names: Vec<String> = inv
+        .certificates
+        .iter()
+        .map(|c| c.name.to_string())
+        .collect();
+    for n in store.names()? {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    let mut entries = Vec::new();
+    for name in names {
+        let cfg = inv.certificate(&name);
+        let live = store.current(&name)?;
+        let record: acme::RenewalRecord = store
+            .read_state(&name, "renewal")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let deployments = inv
+            .nodes
+            .iter()
+            .filter(|n| cfg.is_some_and(|c| n.groups.iter().any(|g| c.groups.contains(g))))
+            .filter_map(|n| {
+                store
+                    .read_state::<serde_json::Value>(&name, &format!("node-{}", n.name))
+                    .ok()
+                    .flatten()
+                    .map(|mut v| {
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("node".into(), n.name.to_string().into());
+                        }
+                        v
+                    })
+            })
+            .collect();
+        let mut e = ListEntry {
+            name: name.clone(),
+            in_inventory: cfg.is_some(),
+            version: None,
+            serial: None,
+            domains: cfg
+                .map(|c| c.domains.iter().map(|d| d.to_string()).collect())
+                .unwrap_or_default(),
+            not_after: None,
+            days_left: None,
+            due_at: None,
+            due_reason: None,
+            versions: store.versions(&name)?.len(),
+            last_error: record.last_error.clone(),
+            deployments,
+        };
+        if let Some(r) = &live {
+            let ari = record
+                .ari
+                .as_ref()
+                .filter(|a| a.serial == r.meta.serial)
+                .map(|a| a.window);
+            let before = cfg
+                .and_then(|c| c.renew_before)
+                .or(inv.renewal.renew_before);
+            let (at, why) = acme::due_at(
+                r.meta.not_before,
+                r.meta.not_after,
+                ari,
+                before,
+                r.meta.serial.as_bytes(),
+            );
+            e.version = Some(r.version.clone());
+            e.serial = Some(r.meta.serial.clone());
+            e.domains = r.meta.domains.clone();
+            e.not_after = Some(r.meta.not_after);
+            e.days_left = Some((r.meta.not_after - now).whole_days());
+            e.due_at = Some(at);
+            e.due_reason = Some(why);
+        }
+        entries.push(e);
+    }
+    if args.json {
+        print_json(&entries)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = Table::new(&[
+        "CERTIFICATE",
+        "VERSION",
+        "EXPIRES",
+        "LEFT",
+        "RENEW",
+        "DEPLOYED",
+        "NOTE",
+    ]);
+    for e in &entries {
+        let deployed = if e.deployments.is_empty() {
+            "-".to_string()
+        } else {
+            let current = e
+                .deployments
+                .iter()
+                .filter(|d| d.get("version").and_then(|v| v.as_str()) == e.version.as_deref())
+                .count();
+            format!("{current}/{}", e.deployments.len())
+        };
+        t.row(vec![
+            e.name.clone(),
+            e.version.clone().unwrap_or_else(|| "-".into()),
+            e.not_after.map(day).unwrap_or_else(|| "-".into()),
+            e.days_left
+                .map(|d| format!("{d}d"))
+                .unwrap_or_else(|| "-".into()),
+            match (&e.due_at, &e.due_reason) {
+                (Some(at), Some(why)) if *at <= now => format!("due now ({why})"),
+                (Some(at), Some(why)) => format!("{} ({why})", day(*at)),
+                _ => "not issued".into(),
+            },
+            deployed,
+            match (&e.last_error, e.in_inventory) {
+                (_, false) => "not in inventory".into(),
+                (Some(err), _) => format!("last error: {err}"),
+                _ => String::new(),
+            },
+        ]);
+    }
+    t.print(|_, col, text| {
+        if col == 4 && text.starts_with("due now") || col == 6 && text.starts_with("last error") {
+            paint(ctx.color, "yellow", text)
+        } else {
+            text.to_string()
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn check(ctx: &Ctx, _args: CheckArgs) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,160 @@
+//! The HTTP client under `instant-acme`: trusts the system roots plus the
+//! inventory's CA bundle, and remembers the CA's `Retry-After` answers (RFC
+//! 8555 §6.6) so rate limits can be honoured and stored between runs.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
+
+use super::AcmeError;
+
+type Inner = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
+
+/// What the CA last said about when to come back.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RetryLog {
+    inner: Arc<Mutex<Option<SystemTime>>>,
+}
+
+impl RetryLog {
+    /// The latest `Retry-After` seen on a 429 or 503 answer, if any.
+    pub(crate) fn latest(&self) -> Option<SystemTime> {
+        *self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, at: SystemTime) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *g = Some(g.map_or(at, |old| old.max(at)));
+    }
+}
+
+/// An `HttpClient` for one CA.
+pub(crate) struct CaClient {
+    inner: Inner,
+    log: RetryLog,
+}
+
+impl CaClient {
+    /// Builds a client trusting the system roots and `bundle` (PEM), if given.
+    pub(crate) fn new(bundle: Option<&Path>, log: RetryLog) -> Result<Self, AcmeError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(c);
+        }
+        if let Some(path) = bundle {
+            let pem = std::fs::read(path).map_err(|source| AcmeError::CaBundle {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let mut added = 0;
+            for der in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
+                if roots.add(der).is_ok() {
+                    added += 1;
+                }
+            }
+            if added == 0 {
+                return Err(AcmeError::CaBundle {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "no PEM certificate in it",
+                    ),
+                });
+            }
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| AcmeError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let inner = HyperClient::builder(TokioExecutor::new()).build(connector);
+        Ok(Self { inner, log })
+    }
+}
+
+impl HttpClient for CaClient {
+    fn request(
+        &self,
+        req: Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let fut = HttpClient::request(&self.inner, req);
+        let log = self.log.clone();
+        Box::pin(async move {
+            let rsp = fut.await?;
+            let status = rsp.parts.status;
+            if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
+            {
+                if let Some(at) = rsp
+                    .parts
+                    .headers
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after)
+                {
+                    log.record(at);
+                }
+            }
+            Ok(rsp)
+        })
+    }
+}
+
+/// Parses a `Retry-After` value: delay seconds or an HTTP date (RFC 9110 §10.2.3).
+pub(crate) fn parse_retry_after(v: &str) -> Option<SystemTime> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return SystemTime::now().checked_add(std::time::Duration::from_secs(secs));
+    }
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(v, &fmt)
+        .ok()
+        .map(|t| t.assume_utc().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::now();
+        let at = parse_retry_after("120").expect("seconds");
+        let d = at.duration_since(now).expect("future").as_secs();
+        assert!((119..=121).contains(&d), "{d}");
+        let at = parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT").expect("date");
+        assert_eq!(
+            at.duration_since(SystemTime::UNIX_EPOCH)
+                .expect("after epoch")
+                .as_secs(),
+            1_445_412_480
+        );
+        assert!(parse_retry_after("soon").is_none());
+    }
+
+    #[test]
+    fn log_keeps_the_latest() {
+        let log = RetryLog::default();
+        let a = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(10);
+        let b = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(20);
+        log.record(b);
+        log.record(a);
+        assert_eq!(log.latest(), Some(b));
+    }
+}
