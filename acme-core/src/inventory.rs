@@ -430,10 +430,13 @@ pub enum KeyType {
     /// ECDSA on P-384 with SHA-384.
     EcdsaP384,
     /// RSA 2048 bits.
+    #[serde(rename = "rsa-2048")]
     Rsa2048,
     /// RSA 3072 bits.
+    #[serde(rename = "rsa-3072")]
     Rsa3072,
     /// RSA 4096 bits.
+    #[serde(rename = "rsa-4096")]
     Rsa4096,
 }
 

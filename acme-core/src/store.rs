@@ -310,6 +310,16 @@ impl Store {
         write_atomic(&self.account_path(directory), json, 0o600)
     }
 
+    /// Removes the stored account for `directory` (the CA no longer knows it).
+    pub fn forget_account(&self, directory: &str) -> Result<()> {
+        let p = self.account_path(directory);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove account", &p)(e)),
+        }
+    }
+
     fn archive_dir(&self, name: &str) -> PathBuf {
         self.root.join("archive").join(name)
     }

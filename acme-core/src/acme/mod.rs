@@ -410,6 +410,16 @@ impl Issuer {
         tracing::debug!(url = order.url(), "order created");
 
         let pending = self.pending_challenges(&mut order).await?;
+        // Journal the records before they exist, so a run killed before its
+        // cleanup has them removed by the next run.
+        let journal: Vec<JournalEntry> = pending
+            .iter()
+            .map(|(d, v)| JournalEntry {
+                domain: d.as_str().to_string(),
+                value: v.clone(),
+            })
+            .collect();
+        store.write_state(cert.name.as_str(), TXT_JOURNAL, &journal)?;
         let mut presented: Vec<TxtRecord> = Vec::new();
         let result = self
             .solve_and_finalize(
@@ -426,10 +436,15 @@ impl Issuer {
             .await;
         // TXT records go away whatever happened.
         let cleanups = futures::future::join_all(presented.iter().map(|r| solver.cleanup(r))).await;
+        let mut clean = true;
         for (r, c) in presented.iter().zip(cleanups) {
             if let Err(e) = c {
-                tracing::warn!(fqdn = %r.fqdn, error = %crate::error::chain(&e), "TXT record cleanup failed");
+                clean = false;
+                tracing::warn!(fqdn = %r.fqdn, error = %crate::error::chain(&e), "TXT record cleanup failed; the next run retries it");
             }
+        }
+        if clean {
+            store.write_state(cert.name.as_str(), TXT_JOURNAL, &Vec::<JournalEntry>::new())?;
         }
         result
     }
@@ -788,6 +803,43 @@ fn leaf_facts(pem: &str) -> Result<LeafFacts> {
     })
 }
 
+/// State record listing TXT records that may exist in DNS.
+const TXT_JOURNAL: &str = "txt-journal";
+
+/// A TXT record an order created or was about to create.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct JournalEntry {
+    domain: String,
+    value: String,
+}
+
+/// Removes TXT records left by a run that died before its cleanup: each is
+/// presented again (a no-op if it exists) to learn where it lives, then removed.
+async fn sweep_journal(
+    store: &Store,
+    name: &str,
+    solver: &Arc<dyn DnsSolver>,
+) -> Result<(), crate::Error> {
+    let entries: Vec<JournalEntry> = store.read_state(name, TXT_JOURNAL)?.unwrap_or_default();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        certificate = name,
+        records = entries.len(),
+        "removing TXT records left by an interrupted run"
+    );
+    for e in &entries {
+        let Ok(domain) = DomainName::new(&e.domain) else {
+            continue;
+        };
+        let rec = solver.present(&domain, &e.value).await?;
+        solver.cleanup(&rec).await?;
+    }
+    store.write_state(name, TXT_JOURNAL, &Vec::<JournalEntry>::new())?;
+    Ok(())
+}
+
 /// What a renewal run is asked to do.
 #[derive(Debug, Clone, Default)]
 pub struct RenewOptions {
@@ -863,6 +915,21 @@ pub async fn renew(
     let now = OffsetDateTime::now_utc();
     let mut plans = Vec::new();
     for cert in certs {
+        if !opts.dry_run {
+            let solver = match solvers.get(cert.solver.as_str()) {
+                Some(s) => Some(s.clone()),
+                None => crate::dns::solver(&cert.solver, &inv.solvers[&cert.solver])
+                    .ok()
+                    .inspect(|s| {
+                        solvers.insert(cert.solver.as_str(), s.clone());
+                    }),
+            };
+            if let Some(solver) = solver {
+                if let Err(e) = sweep_journal(store, cert.name.as_str(), &solver).await {
+                    tracing::warn!(certificate = %cert.name, error = %crate::error::chain(&e), "cannot remove leftover TXT records yet");
+                }
+            }
+        }
         let previous = store.current(cert.name.as_str())?;
         let record: RenewalRecord = store
             .read_state(cert.name.as_str(), "renewal")
@@ -1059,7 +1126,7 @@ async fn ari_window(
 struct IssuerPool {
     primary: CaConfig,
     fallback: Option<CaConfig>,
-    cells: [tokio::sync::OnceCell<Issuer>; 2],
+    slots: [tokio::sync::Mutex<Option<Arc<Issuer>>>; 2],
 }
 
 impl IssuerPool {
@@ -1067,14 +1134,61 @@ impl IssuerPool {
         Self {
             primary,
             fallback,
-            cells: [tokio::sync::OnceCell::new(), tokio::sync::OnceCell::new()],
+            slots: Default::default(),
         }
     }
 
-    async fn primary(&self, store: &Store) -> Result<&Issuer> {
-        self.cells[0]
-            .get_or_try_init(|| Issuer::connect(&self.primary, store))
-            .await
+    async fn get(&self, slot: usize, ca: &CaConfig, store: &Store) -> Result<Arc<Issuer>> {
+        let mut g = self.slots[slot].lock().await;
+        if let Some(i) = g.as_ref() {
+            return Ok(i.clone());
+        }
+        let i = Arc::new(Issuer::connect(ca, store).await?);
+        *g = Some(i.clone());
+        Ok(i)
+    }
+
+    /// Forgets a stored account the CA no longer knows, so the next `get` registers anew.
+    async fn forget(&self, slot: usize, ca: &CaConfig, store: &Store) {
+        let mut g = self.slots[slot].lock().await;
+        *g = None;
+        if let Err(e) = store.forget_account(&ca.directory) {
+            tracing::warn!(error = %crate::error::chain(&e), "cannot remove the stale account");
+        }
+    }
+
+    async fn primary(&self, store: &Store) -> Result<Arc<Issuer>> {
+        self.get(0, &self.primary, store).await
+    }
+
+    async fn issue_at(
+        &self,
+        slot: usize,
+        ca: &CaConfig,
+        cert: &CertificateConfig,
+        solver: &Arc<dyn DnsSolver>,
+        store: &Store,
+        previous: Option<&Release>,
+        timeout: Duration,
+    ) -> Result<(Release, String), crate::Error> {
+        let mut again = true;
+        loop {
+            let issuer = self.get(slot, ca, store).await?;
+            match issuer.issue(cert, solver, store, previous, timeout).await {
+                Err(crate::Error::Acme(AcmeError::Server {
+                    source: instant_acme::Error::Api(p),
+                    ..
+                })) if again
+                    && p.r#type.as_deref()
+                        == Some("urn:ietf:params:acme:error:accountDoesNotExist") =>
+                {
+                    tracing::warn!(directory = %ca.directory, "the CA no longer knows the stored account; registering a new one");
+                    self.forget(slot, ca, store).await;
+                    again = false;
+                }
+                other => return other.map(|r| (r, issuer.directory.clone())),
+            }
+        }
     }
 
     /// Issues with the primary CA, and with the fallback if the primary fails
@@ -1087,13 +1201,9 @@ impl IssuerPool {
         previous: Option<&Release>,
         timeout: Duration,
     ) -> Result<(Release, String), crate::Error> {
-        let first = match self.primary(store).await {
-            Ok(i) => i
-                .issue(cert, solver, store, previous, timeout)
-                .await
-                .map(|r| (r, i.directory.clone())),
-            Err(e) => Err(e.into()),
-        };
+        let first = self
+            .issue_at(0, &self.primary, cert, solver, store, previous, timeout)
+            .await;
         let (Err(err), Some(fb)) = (&first, &self.fallback) else {
             return first;
         };
@@ -1101,13 +1211,8 @@ impl IssuerPool {
             return first;
         }
         tracing::warn!(certificate = %cert.name, error = %crate::error::chain(err), fallback = %fb.directory, "primary CA failed; trying the fallback CA");
-        let issuer = self.cells[1]
-            .get_or_try_init(|| Issuer::connect(fb, store))
-            .await?;
-        issuer
-            .issue(cert, solver, store, previous, timeout)
+        self.issue_at(1, fb, cert, solver, store, previous, timeout)
             .await
-            .map(|r| (r, issuer.directory.clone()))
     }
 }
 

@@ -11,10 +11,18 @@ use super::zone::{Locator, Nameserver};
 use super::{DnsError, TxtRecord};
 use crate::inventory::PropagationConfig;
 
-/// First pause between rounds; doubles up to [`MAX_BACKOFF`].
+/// First pause between rounds; doubles up to the cap of [`max_backoff`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(25);
-/// Longest pause between rounds.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Longest pause between rounds after `elapsed`: most servers catch up within
+/// a second (NOTIFY + IXFR), so poll finely at first, then gently.
+fn max_backoff(elapsed: Duration) -> Duration {
+    if elapsed < Duration::from_secs(5) {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(2)
+    }
+}
 /// Bound on one query to one server.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -79,7 +87,7 @@ async fn poll(
             });
         }
         tokio::time::sleep(backoff.min(left)).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff = (backoff * 2).min(max_backoff(start.elapsed()));
     }
 }
 
