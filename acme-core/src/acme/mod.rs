@@ -1164,13 +1164,16 @@ impl IssuerPool {
     async fn issue_at(
         &self,
         slot: usize,
-        ca: &CaConfig,
         cert: &CertificateConfig,
         solver: &Arc<dyn DnsSolver>,
         store: &Store,
         previous: Option<&Release>,
         timeout: Duration,
     ) -> Result<(Release, String), crate::Error> {
+        let ca = match (slot, &self.fallback) {
+            (1, Some(fb)) => fb,
+            _ => &self.primary,
+        };
         let mut again = true;
         loop {
             let issuer = self.get(slot, ca, store).await?;
@@ -1202,7 +1205,7 @@ impl IssuerPool {
         timeout: Duration,
     ) -> Result<(Release, String), crate::Error> {
         let first = self
-            .issue_at(0, &self.primary, cert, solver, store, previous, timeout)
+            .issue_at(0, cert, solver, store, previous, timeout)
             .await;
         let (Err(err), Some(fb)) = (&first, &self.fallback) else {
             return first;
@@ -1211,7 +1214,7 @@ impl IssuerPool {
             return first;
         }
         tracing::warn!(certificate = %cert.name, error = %crate::error::chain(err), fallback = %fb.directory, "primary CA failed; trying the fallback CA");
-        self.issue_at(1, fb, cert, solver, store, previous, timeout)
+        self.issue_at(1, cert, solver, store, previous, timeout)
             .await
     }
 }
