@@ -1,0 +1,244 @@
+//! ARI (RFC 9773) and profiles against a small fake CA: Debian's pebble 2.4
+//! has neither, so these paths are tested here, against only the endpoints
+//! they use (directory, nonce, account, renewal info, new order). Everything
+//! else of the ACME flow is tested against the real pebble in `tests/`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use acme_core::acme::{self, DueReason, RenewOptions, RenewResult};
+use acme_core::store::{Material, ReleaseMeta};
+use acme_core::{CertName, Inventory, Store};
+use base64::Engine as _;
+use time::{Duration, OffsetDateTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const ARI_ID: &str = "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE";
+
+#[derive(Default)]
+struct Seen {
+    new_orders: Vec<serde_json::Value>,
+    renewal_info_paths: Vec<String>,
+}
+
+/// A fake CA on 127.0.0.1: answers the endpoints ARI needs.
+async fn fake_ca(window: (OffsetDateTime, OffsetDateTime)) -> (String, Arc<Mutex<Seen>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (b, s) = (base.clone(), seen.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let (base, seen) = (b.clone(), s.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head, body) = loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_string();
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        while buf.len() < i + 4 + len {
+                            let n = sock.read(&mut chunk).await.unwrap_or(0);
+                            if n == 0 {
+                                break;
+                            }
+                            buf.extend_from_slice(&chunk[..n]);
+                        }
+                        break (head, buf[i + 4..].to_vec());
+                    }
+                };
+                let mut parts = head.split_whitespace();
+                let method = parts.next().unwrap_or("").to_string();
+                let path = parts.next().unwrap_or("").to_string();
+                let fmt = &time::format_description::well_known::Rfc3339;
+                let (status, extra, body) = match (method.as_str(), path.as_str()) {
+                    (_, "/dir") => (
+                        "200 OK",
+                        String::new(),
+                        serde_json::json!({
+                            "newNonce": format!("{base}/nonce"),
+                            "newAccount": format!("{base}/new-account"),
+                            "newOrder": format!("{base}/new-order"),
+                            "renewalInfo": format!("{base}/renewal-info"),
+                            "meta": {"profiles": {"shortlived": "6 days"}}
+                        })
+                        .to_string(),
+                    ),
+                    (_, "/nonce") => ("200 OK", String::new(), String::new()),
+                    ("POST", "/new-account") => (
+                        "201 Created",
+                        format!("location: {base}/acct/1\r\n"),
+                        r#"{"status":"valid","contact":[]}"#.to_string(),
+                    ),
+                    ("GET", p) if p.starts_with("/renewal-info/") => {
+                        seen.lock()
+                            .expect("lock")
+                            .renewal_info_paths
+                            .push(p.to_string());
+                        (
+                            "200 OK",
+                            "retry-after: 21600\r\n".to_string(),
+                            serde_json::json!({"suggestedWindow": {
+                                "start": window.0.format(fmt).expect("fmt"),
+                                "end": window.1.format(fmt).expect("fmt"),
+                            }})
+                            .to_string(),
+                        )
+                    }
+                    ("POST", "/new-order") => {
+                        let jws: serde_json::Value =
+                            serde_json::from_slice(&body).unwrap_or_default();
+                        let payload = jws["payload"].as_str().unwrap_or("");
+                        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .decode(payload)
+                            .unwrap_or_default();
+                        let v: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+                        seen.lock().expect("lock").new_orders.push(v);
+                        (
+                            "403 Forbidden",
+                            "content-type: application/problem+json\r\n".to_string(),
+                            r#"{"type":"urn:ietf:params:acme:error:unauthorized","detail":"the fake CA stops here","status":403}"#
+                                .to_string(),
+                        )
+                    }
+                    _ => ("404 Not Found", String::new(), String::new()),
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nreplay-nonce: n{}\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{body}",
+                    rand_nonce(),
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    (format!("{base}/dir"), seen)
+}
+
+fn rand_nonce() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn setup(dir: &Path, directory: &str) -> (Inventory, Store) {
+    let text = format!(
+        r#"
+store = "{store}"
+[account]
+directory = "{directory}"
+profile = "shortlived"
+[solvers.noop]
+type = "exec"
+present = ["true"]
+cleanup = ["true"]
+skip_propagation_check = true
+[[certificate]]
+name = "www"
+domains = ["www.example.test"]
+solver = "noop"
+"#,
+        store = dir.join("store").display()
+    );
+    let inv = Inventory::from_str(&text, &dir.join("certctl.toml")).expect("inventory");
+    let (store, _) = Store::open(&inv.store).expect("store");
+    let now = OffsetDateTime::now_utc();
+    let material = Material {
+        cert_pem: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
+        chain_pem: String::new(),
+        key_pem: acme_core::secret::Secret::new(
+            b"-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n".to_vec(),
+        ),
+        meta: ReleaseMeta {
+            domains: vec!["www.example.test".into()],
+            key_type: Default::default(),
+            serial: "87654321".into(),
+            issuer: "CN=fake".into(),
+            not_before: now - Duration::days(10),
+            not_after: now + Duration::days(80),
+            directory: directory.into(),
+            ari_id: Some(ARI_ID.into()),
+            stored_at: now,
+        },
+    };
+    store
+        .install(&CertName::new("www").expect("name"), &material)
+        .expect("install");
+    (inv, store)
+}
+
+#[tokio::test]
+async fn ari_window_in_the_past_makes_it_due_and_the_order_replaces_it() {
+    acme_core::install_crypto_provider();
+    let now = OffsetDateTime::now_utc();
+    let (directory, seen) = fake_ca((now - Duration::days(2), now - Duration::days(1))).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (inv, store) = setup(dir.path(), &directory);
+
+    // By the lifetime rule (80 of 90 days left) it is not due; ARI says it is.
+    let out = acme::renew(&inv, &store, &RenewOptions::default())
+        .await
+        .expect("renew");
+    let RenewResult::Failed { reason, error } = &out[0].result else {
+        panic!(
+            "expected the fake CA to refuse the order: {:?}",
+            out[0].result
+        )
+    };
+    assert!(matches!(reason, DueReason::Ari { .. }), "{reason:?}");
+    assert!(error.to_string().contains("creating the order"), "{error}");
+
+    let seen = seen.lock().expect("lock");
+    assert_eq!(
+        seen.renewal_info_paths,
+        vec![format!("/renewal-info/{ARI_ID}")]
+    );
+    let order = &seen.new_orders[0];
+    assert_eq!(order["replaces"], ARI_ID, "{order}");
+    assert_eq!(order["profile"], "shortlived", "{order}");
+    assert_eq!(order["identifiers"][0]["value"], "www.example.test");
+}
+
+#[tokio::test]
+async fn ari_window_in_the_future_is_not_due_and_is_cached() {
+    acme_core::install_crypto_provider();
+    let now = OffsetDateTime::now_utc();
+    let start = now + Duration::days(20);
+    let (directory, seen) = fake_ca((start, start + Duration::days(2))).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (inv, store) = setup(dir.path(), &directory);
+
+    for _ in 0..2 {
+        let out = acme::renew(&inv, &store, &RenewOptions::default())
+            .await
+            .expect("renew");
+        assert!(
+            matches!(out[0].result, RenewResult::NotDue),
+            "{:?}",
+            out[0].result
+        );
+        let (at, why) = out[0].due.clone().expect("due date");
+        assert!(matches!(why, DueReason::Ari { .. }));
+        assert!(at >= start && at <= start + Duration::days(2), "{at}");
+    }
+    let seen = seen.lock().expect("lock");
+    // The second run used the cached window (the CA said Retry-After: 6 h).
+    assert_eq!(seen.renewal_info_paths.len(), 1);
+    assert!(seen.new_orders.is_empty());
+}
