@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine or a warm one:
+#   static checks (fmt, clippy -D warnings, docs), unit and API tests,
+#   integration tests against the real lab (pebble, bind9, sshd + nginx
+#   nodes on 127.0.0.0/8), and a short run of every fuzz target.
+# Usage: bash tests/run.sh            (CERTCTL_LAB_NODES=N to size the lab; default 5)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+export CERTCTL_LAB_NODES=${CERTCTL_LAB_NODES:-5}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "packages"
+need=()
+for p in pebble bind9 bind9-dnsutils nginx-light openssh-server openssh-client openssl prometheus time; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
+done
+if ((${#need[@]})); then
+    # Debian's maintainer scripts must not start the packaged daemons on our ports.
+    created_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        created_policy=1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    if ((created_policy)); then rm -f /usr/sbin/policy-rc.d; fi
+fi
+echo "ok"
+
+step "rustfmt"
+cargo fmt --all --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build"
+cargo build --workspace --locked
+
+step "lab"
+bash lab/lab.sh up "$CERTCTL_LAB_NODES"
+trap 'bash "$root/lab/lab.sh" down >/dev/null 2>&1 || true' EXIT
+
+step "tests (unit, API, lab)"
+cargo test --workspace --locked --no-fail-fast
+
+step "docs"
+RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked --quiet
+
+if [[ -x fuzz/smoke.sh ]]; then
+    step "fuzz smoke"
+    bash fuzz/smoke.sh
+fi
+
+step "done"
