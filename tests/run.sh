@@ -41,8 +41,19 @@ step "build"
 cargo build --workspace --locked
 
 step "lab"
+lab_dir=${CERTCTL_LAB_DIR:-/tmp/certctl-lab}
+running=$(cat "$lab_dir/nodes.count" 2>/dev/null || echo 0)
+if bash lab/lab.sh status 2>/dev/null | grep -q "pebble.*running"; then
+    was_up=1
+else
+    was_up=0
+fi
+# Never shrink a lab somebody else is using; stop it only if we started it.
+((running > CERTCTL_LAB_NODES)) && CERTCTL_LAB_NODES=$running
 bash lab/lab.sh up "$CERTCTL_LAB_NODES"
-trap 'bash "$root/lab/lab.sh" down >/dev/null 2>&1 || true' EXIT
+if ((was_up == 0)) && [[ -z ${CERTCTL_KEEP_LAB:-} ]]; then
+    trap 'bash "$root/lab/lab.sh" down >/dev/null 2>&1 || true' EXIT
+fi
 
 step "tests (unit, API, lab)"
 cargo test --workspace --locked --no-fail-fast
