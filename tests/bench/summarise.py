@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Summarise the per-run CSV of a benchmark section into one Markdown table.
+
+Usage: summarise.py issue CSV OUT_MD NOTES_FILE
+
+Reads rows `section,tool,case,run,ok,rc,wall_s,cpu_s,maxrss_kib`, prints the
+table (medians over successful runs), the ratios of certctl to each peer and
+the targets beside the measured figures, and writes the same text to OUT_MD.
+Targets are printed, never asserted: the exit status is 0 whenever the input
+could be read.
+"""
+
+import csv
+import statistics
+import sys
+
+TOOLS = ["certctl", "lego", "certbot"]
+CASES = ["one-name", "five-names"]
+
+
+def load(path, section):
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            if r["section"] == section:
+                rows.append(r)
+    return rows
+
+
+def med(values):
+    return statistics.median(values) if values else None
+
+
+def fmt(v, digits=2):
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def ratio(num, den):
+    if num is None or den is None or den == 0:
+        return "–"
+    return f"{num / den:.1f}×"
+
+
+def summarise(rows):
+    """(tool, case) -> dict(ok, n, wall, cpu, rss_mib)."""
+    out = {}
+    for tool in TOOLS:
+        for case in CASES:
+            rs = [r for r in rows if r["tool"] == tool and r["case"] == case]
+            if not rs:
+                continue
+            ok = [r for r in rs if r["ok"] == "1"]
+            out[(tool, case)] = {
+                "ok": len(ok),
+                "n": len(rs),
+                "wall": med([float(r["wall_s"]) for r in ok]),
+                "cpu": med([float(r["cpu_s"]) for r in ok]),
+                "rss": med([int(r["maxrss_kib"]) / 1024 for r in ok]),
+            }
+    return out
+
+
+def target_line(label, value, limit, unit, fmt_digits=2):
+    if value is None:
+        verdict = "no successful run"
+    elif value <= limit:
+        verdict = "met"
+    else:
+        verdict = "NOT met"
+    return f"| {label} | ≤ {limit:g} {unit} | {fmt(value, fmt_digits)} {unit} | {verdict} |"
+
+
+def issue_report(rows, notes):
+    s = summarise(rows)
+    lines = ["## Issuance (ACME DNS-01 against the lab's pebble + bind9)", ""]
+    lines.append("| tool | case | runs ok | median wall s | median CPU s | median peak RSS MiB |")
+    lines.append("|---|---|---|---|---|---|")
+    for (tool, case), v in s.items():
+        lines.append(
+            f"| {tool} | {case} | {v['ok']}/{v['n']} | {fmt(v['wall'])} | "
+            f"{fmt(v['cpu'])} | {fmt(v['rss'], 1)} |"
+        )
+    lines += ["", "Ratios (peer ÷ certctl; above 1× means certctl is faster or smaller):", ""]
+    lines.append("| case | vs | wall | CPU | peak RSS |")
+    lines.append("|---|---|---|---|---|")
+    for case in CASES:
+        c = s.get(("certctl", case))
+        if c is None:
+            continue
+        for peer in ["lego", "certbot"]:
+            p = s.get((peer, case))
+            if p is None:
+                continue
+            lines.append(
+                f"| {case} | {peer} | {ratio(p['wall'], c['wall'])} | "
+                f"{ratio(p['cpu'], c['cpu'])} | {ratio(p['rss'], c['rss'])} |"
+            )
+    one = s.get(("certctl", "one-name"), {})
+    five = s.get(("certctl", "five-names"), {})
+    lego_one = s.get(("lego", "one-name"), {})
+    lines += ["", "Targets (printed, not asserted):", ""]
+    lines.append("| target | limit | measured | |")
+    lines.append("|---|---|---|---|")
+    lines.append(target_line("certctl one name, median wall", one.get("wall"), 0.3, "s"))
+    share = None
+    if one.get("wall") is not None and lego_one.get("wall"):
+        share = one["wall"] / lego_one["wall"]
+    lines.append(target_line("certctl one name, wall ÷ lego's", share, 0.2, "", 3))
+    lines.append(target_line("certctl five names, median wall", five.get("wall"), 1.0, "s"))
+    rss = max([v for v in (one.get("rss"), five.get("rss")) if v is not None], default=None)
+    lines.append(target_line("certctl peak RSS (worse case)", rss, 30, "MiB", 1))
+    if notes:
+        lines += ["", "Notes:", ""]
+        lines += [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    if len(argv) != 5 or argv[1] != "issue":
+        sys.stderr.write(__doc__)
+        return 64
+    _, section, csv_path, out_md, notes_path = argv
+    with open(notes_path) as f:
+        notes = [l.rstrip("\n") for l in f if l.strip()]
+    text = issue_report(load(csv_path, section), notes)
+    sys.stdout.write(text)
+    with open(out_md, "w") as f:
+        f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
