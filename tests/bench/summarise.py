@@ -67,7 +67,8 @@ def target_line(label, value, limit, unit, fmt_digits=2):
         verdict = "met"
     else:
         verdict = "NOT met"
-    return f"| {label} | ≤ {limit:g} {unit} | {fmt(value, fmt_digits)} {unit} | {verdict} |"
+    u = f" {unit}" if unit else ""
+    return f"| {label} | ≤ {limit:g}{u} | {fmt(value, fmt_digits)}{u} | {verdict} |"
 
 
 def issue_report(rows, notes):
@@ -75,9 +76,11 @@ def issue_report(rows, notes):
     lines = ["## Issuance (ACME DNS-01 against the lab's pebble + bind9)", ""]
     lines.append("| tool | case | runs ok | median wall s | median CPU s | median peak RSS MiB |")
     lines.append("|---|---|---|---|---|---|")
+    most = max((v["n"] for v in s.values()), default=0)
     for (tool, case), v in s.items():
+        fewer = f" (only {v['n']} run{'s' if v['n'] != 1 else ''}, see notes)" if v["n"] < most else ""
         lines.append(
-            f"| {tool} | {case} | {v['ok']}/{v['n']} | {fmt(v['wall'])} | "
+            f"| {tool} | {case} | {v['ok']}/{v['n']}{fewer} | {fmt(v['wall'])} | "
             f"{fmt(v['cpu'])} | {fmt(v['rss'], 1)} |"
         )
     lines += ["", "Ratios (peer ÷ certctl; above 1× means certctl is faster or smaller):", ""]

@@ -1,0 +1,394 @@
+#!/usr/bin/env bash
+# certctl benchmarks against real peers, on the lab (lab/lab.sh), loopback only.
+#
+#   bash tests/bench/run.sh [--runs N] [--only SECTION] [--lego-five-runs N]
+#
+# Sections (each a function `section_<name>`; all run unless --only picks one):
+#   issue   one-name and five-name DNS-01 issuance: certctl vs lego vs certbot
+#
+# Every (tool, case) runs N times; the table shows medians over the runs that
+# produced a certificate. Results: target/bench/<section>.md (the table) and
+# target/bench/<section>.csv (one row per run). Targets are printed beside the
+# figures, never asserted. Needs root (the lab binds :53/:22/:443, lego runs in
+# a private mount namespace).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BENCH="$ROOT/tests/bench"
+LAB="${CERTCTL_LAB_DIR:-/tmp/certctl-lab}"
+OUT="$ROOT/target/bench"
+CERTCTL="$ROOT/target/release/certctl"
+PROG="tests/bench/run.sh"
+SECTIONS=(issue)
+LAB_NODES=20
+ACME_DIR="https://127.0.0.1:14000/dir"
+EMAIL="bench@example.test"
+
+RUNS=5
+LEGO_FIVE_RUNS=1
+ONLY=""
+
+usage() {
+    cat <<EOF
+Usage: bash $PROG [--runs N] [--only SECTION] [--lego-five-runs N]
+
+  --runs N             runs per tool and case (default $RUNS, 1..50)
+  --only SECTION       run one section: ${SECTIONS[*]}
+  --lego-five-runs N   runs of lego's five-name case (default $LEGO_FIVE_RUNS, at most --runs);
+                       lego solves rfc2136 challenges one at a time, 60 s apart, so each
+                       such run takes about 4 minutes
+Results go to $OUT/<section>.{md,csv}.
+EOF
+}
+
+die() { echo "$PROG: error: $*" >&2; exit 1; }
+info() { echo "$PROG: $*" >&2; }
+
+# ---------------------------------------------------------------- arguments
+
+parse_args() {
+    while (($#)); do
+        case "$1" in
+            --runs) RUNS="${2:-}"; shift 2 || die "--runs needs a value" ;;
+            --runs=*) RUNS="${1#*=}"; shift ;;
+            --only) ONLY="${2:-}"; shift 2 || die "--only needs a value" ;;
+            --only=*) ONLY="${1#*=}"; shift ;;
+            --lego-five-runs) LEGO_FIVE_RUNS="${2:-}"; shift 2 || die "--lego-five-runs needs a value" ;;
+            --lego-five-runs=*) LEGO_FIVE_RUNS="${1#*=}"; shift ;;
+            -h | --help) usage; exit 0 ;;
+            *) usage >&2; die "unknown argument '$1'" ;;
+        esac
+    done
+    [[ "$RUNS" =~ ^[0-9]+$ ]] && ((RUNS >= 1 && RUNS <= 50)) || die "--runs must be 1..50, got '$RUNS'"
+    [[ "$LEGO_FIVE_RUNS" =~ ^[0-9]+$ ]] || die "--lego-five-runs must be a number, got '$LEGO_FIVE_RUNS'"
+    ((LEGO_FIVE_RUNS <= RUNS)) || LEGO_FIVE_RUNS=$RUNS
+    if [[ -n "$ONLY" ]]; then
+        local s
+        for s in "${SECTIONS[@]}"; do [[ "$s" == "$ONLY" ]] && return 0; done
+        die "unknown section '$ONLY'; sections: ${SECTIONS[*]}"
+    fi
+}
+
+# ---------------------------------------------------------------- setup
+
+ensure_packages() {
+    local missing=()
+    command -v lego >/dev/null 2>&1 || missing+=(lego)
+    command -v certbot >/dev/null 2>&1 || missing+=(certbot)
+    dpkg -s python3-certbot-dns-rfc2136 >/dev/null 2>&1 || missing+=(python3-certbot-dns-rfc2136)
+    [[ -x /usr/bin/time ]] || missing+=(time)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+    ((${#missing[@]})) || return 0
+    [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}) and not root to install them"
+    info "installing ${missing[*]}"
+    apt-get update -qq >/dev/null || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lego certbot python3-certbot-dns-rfc2136 \
+        time openssl python3 util-linux >/dev/null || die "apt-get install failed"
+}
+
+build_certctl() {
+    info "building certctl (release)"
+    local log="$TMP/build.log"
+    if ! (cd "$ROOT" && timeout 3600 cargo build --release -p certctl) >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        die "cargo build --release -p certctl failed"
+    fi
+    [[ -x "$CERTCTL" ]] || die "$CERTCTL missing after the build"
+}
+
+# Start (or complete) the lab, never with fewer nodes than are running, then
+# hold the lab tests' shared lock so no test restarts pebble or named under us.
+start_lab() {
+    local n=$LAB_NODES running
+    running="$(cat "$LAB/nodes.count" 2>/dev/null || echo 0)"
+    [[ "$running" =~ ^[0-9]+$ ]] || running=0
+    ((running > n)) && n=$running
+    info "starting the lab with $n nodes"
+    if ! bash "$ROOT/lab/lab.sh" up "$n" >"$TMP/lab.log" 2>&1; then
+        tail -n 30 "$TMP/lab.log" >&2
+        die "the lab did not start"
+    fi
+    [[ -s "$LAB/certctl.toml" && -s "$LAB/tsig.secret" && -s "$LAB/ca/lab-ca.pem" ]] ||
+        die "the lab is up but $LAB lacks certctl.toml, tsig.secret or ca/lab-ca.pem"
+    exec 8>"$LAB/.test-lock"
+    flock -s -w 900 8 || die "waited 15 min for the lab tests' lock ($LAB/.test-lock)"
+}
+
+# ---------------------------------------------------------------- measuring
+
+# Prefix for the measured command (lego runs inside a mount namespace).
+WRAP=()
+
+# timed SECS TFILE LOG CMD...: run CMD under /usr/bin/time (wall, user, sys, max RSS
+# KiB into TFILE), output into LOG, killed with its process group after SECS.
+timed() {
+    local secs="$1" tfile="$2" log="$3"
+    shift 3
+    rm -f "$tfile"
+    timeout -k 5 "$secs" "${WRAP[@]}" /usr/bin/time -o "$tfile" -f '%e %U %S %M' "$@" >"$log" 2>&1
+}
+
+# cert_covers PEM NAME...: PEM's first certificate names every NAME
+cert_covers() {
+    local pem="$1" san n
+    shift
+    [[ -s "$pem" ]] || return 1
+    san="$(openssl x509 -in "$pem" -noout -ext subjectAltName 2>/dev/null)" || return 1
+    for n in "$@"; do
+        [[ "$san" == *"DNS:$n"* ]] || return 1
+    done
+}
+
+# record SECTION TOOL CASE RUN RC TFILE LOG PEM NAME...: one CSV row; a run counts as
+# ok only if the tool exited 0 and PEM is a certificate for every NAME.
+record() {
+    local section="$1" tool="$2" case="$3" run="$4" rc="$5" tfile="$6" log="$7" pem="$8"
+    shift 8
+    local ok=0 wall="" user="" sys="" rss="" cpu=""
+    if [[ -s "$tfile" ]]; then
+        read -r wall user sys rss < <(tail -n 1 "$tfile") || true
+        [[ "$rss" =~ ^[0-9]+$ ]] || { wall="" rss=""; }
+    fi
+    if ((rc == 0)) && [[ -n "$wall" ]] && cert_covers "$pem" "$@"; then ok=1; fi
+    [[ -n "$wall" ]] && cpu="$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')"
+    echo "$section,$tool,$case,$run,$ok,$rc,$wall,$cpu,$rss" >>"$CSV"
+    if ((ok)); then
+        printf '  %-8s %-10s run %d: %6ss wall %6ss CPU %6.1f MiB\n' "$tool" "$case" "$run" \
+            "$wall" "$cpu" "$(awk -v r="$rss" 'BEGIN { print r / 1024 }')" >&2
+    else
+        {
+            echo "  $tool $case run $run FAILED (exit $rc; no certificate for $* at $pem)"
+            echo "  ---- last lines of $tool's output ----"
+            tail -n 15 "$log" | sed 's/^/  | /'
+        } >&2
+    fi
+}
+
+# ---------------------------------------------------------------- section: issue
+
+# Names for one run: fresh every run and every invocation, so nothing is cached.
+issue_names() {
+    local run="$1" tool="$2" count="$3" i
+    for ((i = 1; i <= count; i++)); do
+        echo "b$run-$tool-$i-$STAMP.example.test"
+    done
+}
+
+# certctl_config DIR NAME...: an inventory in DIR from the lab's, with its own store
+# and one certificate `bench` for NAMEs (no [[certificate]] of the lab's).
+certctl_config() {
+    local dir="$1"
+    shift
+    mkdir -p "$dir"
+    awk -v store="$dir/store" '
+        /^store[ \t]*=/ { print "store = \"" store "\""; next }
+        /^\[\[certificate\]\]/ { skip = 1; next }
+        /^\[/ { skip = 0 }
+        !skip { print }
+    ' "$LAB/certctl.toml" >"$dir/certctl.toml"
+    {
+        echo
+        echo "[[certificate]]"
+        echo 'name = "bench"'
+        printf 'domains = ['
+        local n sep=""
+        for n in "$@"; do printf '%s"%s"' "$sep" "$n"; sep=", "; done
+        echo "]"
+        echo 'solver = "lab"'
+    } >>"$dir/certctl.toml"
+}
+
+issue_certctl() {
+    local run="$1" case="$2" count="$3" dir names
+    dir="$TMP/certctl/$case-$run"
+    mapfile -t names < <(issue_names "$run" certctl "$count")
+    certctl_config "$dir" "${names[@]}"
+    mkdir -m 700 "$dir/store"
+    cp -a "$TMP/certctl/warm/store/accounts" "$dir/store/accounts"
+    local rc=0
+    WRAP=()
+    timed 120 "$dir/time" "$dir/log" "$CERTCTL" --config "$dir/certctl.toml" issue bench || rc=$?
+    record issue certctl "$case" "$run" "$rc" "$dir/time" "$dir/log" \
+        "$dir/store/live/bench/fullchain.pem" "${names[@]}"
+}
+
+lego_env() {
+    export RFC2136_NAMESERVER=127.0.0.1:53 RFC2136_TSIG_KEY=certctl-key
+    export RFC2136_TSIG_ALGORITHM=hmac-sha256. LEGO_CA_CERTIFICATES="$LAB/ca/lab-ca.pem"
+    RFC2136_TSIG_SECRET="$(cat "$LAB/tsig.secret")"
+    export RFC2136_TSIG_SECRET
+    unset RFC2136_SEQUENCE_INTERVAL RFC2136_PROPAGATION_TIMEOUT RFC2136_POLLING_INTERVAL
+}
+
+# lego's propagation check dials the zone's NS names (ns1.example.test) through the
+# system resolver, which knows nothing of *.test here. Rather than turning the check
+# off (--dns.disable-cp), lego runs in a private mount namespace whose
+# /etc/resolv.conf names the lab's resolver; the host's file is untouched.
+lego_wrap() {
+    echo "nameserver 127.0.0.1" >"$TMP/lego/resolv.conf"
+    WRAP=(unshare -m --propagation private sh -c 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
+        "$TMP/lego/resolv.conf")
+}
+
+lego_args() {
+    local path="$1" n
+    shift
+    printf '%s\n' --server "$ACME_DIR" --accept-tos --email "$EMAIL" --path "$path" \
+        --dns rfc2136 --dns.resolvers 127.0.0.1:53
+    for n in "$@"; do printf '%s\n' --domains "$n"; done
+    echo run
+}
+
+issue_lego() {
+    local run="$1" case="$2" count="$3" dir names args
+    dir="$TMP/lego/$case-$run"
+    mapfile -t names < <(issue_names "$run" lego "$count")
+    mkdir -p "$dir/path"
+    cp -a "$TMP/lego/warm/path/accounts" "$dir/path/accounts"
+    mapfile -t args < <(lego_args "$dir/path" "${names[@]}")
+    local rc=0 secs=180
+    ((count > 1)) && secs=$((count * 90))
+    lego_wrap
+    timed "$secs" "$dir/time" "$dir/log" lego "${args[@]}" || rc=$?
+    WRAP=()
+    record issue lego "$case" "$run" "$rc" "$dir/time" "$dir/log" \
+        "$dir/path/certificates/${names[0]}.crt" "${names[@]}"
+}
+
+certbot_args() {
+    local dir="$1" n
+    shift
+    printf '%s\n' certonly --dns-rfc2136 --dns-rfc2136-credentials "$TMP/certbot/rfc2136.ini" \
+        --dns-rfc2136-propagation-seconds 1 --server "$ACME_DIR" --non-interactive --agree-tos \
+        -m "$EMAIL" --config-dir "$dir/config" --work-dir "$dir/work" --logs-dir "$dir/logs" \
+        --cert-name bench
+    for n in "$@"; do printf '%s\n' -d "$n"; done
+}
+
+issue_certbot() {
+    local run="$1" case="$2" count="$3" dir names args
+    dir="$TMP/certbot/$case-$run"
+    mapfile -t names < <(issue_names "$run" certbot "$count")
+    mkdir -p "$dir/config"
+    cp -a "$TMP/certbot/warm/config/accounts" "$dir/config/accounts"
+    mapfile -t args < <(certbot_args "$dir" "${names[@]}")
+    local rc=0
+    WRAP=()
+    REQUESTS_CA_BUNDLE="$LAB/ca/lab-ca.pem" timed 300 "$dir/time" "$dir/log" certbot "${args[@]}" || rc=$?
+    record issue certbot "$case" "$run" "$rc" "$dir/time" "$dir/log" \
+        "$dir/config/live/bench/fullchain.pem" "${names[@]}"
+}
+
+# One untimed-for-the-table issuance per tool: registers the ACME account that the
+# measured runs reuse, and warms the page cache.
+issue_warm_up() {
+    local rc names args
+    mkdir -p "$TMP/certctl" "$TMP/lego" "$TMP/certbot"
+    (umask 077 && printf 'dns_rfc2136_server = 127.0.0.1\ndns_rfc2136_port = 53\ndns_rfc2136_name = %s\ndns_rfc2136_secret = %s\ndns_rfc2136_algorithm = HMAC-SHA256\n' \
+        "$(cat "$LAB/tsig.name")" "$(cat "$LAB/tsig.secret")" >"$TMP/certbot/rfc2136.ini")
+    lego_env
+
+    mapfile -t names < <(issue_names w certctl 1)
+    certctl_config "$TMP/certctl/warm" "${names[@]}"
+    rc=0
+    timed 120 "$TMP/certctl/warm/time" "$TMP/certctl/warm/log" \
+        "$CERTCTL" --config "$TMP/certctl/warm/certctl.toml" issue bench || rc=$?
+    [[ $rc -eq 0 && -d "$TMP/certctl/warm/store/accounts" ]] ||
+        { tail -n 15 "$TMP/certctl/warm/log" >&2; die "certctl warm-up issuance failed (exit $rc)"; }
+
+    mkdir -p "$TMP/lego/warm"
+    mapfile -t names < <(issue_names w lego 1)
+    mapfile -t args < <(lego_args "$TMP/lego/warm/path" "${names[@]}")
+    rc=0
+    lego_wrap
+    timed 180 "$TMP/lego/warm/time" "$TMP/lego/warm.log" lego "${args[@]}" || rc=$?
+    WRAP=()
+    [[ $rc -eq 0 && -d "$TMP/lego/warm/path/accounts" ]] ||
+        { tail -n 15 "$TMP/lego/warm.log" >&2; die "lego warm-up issuance failed (exit $rc)"; }
+
+    mapfile -t names < <(issue_names w certbot 1)
+    mapfile -t args < <(certbot_args "$TMP/certbot/warm" "${names[@]}")
+    rc=0
+    mkdir -p "$TMP/certbot/warm"
+    REQUESTS_CA_BUNDLE="$LAB/ca/lab-ca.pem" timed 300 "$TMP/certbot/warm/time" "$TMP/certbot/warm.log" \
+        certbot "${args[@]}" || rc=$?
+    [[ $rc -eq 0 && -d "$TMP/certbot/warm/config/accounts" ]] ||
+        { tail -n 15 "$TMP/certbot/warm.log" >&2; die "certbot warm-up issuance failed (exit $rc)"; }
+}
+
+section_issue() {
+    CSV="$OUT/issue.csv"
+    echo "section,tool,case,run,ok,rc,wall_s,cpu_s,maxrss_kib" >"$CSV"
+    info "issue: warm-up (one issuance per tool, registers the accounts)"
+    issue_warm_up
+    local run
+    # interleave the tools run by run, so drift on the machine spreads evenly
+    for ((run = 1; run <= RUNS; run++)); do
+        info "issue: run $run of $RUNS"
+        issue_certctl "$run" one-name 1
+        issue_lego "$run" one-name 1
+        issue_certbot "$run" one-name 1
+        issue_certctl "$run" five-names 5
+        ((run > LEGO_FIVE_RUNS)) || issue_lego "$run" five-names 5
+        issue_certbot "$run" five-names 5
+    done
+    # a -vv log, with milliseconds since start, of one more certctl issuance per case,
+    # to see where its time goes (not in the table)
+    local names dir count
+    : >"$OUT/issue-certctl-vv.log"
+    for count in 1 5; do
+        dir="$TMP/certctl/trace-$count"
+        mapfile -t names < <(issue_names t certctl "$count")
+        certctl_config "$dir" "${names[@]}"
+        mkdir -m 700 "$dir/store"
+        cp -a "$TMP/certctl/warm/store/accounts" "$dir/store/accounts"
+        echo "# certctl -vv issue, $count name(s), account reused" >>"$OUT/issue-certctl-vv.log"
+        python3 "$BENCH/stamp.py" 120 "$CERTCTL" -vv --color never --config "$dir/certctl.toml" \
+            issue bench >>"$OUT/issue-certctl-vv.log" 2>&1 || true
+    done
+
+    local notes="$TMP/issue.notes"
+    {
+        echo "Medians over the runs that produced a certificate for every name (checked with openssl); $RUNS runs per tool and case, lego five-names only $LEGO_FIVE_RUNS (lego solves rfc2136 challenges one at a time with its default RFC2136_SEQUENCE_INTERVAL of 60 s, about 4 min per run)."
+        echo "Fresh names every run (b<run>-<tool>-<i>-$STAMP.example.test); pebble runs with PEBBLE_AUTHZREUSE=0 and PEBBLE_VA_NOSLEEP=1."
+        echo "Every tool registers its ACME account once in an untimed warm-up issuance; each measured run starts from an empty state directory holding only a copy of that account (certctl: store/accounts, lego: path/accounts, certbot: config/accounts)."
+        echo "certctl $("$CERTCTL" --version | awk '{print $2}'): default settings, \`certctl --config X issue bench\`, an inventory made from the lab's with a temp store; wall time includes process start and store writes."
+        echo "lego $(dpkg-query -W -f '${Version}' lego 2>/dev/null) (Debian): \`--dns rfc2136 --dns.resolvers 127.0.0.1:53\`, provider defaults (propagation check on, polling 2 s, sequence interval 60 s); run in a private mount namespace whose /etc/resolv.conf names 127.0.0.1, because its propagation check resolves the zone's NS names through the system resolver, which does not know *.test here (--dns.disable-cp not used)."
+        echo "certbot $(dpkg-query -W -f '${Version}' certbot 2>/dev/null) (Debian) with dns-rfc2136: \`--dns-rfc2136-propagation-seconds 1\` (its default is 60 s)."
+        echo "Wall, CPU (user+sys) and peak RSS from /usr/bin/time around the tool's own process (children included); $(nproc) CPUs; all traffic on 127.0.0.0/8."
+        echo "Where certctl's time goes: target/bench/issue-certctl-vv.log (one more one-name and five-name issuance with -vv, each line stamped with ms since start; not in the table)."
+    } >"$notes"
+    echo
+    python3 "$BENCH/summarise.py" issue "$CSV" "$OUT/issue.md" "$notes"
+    echo
+    info "wrote $OUT/issue.md and $OUT/issue.csv"
+}
+
+# ---------------------------------------------------------------- main
+
+cleanup() {
+    [[ -n "${TMP:-}" && -d "$TMP" ]] && rm -rf "$TMP"
+    return 0
+}
+
+main() {
+    parse_args "$@"
+    [[ $(id -u) -eq 0 ]] || die "run as root: the lab needs it, and lego runs in a mount namespace"
+    ensure_packages
+    TMP="$(mktemp -d /tmp/certctl-bench.XXXXXX)"
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    STAMP="$(date +%s)"
+    mkdir -p "$OUT"
+    build_certctl
+    start_lab
+    local s
+    for s in "${SECTIONS[@]}"; do
+        [[ -z "$ONLY" || "$ONLY" == "$s" ]] || continue
+        "section_$s"
+    done
+}
+
+main "$@"
