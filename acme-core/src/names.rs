@@ -39,6 +39,9 @@ impl<'de> Deserialize<'de> for CertName {
     }
 }
 
+/// The label put in front of a domain for its DNS-01 TXT record (RFC 8555 §8.4).
+const CHALLENGE_PREFIX: &str = "_acme-challenge.";
+
 /// A DNS name for a certificate: lower-case ASCII (IDNs in their `xn--` form),
 /// optionally starting with `*.`, at most 253 octets, labels of at most 63.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -61,6 +64,14 @@ impl DomainName {
                 "domain `{s}` is not a valid DNS name: it needs at least two labels"
             ));
         }
+        // DNS-01 needs `_acme-challenge.<base>` to be a DNS name too (RFC 8555 §8.4).
+        let challenge = CHALLENGE_PREFIX.len() + bare.len();
+        if challenge > 253 {
+            return Err(format!(
+                "domain `{s}` is too long for DNS-01: its challenge name `{CHALLENGE_PREFIX}...` \
+                 would be {challenge} octets, at most 253 are allowed"
+            ));
+        }
         Ok(Self(lower))
     }
 
@@ -81,7 +92,7 @@ impl DomainName {
 
     /// `_acme-challenge.<base>`, where the TXT record goes.
     pub fn challenge_name(&self) -> String {
-        format!("_acme-challenge.{}", self.challenge_base())
+        format!("{CHALLENGE_PREFIX}{}", self.challenge_base())
     }
 
     /// A host name to use as SNI for this name (a wildcard gets a label in front).
@@ -256,6 +267,29 @@ mod tests {
         ] {
             assert!(DomainName::new(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    /// Found by the `domain_names` fuzz target: a 253-octet domain was accepted,
+    /// but its `_acme-challenge.` name cannot exist, so DNS-01 could never work.
+    #[test]
+    fn fuzz_domain_names_challenge_name_too_long() {
+        let long = |last: usize| {
+            let l63 = "a".repeat(63);
+            format!("{l63}.{l63}.{l63}.{}.test", "d".repeat(last))
+        };
+        let longest = long(40);
+        assert_eq!(longest.len() + CHALLENGE_PREFIX.len(), 253);
+        let d = DomainName::new(&longest).expect("challenge name fits");
+        assert!(check_dns_name(&d.challenge_name()).is_ok());
+        assert!(check_dns_name(&d.sni()).is_ok());
+        let one_more = long(41);
+        let e = DomainName::new(&one_more).expect_err("challenge name too long");
+        assert!(
+            e.contains("too long for DNS-01") && e.contains("254 octets"),
+            "{e}"
+        );
+        let wildcard = format!("*.{one_more}");
+        assert!(DomainName::new(&wildcard).is_err());
     }
 
     #[test]

@@ -145,7 +145,12 @@ impl Locator {
 }
 
 /// NXDOMAIN is a normal answer here (the challenge name need not exist yet).
-fn check_rcode(msg: &Message, server: SocketAddr, what: &str, name: &str) -> Result<(), DnsError> {
+pub(super) fn check_rcode(
+    msg: &Message,
+    server: SocketAddr,
+    what: &str,
+    name: &str,
+) -> Result<(), DnsError> {
     match msg.metadata.response_code {
         ResponseCode::NoError | ResponseCode::NXDomain => Ok(()),
         code => Err(DnsError::Lookup {
@@ -167,17 +172,18 @@ pub(super) fn cname_target(msg: &Message, owner: &str) -> Option<String> {
 
 /// The owner of the SOA record that covers `fqdn`: in the answer section when
 /// `fqdn` is the apex, else in the authority section of a negative answer.
+/// The root's SOA (a resolver's answer for an undelegated TLD) is no zone.
 pub(super) fn zone_from_soa(msg: &Message, fqdn: &str) -> Option<String> {
     let target = name(fqdn).ok()?;
     msg.answers
         .iter()
         .chain(msg.authorities.iter())
-        .filter(|r| matches!(r.data, RData::SOA(_)))
+        .filter(|r| matches!(r.data, RData::SOA(_)) && !r.name.is_root())
         .find(|r| r.name.zone_of(&target))
         .map(|r| text(&r.name))
 }
 
-fn glue(msg: &Message, ns_name: &str) -> Vec<IpAddr> {
+pub(super) fn glue(msg: &Message, ns_name: &str) -> Vec<IpAddr> {
     msg.additionals
         .iter()
         .filter(|r| text(&r.name) == ns_name)
@@ -212,7 +218,7 @@ pub(super) fn first_nameserver(conf: &str) -> Option<IpAddr> {
 mod tests {
     use super::*;
     use hickory_proto::rr::rdata::{CNAME, SOA, TXT};
-    use hickory_proto::rr::Record;
+    use hickory_proto::rr::{Name, Record};
 
     fn soa(owner: &str) -> Record {
         Record::from_rdata(
@@ -263,6 +269,32 @@ mod tests {
             RData::TXT(TXT::new(vec!["x".into()])),
         ));
         assert_eq!(zone_from_soa(&msg, "a.example.test"), None);
+    }
+
+    /// Found by the `dns_wire` fuzz target: for a name under a TLD that does not
+    /// exist, a resolver answers NXDOMAIN with the root's SOA, and the root was
+    /// taken as the zone (so the UPDATE went to the wrong zone instead of NoZone).
+    #[test]
+    fn fuzz_dns_wire_root_soa_is_not_a_zone() {
+        let mut msg = Message::query();
+        msg.metadata.response_code = ResponseCode::NXDomain;
+        msg.add_authority(Record::from_rdata(
+            Name::root(),
+            86400,
+            RData::SOA(SOA::new(
+                name("a.root-servers.net").expect("name"),
+                name("nstld.verisign-grs.com").expect("name"),
+                1,
+                1800,
+                900,
+                604800,
+                86400,
+            )),
+        ));
+        assert_eq!(
+            zone_from_soa(&msg, "_acme-challenge.www.example.invalid"),
+            None
+        );
     }
 
     #[test]
