@@ -47,12 +47,15 @@ use crate::secret::SecretError;
 use crate::DomainName;
 
 mod exec;
+mod fuzz;
 mod propagation;
 mod rfc2136;
 mod wire;
 mod zone;
 
 pub use exec::Exec;
+#[doc(hidden)]
+pub use fuzz::{fuzz_parse_answer, FuzzAnswer};
 pub use rfc2136::Rfc2136;
 
 /// How many CNAMEs are followed from `_acme-challenge.<domain>` at most.
