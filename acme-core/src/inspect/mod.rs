@@ -19,7 +19,7 @@ pub use chain::{analyze_chain, Anchors, ChainIssue};
 pub use facts::{key_matches_cert, matches_name, parse_pem_chain, CertFacts};
 pub use files::{inspect_paths, FileReport, KeyCheck};
 pub use policy::{AriWindow, DueReason, RenewalPolicy, RenewalWindow};
-pub use probe::{Prober, Served, Trust};
+pub use probe::{ProbeFailure, Prober, ProberError, Served, Trust};
 
 use std::path::PathBuf;
 
