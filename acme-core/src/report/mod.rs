@@ -12,10 +12,14 @@
 //! JSON (schema [`SCHEMA`]), [`prometheus::render`] for node_exporter's
 //! textfile collector.
 
+mod files;
 mod gather;
+mod notify;
 pub mod prometheus;
 
+pub use files::{assess_files, FileAssessment, InspectReport, INSPECT_SCHEMA};
 pub use gather::{deployed_version, gather, scan, ReportError, ReportOptions, ScanTarget};
+pub use notify::{notify, NotifyError};
 
 use std::time::Duration;
 
@@ -198,6 +202,16 @@ pub enum FindingKind {
         /// Why.
         reason: String,
     },
+    /// The private key beside the certificate does not belong to it.
+    KeyMismatch {
+        /// The key file.
+        key: String,
+    },
+    /// A file could not be read or parsed.
+    Unreadable {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl FindingKind {
@@ -222,6 +236,8 @@ impl FindingKind {
             FindingKind::Unreachable { .. } => "unreachable",
             FindingKind::ProbeTimeout { .. } => "probe_timeout",
             FindingKind::HandshakeFailed { .. } => "handshake_failed",
+            FindingKind::KeyMismatch { .. } => "key_mismatch",
+            FindingKind::Unreadable { .. } => "unreadable",
         }
     }
 }
@@ -282,8 +298,19 @@ impl std::fmt::Display for FindingKind {
                 write!(f, "no TLS answer within {timeout_ms} ms")
             }
             FindingKind::HandshakeFailed { reason } => write!(f, "TLS handshake failed: {reason}"),
+            FindingKind::KeyMismatch { key } => {
+                write!(f, "private key {key} does not belong to this certificate")
+            }
+            FindingKind::Unreadable { reason } => f.write_str(reason),
         }
     }
+}
+
+/// Sort key putting `node2` before `node10`.
+fn natural(s: &str) -> (&str, u64, &str) {
+    let digits = s.len() - s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (head, tail) = s.split_at(s.len() - digits);
+    (head, tail.parse().unwrap_or(0), s)
 }
 
 fn short(serial: &str) -> &str {
@@ -578,28 +605,8 @@ pub fn assess_served(
         full.push(leaf.clone());
         full.extend(rest.iter().cloned());
         for issue in analyze_chain(&full, anchors) {
-            let f = match issue {
-                ChainIssue::MissingIntermediate { issuer } => {
-                    explained = true;
-                    Finding::new(Severity::Critical, FindingKind::IncompleteChain { issuer })
-                }
-                ChainIssue::NotInOrder { position } => {
-                    Finding::new(Severity::Warning, FindingKind::ChainOrder { position })
-                }
-                ChainIssue::IntermediateExpiresFirst {
-                    subject, not_after, ..
-                } => Finding::new(
-                    if now >= not_after {
-                        Severity::Critical
-                    } else {
-                        Severity::Warning
-                    },
-                    FindingKind::IntermediateExpiresFirst { subject, not_after },
-                ),
-                // Not constructed for a non-empty chain; kept total.
-                _ => continue,
-            };
-            findings.push(f);
+            explained |= matches!(issue, ChainIssue::MissingIntermediate { .. });
+            findings.extend(chain_finding(issue, now));
         }
     }
     if let (Err(reason), false) = (&served.verification, explained) {
@@ -617,6 +624,32 @@ pub fn assess_served(
         verification_error: served.verification.clone().err(),
     };
     (Some(cert), findings)
+}
+
+/// The finding for a chain issue: a missing intermediate is critical (most
+/// clients fail), an early-expiring intermediate is a warning until it has
+/// expired, an out-of-order chain a warning.
+pub fn chain_finding(issue: ChainIssue, now: OffsetDateTime) -> Option<Finding> {
+    Some(match issue {
+        ChainIssue::MissingIntermediate { issuer } => {
+            Finding::new(Severity::Critical, FindingKind::IncompleteChain { issuer })
+        }
+        ChainIssue::NotInOrder { position } => {
+            Finding::new(Severity::Warning, FindingKind::ChainOrder { position })
+        }
+        ChainIssue::IntermediateExpiresFirst {
+            subject, not_after, ..
+        } => Finding::new(
+            if now >= not_after {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            FindingKind::IntermediateExpiresFirst { subject, not_after },
+        ),
+        // An empty chain is reported by the caller in its own terms.
+        _ => return None,
+    })
 }
 
 /// The finding for a probe that saw no certificate.
@@ -786,7 +819,7 @@ impl Report {
                 .cmp(&a.severity)
                 .then(a.seconds_left.cmp(&b.seconds_left))
                 .then_with(|| a.certificate.cmp(&b.certificate))
-                .then_with(|| a.place.cmp(&b.place))
+                .then_with(|| natural(&a.place).cmp(&natural(&b.place)))
         });
         rows
     }

@@ -31,7 +31,15 @@ fn kinds(f: &[Finding]) -> Vec<&'static str> {
 fn validity_thresholds() {
     let now = OffsetDateTime::now_utc();
     let day = time::Duration::DAY;
-    let at = |days: i64| assess_validity(now - day * 30, now + time::Duration::days(days), TH, now, true);
+    let at = |days: i64| {
+        assess_validity(
+            now - day * 30,
+            now + time::Duration::days(days),
+            TH,
+            now,
+            true,
+        )
+    };
     assert_eq!(at(60), None);
     assert_eq!(at(20).map(|f| f.severity), Some(Severity::Warning));
     assert_eq!(at(6).map(|f| f.severity), Some(Severity::Critical));
@@ -349,4 +357,58 @@ fn scan_targets_parse() {
     let t = ScanTarget::parse("[::1]:8443", None).expect("parse");
     assert_eq!(t.address, "[::1]:8443");
     assert!(ScanTarget::parse("host:notaport", None).is_err());
+}
+
+#[test]
+fn files_are_assessed_like_served_certificates() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = root("Root", (-10, 3650));
+    let (der, _) = leaf(&["a.test"], (-90, -1), Some(&ca));
+    std::fs::write(
+        dir.path().join("cert.pem"),
+        crate::inspect::testutil::pem(&[&der, &ca.der]),
+    )
+    .expect("write");
+    let wrong = rcgen::KeyPair::generate().expect("key");
+    std::fs::write(dir.path().join("privkey.pem"), wrong.serialize_pem()).expect("write");
+    let files = crate::inspect::inspect_paths(&[dir.path().to_path_buf()], &Anchors::new());
+    let r = assess_files(files, TH, OffsetDateTime::now_utc());
+    assert_eq!(r.schema, INSPECT_SCHEMA);
+    assert_eq!(r.severity, Severity::Critical);
+    let cert = r
+        .files
+        .iter()
+        .find(|f| f.file.path.ends_with("cert.pem"))
+        .expect("cert.pem");
+    assert_eq!(kinds(&cert.findings), vec!["expired", "key_mismatch"]);
+    let v = serde_json::to_value(&r).expect("json");
+    assert!(v["files"][0].get("path").is_some(), "flattened file facts");
+}
+
+#[tokio::test]
+async fn notify_gets_the_json_only_when_something_is_wrong() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("got.json");
+    let cmd = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        format!("cat > {}", out.display()),
+    ];
+    let mut r = sample();
+    assert!(notify(&cmd, &r, Duration::from_secs(10))
+        .await
+        .expect("ran"));
+    let got: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("json");
+    assert_eq!(got["schema"], SCHEMA);
+    std::fs::remove_file(&out).expect("rm");
+    r.severity = Severity::Ok;
+    assert!(!notify(&cmd, &r, Duration::from_secs(10)).await.expect("ok"));
+    assert!(!out.exists());
+    let failing = vec!["false".to_string()];
+    r.severity = Severity::Warning;
+    assert!(matches!(
+        notify(&failing, &r, Duration::from_secs(10)).await,
+        Err(NotifyError::Failed { .. })
+    ));
 }
