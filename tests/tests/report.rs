@@ -611,3 +611,62 @@ fn promtool_check(path: &Path) -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn report_shows_store_facts_renewal_and_drift_against_the_nodes() -> Result<()> {
+    use acme_core::store::{Material, ReleaseMeta, Store};
+    let lab = certctl_lab_tests::lab();
+    let _lock = lab.shared();
+    let dir = tempfile::tempdir()?;
+    let config = lab.inventory_in(dir.path(), |t| t);
+
+    // A stored `www` that no node has: 80 of 90 days used, so renewal is due
+    // (lifetime rule) and 10 days left is a warning.
+    let root = ca("Drift Root", (-100, 3650), None)?;
+    let (der, cert_pem, key) = leaf_pem(
+        &["www.example.test", "example.test"],
+        (-80, 10),
+        Some(&root),
+    )?;
+    let facts = acme_core::inspect::CertFacts::from_der(&der)?;
+    let (store, _) = Store::open(&dir.path().join("store"))?;
+    let release = store.install(
+        &acme_core::CertName::new("www").map_err(anyhow::Error::msg)?,
+        &Material {
+            cert_pem,
+            chain_pem: root.pem.clone(),
+            key_pem: acme_core::secret::Secret::new(key.serialize_pem().into_bytes()),
+            meta: ReleaseMeta {
+                domains: facts.dns_names.clone(),
+                key_type: acme_core::inventory::KeyType::EcdsaP256,
+                serial: facts.serial.clone(),
+                issuer: facts.issuer.clone(),
+                not_before: facts.not_before,
+                not_after: facts.not_after,
+                directory: "https://127.0.0.1:14000/dir".into(),
+                ari_id: facts.ari_id.clone(),
+                stored_at: OffsetDateTime::now_utc(),
+            },
+        },
+    )?;
+
+    let out = certctl_lab_tests::certctl(&config, &["report", "www", "--json", "--node", "node1"]);
+    let v = json(&out);
+    let c = &v["certificates"][0];
+    assert_eq!(c["store"]["version"], release.version.as_str(), "{c:#}");
+    assert_eq!(c["store"]["serial"], facts.serial.as_str());
+    assert_eq!(c["store"]["renewal"]["due"], true, "{c:#}");
+    assert_eq!(c["store"]["renewal"]["reason"]["rule"], "lifetime");
+    assert_eq!(finding_kinds(c), vec!["expires_soon"]);
+    assert_eq!(c["findings"][0]["severity"], "warning");
+    let n = &c["nodes"][0];
+    assert_eq!(finding_kinds(n), vec!["deployed_drift"], "{n:#}");
+    for s in n["served"].as_array().context("served")? {
+        assert!(
+            finding_kinds(s).contains(&"served_drift".to_string()),
+            "{s:#}"
+        );
+    }
+    assert!(out.status.code().unwrap_or(0) >= 1, "{}", show(&out));
+    Ok(())
+}
