@@ -1,29 +1,351 @@
 //! `certctl report`, `certctl scan` and `certctl inspect`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use acme_core::inspect::{human_signed, Anchors, Trust};
+use acme_core::report::{self, ReportOptions, ScanTarget, Severity, Thresholds};
+use anyhow::Context as _;
+use time::OffsetDateTime;
+
+use crate::output::{paint, print_json, Table};
 use crate::Ctx;
 
 /// Arguments of `certctl report`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ReportArgs {}
+#[command(
+    after_help = "Exit status: the worst finding: 0 ok, 1 warning, 2 critical, 3 unknown (e.g. a node unreachable) or error."
+)]
+pub(crate) struct ReportArgs {
+    /// Certificates to report on (all when none).
+    names: Vec<String>,
+    /// Print JSON (schema certctl.report/v1) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also write the report as a Prometheus textfile (atomically) to FILE.
+    #[arg(long, value_name = "FILE")]
+    prometheus: Option<PathBuf>,
+    /// Only these nodes (repeatable).
+    #[arg(long = "node", value_name = "N")]
+    nodes: Vec<String>,
+    /// Do not run `[report] notify` even when there are findings.
+    #[arg(long)]
+    no_notify: bool,
+}
 
 /// Arguments of `certctl scan`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ScanArgs {}
+#[command(
+    after_help = "Exit status: the worst finding: 0 ok, 1 warning, 2 critical, 3 unknown (unreachable) or error."
+)]
+pub(crate) struct ScanArgs {
+    /// Endpoints: host, host:port, [v6]:port (port 443 by default).
+    #[arg(required_unless_present = "from_file")]
+    targets: Vec<String>,
+    /// SNI name to send (default: each endpoint's host).
+    #[arg(long, value_name = "NAME")]
+    sni: Option<String>,
+    /// Read more endpoints from a file: one `host[:port] [sni]` per line, `#` comments.
+    #[arg(long, value_name = "LIST")]
+    from_file: Option<PathBuf>,
+    /// Print JSON (schema certctl.scan/v1).
+    #[arg(long)]
+    json: bool,
+    /// Time left below which a certificate is a warning.
+    #[arg(long, default_value = "21d", value_parser = crate::parse_duration)]
+    warning: Duration,
+    /// Time left below which a certificate is critical.
+    #[arg(long, default_value = "7d", value_parser = crate::parse_duration)]
+    critical: Duration,
+    /// Extra trust anchors (PEM), besides the system roots (repeatable).
+    #[arg(long = "ca-file", value_name = "PEM")]
+    ca_files: Vec<PathBuf>,
+    /// Do not trust the system roots (only --ca-file).
+    #[arg(long)]
+    no_system_roots: bool,
+    /// Bound on each probe (connect and handshake).
+    #[arg(long, default_value = "5s", value_parser = crate::parse_duration)]
+    timeout: Duration,
+    /// Probes at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+}
 
 /// Arguments of `certctl inspect`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct InspectArgs {}
-
-pub(crate) async fn report(_ctx: &Ctx, _args: ReportArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("report is not implemented yet")
+#[command(
+    after_help = "Directories are walked for *.pem, *.crt, *.cer, *.cert and *.key files; a certificate's \
+                  private key is looked for in the same directory (privkey.pem, *.key).\n\
+                  Exit status: the worst finding: 0 ok, 1 warning, 2 critical, 3 unreadable file."
+)]
+pub(crate) struct InspectArgs {
+    /// PEM files or directories.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Print JSON (schema certctl.inspect/v1).
+    #[arg(long)]
+    json: bool,
+    /// Time left below which a certificate is a warning.
+    #[arg(long, default_value = "21d", value_parser = crate::parse_duration)]
+    warning: Duration,
+    /// Time left below which a certificate is critical.
+    #[arg(long, default_value = "7d", value_parser = crate::parse_duration)]
+    critical: Duration,
+    /// Extra trust anchors (PEM) for chain completeness, besides the system roots.
+    #[arg(long = "ca-file", value_name = "PEM")]
+    ca_files: Vec<PathBuf>,
 }
 
-pub(crate) async fn scan(_ctx: &Ctx, _args: ScanArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("scan is not implemented yet")
+fn exit(s: Severity) -> ExitCode {
+    ExitCode::from(match s {
+        Severity::Ok => crate::exit::OK,
+        Severity::Warning => crate::exit::WARNING,
+        Severity::Critical => crate::exit::CRITICAL,
+        Severity::Unknown => crate::exit::ERROR,
+    })
 }
 
-pub(crate) fn inspect(_ctx: &Ctx, _args: InspectArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("inspect is not implemented yet")
+fn color_of(s: Severity) -> &'static str {
+    match s {
+        Severity::Ok => "green",
+        Severity::Warning | Severity::Unknown => "yellow",
+        Severity::Critical => "red",
+    }
+}
+
+fn thresholds(warning: Duration, critical: Duration) -> anyhow::Result<Thresholds> {
+    anyhow::ensure!(
+        critical <= warning,
+        "--critical ({}) must not be longer than --warning ({})",
+        acme_core::inspect::human_duration(critical),
+        acme_core::inspect::human_duration(warning)
+    );
+    Ok(Thresholds { warning, critical })
+}
+
+pub(crate) async fn report(ctx: &Ctx, args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let inventory = ctx.inventory()?;
+    // Read-only: no lock, nothing created; a missing store is an empty one.
+    let store = if inventory.store.exists() {
+        Some(
+            acme_core::Store::open_existing(&inventory.store)
+                .with_context(|| format!("cannot open the store {}", inventory.store.display()))?,
+        )
+    } else {
+        None
+    };
+    let opts = ReportOptions {
+        certificates: args.names,
+        nodes: args.nodes,
+        now: OffsetDateTime::now_utc(),
+    };
+    let report = report::gather(&inventory, store.as_ref(), &opts).await?;
+    if let Some(path) = &args.prometheus {
+        report::prometheus::write(&report, path)
+            .with_context(|| format!("cannot write the Prometheus textfile {}", path.display()))?;
+    }
+    if args.json {
+        print_json(&report)?;
+    } else {
+        print_report_table(ctx, &report)?;
+    }
+    if let (Some(cmd), false) = (&inventory.report.notify, args.no_notify) {
+        if let Err(e) = report::notify(cmd, &report, Duration::from_secs(60)).await {
+            // The report itself is complete; say so and keep its status.
+            eprintln!("certctl: warning: {:#}", anyhow::Error::new(e));
+        }
+    }
+    Ok(exit(report.severity))
+}
+
+fn print_report_table(ctx: &Ctx, report: &report::Report) -> anyhow::Result<()> {
+    let rows = report.rows();
+    let mut t = Table::new(&[
+        "CERTIFICATE",
+        "WHERE",
+        "VERSION",
+        "SERIAL",
+        "EXPIRES",
+        "LEFT",
+        "STATUS",
+        "NOTES",
+    ]);
+    for r in &rows {
+        t.row(vec![
+            r.certificate.clone(),
+            r.place.clone(),
+            r.version.clone(),
+            r.serial.clone(),
+            r.expires.clone(),
+            r.left.clone(),
+            r.severity.to_string(),
+            r.notes.clone(),
+        ]);
+    }
+    t.print(|row, col, text| match col {
+        6 => paint(ctx.color, color_of(rows[row].severity), text),
+        _ => text.to_string(),
+    })?;
+    // The summary is for people; scripts reading the table get rows only.
+    if ctx.stdout_tty && !ctx.quiet {
+        let count = |s: Severity| rows.iter().filter(|r| r.severity == s).count();
+        println!(
+            "\n{} certificate(s), {} row(s): {} critical, {} unknown, {} warning; overall {}",
+            report.certificates.len(),
+            rows.len(),
+            count(Severity::Critical),
+            count(Severity::Unknown),
+            count(Severity::Warning),
+            report.severity
+        );
+    }
+    Ok(())
+}
+
+fn read_target_list(path: &PathBuf, sni: Option<&str>) -> anyhow::Result<Vec<ScanTarget>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read endpoint list {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let addr = words.next().unwrap_or("");
+        let line_sni = words.next().or(sni);
+        let t = ScanTarget::parse(addr, line_sni).map_err(|m| {
+            anyhow::anyhow!(
+                "{}:{}: {m}; expected `host[:port] [sni]`",
+                path.display(),
+                i + 1
+            )
+        })?;
+        out.push(t);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn scan(ctx: &Ctx, args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let th = thresholds(args.warning, args.critical)?;
+    let mut targets = Vec::new();
+    for t in &args.targets {
+        targets
+            .push(ScanTarget::parse(t, args.sni.as_deref()).map_err(|m| anyhow::anyhow!("{m}"))?);
+    }
+    if let Some(f) = &args.from_file {
+        targets.extend(read_target_list(f, args.sni.as_deref())?);
+    }
+    anyhow::ensure!(!targets.is_empty(), "no endpoints to scan");
+    let trust = Trust {
+        system_roots: !args.no_system_roots,
+        bundles: args.ca_files,
+    };
+    let scan = report::scan(
+        &targets,
+        &trust,
+        args.timeout,
+        th,
+        args.concurrency,
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
+    if args.json {
+        print_json(&scan)?;
+        return Ok(exit(scan.severity));
+    }
+    let now = scan.generated_at;
+    let mut t = Table::new(&[
+        "ENDPOINT", "SNI", "STATUS", "TRUST", "NAME", "EXPIRES", "LEFT", "NOTES",
+    ]);
+    for e in &scan.endpoints {
+        let (trust, name, expires, left) = match &e.certificate {
+            Some(c) => (
+                if c.trusted { "trusted" } else { "untrusted" },
+                if acme_core::inspect::matches_name(&c.leaf, &e.sni) {
+                    "ok"
+                } else {
+                    "mismatch"
+                },
+                c.leaf.not_after.date().to_string(),
+                human_signed(c.leaf.not_after - now),
+            ),
+            None => ("-", "-", "-".into(), "-".into()),
+        };
+        let notes: Vec<&str> = e.findings.iter().map(|f| f.message.as_str()).collect();
+        t.row(vec![
+            e.address.clone(),
+            e.sni.clone(),
+            e.severity.to_string(),
+            trust.into(),
+            name.into(),
+            expires,
+            left,
+            notes.join("; "),
+        ]);
+    }
+    let sev: Vec<Severity> = scan.endpoints.iter().map(|e| e.severity).collect();
+    t.print(|row, col, text| match col {
+        2 => paint(ctx.color, color_of(sev[row]), text),
+        _ => text.to_string(),
+    })?;
+    Ok(exit(scan.severity))
+}
+
+pub(crate) fn inspect(ctx: &Ctx, args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let th = thresholds(args.warning, args.critical)?;
+    let anchors = Anchors::from_trust(&Trust {
+        system_roots: true,
+        bundles: args.ca_files,
+    })
+    .context("cannot load trust anchors")?;
+    let now = OffsetDateTime::now_utc();
+    let files = acme_core::inspect::inspect_paths(&args.paths, &anchors);
+    let report = report::assess_files(files, th, now);
+    if args.json {
+        print_json(&report)?;
+        return Ok(exit(report.severity));
+    }
+    let mut t = Table::new(&[
+        "FILE", "CERTS", "SUBJECT", "EXPIRES", "LEFT", "KEY", "STATUS", "NOTES",
+    ]);
+    for f in &report.files {
+        let first = f.file.certificates.first();
+        let key = match (&f.file.key, f.file.keys) {
+            (Some(k), _) if k.matches => "matches".to_string(),
+            (Some(_), _) => "MISMATCH".to_string(),
+            (None, n) if n > 0 => format!("{n} key(s)"),
+            (None, _) => "-".to_string(),
+        };
+        let notes: Vec<&str> = f.findings.iter().map(|x| x.message.as_str()).collect();
+        t.row(vec![
+            f.file.path.display().to_string(),
+            f.file.certificates.len().to_string(),
+            first
+                .map(|c| match c.dns_names.first() {
+                    Some(n) if c.dns_names.len() > 1 => {
+                        format!("{n} (+{})", c.dns_names.len() - 1)
+                    }
+                    Some(n) => n.clone(),
+                    None => c.subject.clone(),
+                })
+                .unwrap_or_else(|| "-".into()),
+            first
+                .map(|c| c.not_after.date().to_string())
+                .unwrap_or_else(|| "-".into()),
+            first
+                .map(|c| human_signed(c.not_after - now))
+                .unwrap_or_else(|| "-".into()),
+            key,
+            f.severity.to_string(),
+            notes.join("; "),
+        ]);
+    }
+    let sev: Vec<Severity> = report.files.iter().map(|f| f.severity).collect();
+    t.print(|row, col, text| match col {
+        6 => paint(ctx.color, color_of(sev[row]), text),
+        _ => text.to_string(),
+    })?;
+    Ok(exit(report.severity))
 }

@@ -1,0 +1,414 @@
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use time::OffsetDateTime;
+
+use super::*;
+use crate::inspect::testutil::{intermediate, leaf, root};
+use crate::inspect::{CertFacts, RenewalPolicy, RenewalWindow};
+
+const TH: Thresholds = Thresholds {
+    warning: Duration::from_secs(21 * 86_400),
+    critical: Duration::from_secs(7 * 86_400),
+};
+
+fn served(chain: &[&[u8]], verification: Result<(), String>) -> Served {
+    Served {
+        chain: chain
+            .iter()
+            .map(|d| CertificateDer::from(d.to_vec()))
+            .collect(),
+        verification,
+        elapsed: Duration::from_millis(3),
+    }
+}
+
+fn kinds(f: &[Finding]) -> Vec<&'static str> {
+    f.iter().map(|f| f.kind.name()).collect()
+}
+
+#[test]
+fn validity_thresholds() {
+    let now = OffsetDateTime::now_utc();
+    let day = time::Duration::DAY;
+    let at = |days: i64| {
+        assess_validity(
+            now - day * 30,
+            now + time::Duration::days(days),
+            TH,
+            now,
+            true,
+        )
+    };
+    assert_eq!(at(60), None);
+    assert_eq!(at(20).map(|f| f.severity), Some(Severity::Warning));
+    assert_eq!(at(6).map(|f| f.severity), Some(Severity::Critical));
+    let expired = at(-1).expect("finding");
+    assert_eq!(
+        (expired.kind.name(), expired.severity),
+        ("expired", Severity::Critical)
+    );
+    let future = assess_validity(now + day, now + day * 90, TH, now, true).expect("finding");
+    assert_eq!(future.kind.name(), "not_yet_valid");
+    assert_eq!(future.severity, Severity::Critical);
+    let stored = assess_validity(now + day, now + day * 90, TH, now, false).expect("finding");
+    assert_eq!(stored.severity, Severity::Warning);
+}
+
+#[test]
+fn self_signed_is_one_finding_not_also_untrusted() {
+    let (der, _) = leaf(&["www.example.test"], (-1, 89), None);
+    let s = served(
+        &[&der],
+        Err("invalid peer certificate: UnknownIssuer".into()),
+    );
+    let (cert, f) = assess_served(
+        &s,
+        "www.example.test",
+        TH,
+        &Anchors::new(),
+        OffsetDateTime::now_utc(),
+    );
+    assert_eq!(kinds(&f), vec!["self_signed"]);
+    assert_eq!(worst(&f), Severity::Critical);
+    assert!(!cert.expect("cert").trusted);
+}
+
+#[test]
+fn served_chain_problems_are_named() {
+    let now = OffsetDateTime::now_utc();
+    let ca = root("Root", (-10, 3650));
+    let int = intermediate("Int", (-10, 3000), &ca);
+    let mut anchors = Anchors::new();
+    anchors.add(&CertFacts::from_der(&ca.der).expect("root"));
+    let (der, _) = leaf(&["a.test"], (-1, 89), Some(&int));
+
+    let good = served(&[&der, &int.der], Ok(()));
+    let (_, f) = assess_served(&good, "a.test", TH, &anchors, now);
+    assert!(f.is_empty(), "{f:?}");
+
+    let (_, f) = assess_served(&good, "b.test", TH, &anchors, now);
+    assert_eq!(kinds(&f), vec!["hostname_mismatch"]);
+
+    let missing = served(&[&der], Err("UnknownIssuer".into()));
+    let (_, f) = assess_served(&missing, "a.test", TH, &anchors, now);
+    assert_eq!(kinds(&f), vec!["incomplete_chain"]);
+
+    let other_ca = root("Other", (-10, 3650));
+    let (foreign, _) = leaf(&["a.test"], (-1, 89), Some(&other_ca));
+    let untrusted = served(&[&foreign, &other_ca.der], Err("UnknownIssuer".into()));
+    let (_, f) = assess_served(&untrusted, "a.test", TH, &anchors, now);
+    assert_eq!(kinds(&f), vec!["untrusted"]);
+
+    let (old, _) = leaf(&["a.test"], (-90, -1), Some(&int));
+    let expired = served(&[&old, &int.der], Err("expired".into()));
+    let (_, f) = assess_served(&expired, "a.test", TH, &anchors, now);
+    assert_eq!(kinds(&f), vec!["expired"]);
+
+    let short_int = intermediate("Short", (-10, 30), &ca);
+    let (l, _) = leaf(&["a.test"], (-1, 89), Some(&short_int));
+    let early = served(&[&l, &short_int.der], Ok(()));
+    let (_, f) = assess_served(&early, "a.test", TH, &anchors, now);
+    assert_eq!(kinds(&f), vec!["intermediate_expires_first"]);
+    assert_eq!(worst(&f), Severity::Warning);
+
+    let garbage = served(&[b"not a certificate"], Err("bad".into()));
+    let (cert, f) = assess_served(&garbage, "a.test", TH, &anchors, now);
+    assert!(cert.is_none());
+    assert_eq!(worst(&f), Severity::Critical);
+}
+
+#[test]
+fn probe_failures_map_to_severities() {
+    let f = assess_probe_failure(&ProbeFailure::Connect {
+        address: "127.0.0.1:1".into(),
+        reason: "refused".into(),
+    });
+    assert_eq!(
+        (f.kind.name(), f.severity),
+        ("unreachable", Severity::Unknown)
+    );
+    let f = assess_probe_failure(&ProbeFailure::Timeout {
+        address: "x:1".into(),
+        timeout: Duration::from_secs(2),
+    });
+    assert_eq!(f.kind, FindingKind::ProbeTimeout { timeout_ms: 2000 });
+    assert_eq!(
+        Severity::Critical.max(Severity::Unknown),
+        Severity::Critical
+    );
+    assert_eq!(Severity::Unknown.exit_code(), 3);
+    assert_eq!(Severity::Warning.max(Severity::Ok).exit_code(), 1);
+}
+
+/// A small report: `www` in the store and served by n1 (fine) and n2
+/// (expired, tricky label characters in the SNI).
+fn sample() -> Report {
+    let now = OffsetDateTime::now_utc();
+    let (der, _) = leaf(&["www.example.test"], (-10, 80), None);
+    let facts = CertFacts::from_der(&der).expect("facts");
+    let w = RenewalWindow::compute(
+        RenewalPolicy::default(),
+        facts.not_before,
+        facts.not_after,
+        None,
+        b"x",
+    );
+    let ok_served = ServedReport {
+        sni: "www.example.test".into(),
+        severity: Severity::Ok,
+        elapsed_ms: Some(4),
+        certificate: Some(ServedCert {
+            leaf: facts.clone(),
+            chain: vec![],
+            trusted: true,
+            verification_error: None,
+        }),
+        findings: vec![],
+    };
+    let bad = Finding::new(
+        Severity::Unknown,
+        FindingKind::Unreachable {
+            reason: "refused \"x\"\\\n".into(),
+        },
+    );
+    Report {
+        schema: SCHEMA,
+        generated_at: now,
+        severity: Severity::Unknown,
+        certificates: vec![CertificateReport {
+            name: "www".into(),
+            domains: vec!["www.example.test".into()],
+            severity: Severity::Unknown,
+            thresholds: TH,
+            store: Some(StoreFacts {
+                version: "v1".into(),
+                serial: facts.serial.clone(),
+                issuer: facts.issuer.clone(),
+                key_type: crate::inventory::KeyType::EcdsaP256,
+                domains: facts.dns_names.clone(),
+                not_before: facts.not_before,
+                not_after: facts.not_after,
+                seconds_left: (facts.not_after - now).whole_seconds(),
+                renewal: RenewalStatus {
+                    due_at: w.due_at,
+                    due: w.is_due(now),
+                    reason: w.reason,
+                },
+            }),
+            findings: vec![],
+            nodes: vec![
+                NodeReport {
+                    node: "n1".into(),
+                    probe_address: "127.0.0.11:443".into(),
+                    severity: Severity::Ok,
+                    deployed_version: Some("v1".into()),
+                    findings: vec![],
+                    served: vec![ok_served],
+                },
+                NodeReport {
+                    node: "n2".into(),
+                    probe_address: "127.0.0.12:443".into(),
+                    severity: Severity::Unknown,
+                    deployed_version: None,
+                    findings: vec![],
+                    served: vec![ServedReport {
+                        sni: "we\"ird\\name".into(),
+                        severity: Severity::Unknown,
+                        elapsed_ms: None,
+                        certificate: None,
+                        findings: vec![bad],
+                    }],
+                },
+            ],
+        }],
+    }
+}
+
+#[test]
+fn json_has_the_documented_schema() {
+    let v = serde_json::to_value(sample()).expect("json");
+    assert_eq!(v["schema"], "certctl.report/v1");
+    assert_eq!(v["severity"], "unknown");
+    let c = &v["certificates"][0];
+    for k in [
+        "name",
+        "domains",
+        "severity",
+        "thresholds",
+        "store",
+        "findings",
+        "nodes",
+    ] {
+        assert!(c.get(k).is_some(), "certificate.{k} missing: {c}");
+    }
+    assert_eq!(c["thresholds"]["warning_seconds"], 21 * 86_400);
+    let store = &c["store"];
+    for k in [
+        "version",
+        "serial",
+        "issuer",
+        "key_type",
+        "not_before",
+        "not_after",
+        "seconds_left",
+    ] {
+        assert!(store.get(k).is_some(), "store.{k} missing");
+    }
+    assert_eq!(store["renewal"]["reason"]["rule"], "lifetime");
+    let n2 = &c["nodes"][1];
+    for k in [
+        "node",
+        "probe_address",
+        "severity",
+        "deployed_version",
+        "findings",
+        "served",
+    ] {
+        assert!(n2.get(k).is_some(), "node.{k} missing");
+    }
+    let f = &n2["served"][0]["findings"][0];
+    assert_eq!(f["kind"], "unreachable");
+    assert_eq!(f["severity"], "unknown");
+    assert!(f["message"]
+        .as_str()
+        .expect("message")
+        .starts_with("unreachable"));
+    let leaf = &c["nodes"][0]["served"][0]["certificate"]["leaf"];
+    for k in [
+        "subject",
+        "serial",
+        "dns_names",
+        "not_after",
+        "key_type",
+        "sha256",
+    ] {
+        assert!(leaf.get(k).is_some(), "leaf.{k} missing");
+    }
+}
+
+#[test]
+fn rows_are_sorted_by_urgency() {
+    let rows = sample().rows();
+    assert_eq!(rows[0].place, "n2");
+    assert_eq!(rows[0].severity, Severity::Unknown);
+    assert!(rows[0].notes.contains("unreachable"));
+    assert_eq!(rows.len(), 3);
+}
+
+#[test]
+fn prometheus_labels_are_escaped_and_families_typed() {
+    assert_eq!(prometheus::escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    let text = prometheus::render(&sample());
+    assert!(text.contains("# TYPE certctl_certificate_not_after_seconds gauge"));
+    assert!(text.contains("certctl_certificate_not_after_seconds{certificate=\"www\",source=\"store\",node=\"\",sni=\"\",serial=\""));
+    assert!(text.contains("source=\"served\",node=\"n1\",sni=\"www.example.test\""));
+    assert!(text.contains(
+        "certctl_finding{certificate=\"www\",node=\"n2\",sni=\"we\\\"ird\\\\name\",kind=\"unreachable\",severity=\"unknown\"} 1"
+    ));
+    assert!(text.contains(
+        "certctl_probe_success{certificate=\"www\",node=\"n2\",sni=\"we\\\"ird\\\\name\"} 0"
+    ));
+    assert!(text.contains("\ncertctl_report_timestamp_seconds "));
+    for line in text.lines() {
+        assert!(!line.is_empty());
+        if !line.starts_with('#') {
+            let value = line.rsplit(' ').next().expect("value");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+    // promtool, when installed, is the judge (the lab test requires it).
+    if let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("promtool");
+        assert!(
+            out.status.success(),
+            "promtool: {}{}\n{text}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn scan_targets_parse() {
+    let t = ScanTarget::parse("example.test", None).expect("parse");
+    assert_eq!(
+        (t.address.as_str(), t.sni.as_str()),
+        ("example.test:443", "example.test")
+    );
+    let t = ScanTarget::parse("127.0.0.1:8443", Some("www.example.test")).expect("parse");
+    assert_eq!(
+        (t.address.as_str(), t.sni.as_str()),
+        ("127.0.0.1:8443", "www.example.test")
+    );
+    let t = ScanTarget::parse("[::1]:8443", None).expect("parse");
+    assert_eq!(t.address, "[::1]:8443");
+    assert!(ScanTarget::parse("host:notaport", None).is_err());
+}
+
+#[test]
+fn files_are_assessed_like_served_certificates() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = root("Root", (-10, 3650));
+    let (der, _) = leaf(&["a.test"], (-90, -1), Some(&ca));
+    std::fs::write(
+        dir.path().join("cert.pem"),
+        crate::inspect::testutil::pem(&[&der, &ca.der]),
+    )
+    .expect("write");
+    let wrong = rcgen::KeyPair::generate().expect("key");
+    std::fs::write(dir.path().join("privkey.pem"), wrong.serialize_pem()).expect("write");
+    let files = crate::inspect::inspect_paths(&[dir.path().to_path_buf()], &Anchors::new());
+    let r = assess_files(files, TH, OffsetDateTime::now_utc());
+    assert_eq!(r.schema, INSPECT_SCHEMA);
+    assert_eq!(r.severity, Severity::Critical);
+    let cert = r
+        .files
+        .iter()
+        .find(|f| f.file.path.ends_with("cert.pem"))
+        .expect("cert.pem");
+    assert_eq!(kinds(&cert.findings), vec!["expired", "key_mismatch"]);
+    let v = serde_json::to_value(&r).expect("json");
+    assert!(v["files"][0].get("path").is_some(), "flattened file facts");
+}
+
+#[tokio::test]
+async fn notify_gets_the_json_only_when_something_is_wrong() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("got.json");
+    let cmd = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        format!("cat > {}", out.display()),
+    ];
+    let mut r = sample();
+    assert!(notify(&cmd, &r, Duration::from_secs(10))
+        .await
+        .expect("ran"));
+    let got: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("json");
+    assert_eq!(got["schema"], SCHEMA);
+    std::fs::remove_file(&out).expect("rm");
+    r.severity = Severity::Ok;
+    assert!(!notify(&cmd, &r, Duration::from_secs(10)).await.expect("ok"));
+    assert!(!out.exists());
+    let failing = vec!["false".to_string()];
+    r.severity = Severity::Warning;
+    assert!(matches!(
+        notify(&failing, &r, Duration::from_secs(10)).await,
+        Err(NotifyError::Failed { .. })
+    ));
+}
