@@ -159,7 +159,9 @@ record() {
             "$wall" "$cpu" "$(awk -v r="$rss" 'BEGIN { print r / 1024 }')" >&2
     else
         {
-            echo "  $tool $case run $run FAILED (exit $rc; no certificate for $* at $pem)"
+            local why="exit $rc"
+            ((rc == 124 || rc == 137)) && why="timed out"
+            echo "  $tool $case run $run FAILED ($why; no certificate for $* at $pem)"
             echo "  ---- last lines of $tool's output ----"
             tail -n 15 "$log" | sed 's/^/  | /'
         } >&2
