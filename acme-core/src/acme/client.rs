@@ -77,11 +77,16 @@ impl CaClient {
             .map_err(|e| AcmeError::Tls(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        // Without TCP_NODELAY the first request after the handshake waits
+        // ~40 ms for a delayed ACK.
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(http);
         let inner = HyperClient::builder(TokioExecutor::new()).build(connector);
         Ok(Self { inner, log })
     }

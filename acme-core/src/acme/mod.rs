@@ -581,8 +581,8 @@ impl Issuer {
 
         let remaining = order_timeout.saturating_sub(started.elapsed());
         let policy = RetryPolicy::new()
-            .initial_delay(Duration::from_millis(25))
-            .backoff(1.5)
+            .initial_delay(Duration::from_millis(5))
+            .backoff(2.0)
             .timeout(remaining);
         let status = retry_nonce!(order.poll_ready(&policy).await);
         let status = match status {
@@ -631,8 +631,8 @@ impl Issuer {
         retry_nonce!(order.finalize_csr(&csr).await).map_err(server("finalizing the order"))?;
         let remaining = order_timeout.saturating_sub(started.elapsed());
         let policy = RetryPolicy::new()
-            .initial_delay(Duration::from_millis(25))
-            .backoff(1.5)
+            .initial_delay(Duration::from_millis(5))
+            .backoff(2.0)
             .timeout(remaining);
         let chain_pem = retry_nonce!(order.poll_certificate(&policy).await)
             .map_err(server("downloading the certificate"))?;
@@ -760,47 +760,18 @@ fn split_chain(pem: &str) -> (String, String) {
     }
 }
 
-struct LeafFacts {
-    serial: String,
-    issuer: String,
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-    ari_id: Option<String>,
-}
-
-fn leaf_facts(pem: &str) -> Result<LeafFacts> {
-    let bad = |reason: String| AcmeError::BadCertificate { reason };
-    let der = rustls_pemfile::certs(&mut pem.as_bytes())
+/// Facts of the issued leaf, parsed the same way the report parses served
+/// certificates (so serials and ARI identifiers compare equal).
+fn leaf_facts(pem: &str) -> Result<crate::inspect::CertFacts> {
+    crate::inspect::parse_pem_chain(pem.as_bytes())
+        .map_err(|e| AcmeError::BadCertificate {
+            reason: e.to_string(),
+        })?
+        .into_iter()
         .next()
-        .ok_or_else(|| bad("no certificate in the answer".into()))?
-        .map_err(|e| bad(e.to_string()))?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| bad(e.to_string()))?;
-    let serial = cert
-        .raw_serial()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
-    let ts = |t: x509_parser::time::ASN1Time| {
-        OffsetDateTime::from_unix_timestamp(t.timestamp()).map_err(|e| bad(e.to_string()))
-    };
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let aki = cert
-        .extensions()
-        .iter()
-        .find_map(|e| match e.parsed_extension() {
-            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
-                a.key_identifier.as_ref().map(|k| k.0.to_vec())
-            }
-            _ => None,
-        });
-    Ok(LeafFacts {
-        ari_id: aki.map(|k| format!("{}.{}", b64.encode(k), b64.encode(cert.raw_serial()))),
-        serial: serial.trim_start_matches("00").to_string(),
-        issuer: cert.issuer().to_string(),
-        not_before: ts(cert.validity().not_before)?,
-        not_after: ts(cert.validity().not_after)?,
-    })
+        .ok_or_else(|| AcmeError::BadCertificate {
+            reason: "no certificate in the answer".into(),
+        })
 }
 
 /// State record listing TXT records that may exist in DNS.
@@ -955,18 +926,19 @@ pub async fn renew(
                 } else {
                     None
                 };
-                let (at, why) = due_at(
+                let seed = p.meta.ari_id.as_deref().unwrap_or(&p.meta.serial);
+                let (at, why, due_now) = due_at(
                     p.meta.not_before,
                     p.meta.not_after,
                     ari,
                     cert.renew_before.or(inv.renewal.renew_before),
-                    p.meta.serial.as_bytes(),
+                    seed.as_bytes(),
                 );
                 let reason = if opts.force {
                     Some(DueReason::Forced)
                 } else if let Some(what) = changed {
                     Some(DueReason::ConfigChanged { what })
-                } else if at <= now {
+                } else if due_now {
                     Some(why.clone())
                 } else {
                     None

@@ -3,7 +3,7 @@
 //! CA's back-off between runs.
 
 use serde::{Deserialize, Serialize};
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 /// Why a certificate is (or will be) due.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,7 +42,7 @@ pub enum DueReason {
 impl std::fmt::Display for DueReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DueReason::NotIssued => f.write_str("not issued yet"),
+            DueReason::NotIssued => f.write_str("first issuance"),
             DueReason::ConfigChanged { what } => write!(f, "inventory changed: {what}"),
             DueReason::Forced => f.write_str("forced"),
             DueReason::Ari { start, end } => {
@@ -56,61 +56,47 @@ impl std::fmt::Display for DueReason {
     }
 }
 
-/// A suggested renewal window from the CA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AriWindow {
-    /// Start.
-    #[serde(with = "time::serde::rfc3339")]
-    pub start: OffsetDateTime,
-    /// End.
-    #[serde(with = "time::serde::rfc3339")]
-    pub end: OffsetDateTime,
+pub use crate::inspect::AriWindow;
+use crate::inspect::{RenewalPolicy, RenewalWindow};
+
+impl DueReason {
+    /// The policy's reason, in this enum's terms.
+    pub fn from_policy(r: crate::inspect::DueReason) -> Self {
+        match r {
+            crate::inspect::DueReason::Ari { start, end } => DueReason::Ari { start, end },
+            crate::inspect::DueReason::Lifetime { fraction } => DueReason::Lifetime {
+                fraction: if fraction > 0.4 { 2 } else { 3 },
+            },
+            crate::inspect::DueReason::Override { before } => DueReason::RenewBefore {
+                seconds: before.as_secs(),
+            },
+        }
+    }
 }
 
-/// When a certificate valid from `not_before` to `not_after` is due, and why.
-///
-/// Precedence: the ARI window (at a point inside it fixed by `seed`, so runs
-/// agree and a fleet of clients spreads out; at once if the window has
-/// started before... that point), else `renew_before`, else the lifetime rule.
+/// When a certificate valid from `not_before` to `not_after` is due, why, and
+/// whether it is due now (see [`RenewalWindow::compute`]: ARI window, else
+/// `renew_before`, else the lifetime rule). `seed` is the ARI identifier or
+/// the serial.
 pub fn due_at(
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     ari: Option<AriWindow>,
     renew_before: Option<std::time::Duration>,
     seed: &[u8],
-) -> (OffsetDateTime, DueReason) {
-    if let Some(w) = ari.filter(|w| w.end >= w.start) {
-        let span = (w.end - w.start).whole_seconds().max(0) as u64;
-        let point = if span == 0 { 0 } else { fnv1a(seed) % span };
-        return (
-            w.start + Duration::seconds(point as i64),
-            DueReason::Ari {
-                start: w.start,
-                end: w.end,
-            },
-        );
-    }
-    if let Some(before) = renew_before {
-        let before = Duration::try_from(before).unwrap_or(Duration::MAX);
-        return (
-            not_after.checked_sub(before).unwrap_or(not_before),
-            DueReason::RenewBefore {
-                seconds: before.whole_seconds().max(0) as u64,
-            },
-        );
-    }
-    let lifetime = not_after - not_before;
-    let fraction: u8 = if lifetime < Duration::days(10) { 2 } else { 3 };
-    (
-        not_after - lifetime / i32::from(fraction),
-        DueReason::Lifetime { fraction },
-    )
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+) -> (OffsetDateTime, DueReason, bool) {
+    let w = RenewalWindow::compute(
+        RenewalPolicy {
+            ari: ari.is_some(),
+            renew_before,
+        },
+        not_before,
+        not_after,
+        ari,
+        seed,
+    );
+    let now_due = w.is_due(OffsetDateTime::now_utc());
+    (w.due_at, DueReason::from_policy(w.reason), now_due)
 }
 
 /// What the store remembers about renewing one certificate.
@@ -155,50 +141,17 @@ pub struct AriCache {
 mod tests {
     use super::*;
     use time::macros::datetime;
+    use time::Duration;
 
     #[test]
-    fn ninety_day_cert_is_due_with_a_third_left() {
+    fn reasons_map_from_the_policy() {
         let nb = datetime!(2026-01-01 0:00 UTC);
-        let (at, why) = due_at(nb, nb + Duration::days(90), None, None, b"x");
+        let (at, why, _) = due_at(nb, nb + Duration::days(90), None, None, b"x");
         assert_eq!(at, nb + Duration::days(60));
         assert_eq!(why, DueReason::Lifetime { fraction: 3 });
-    }
-
-    #[test]
-    fn short_lived_cert_is_due_at_half() {
-        let nb = datetime!(2026-01-01 0:00 UTC);
-        let (at, why) = due_at(nb, nb + Duration::days(6), None, None, b"x");
-        assert_eq!(at, nb + Duration::days(3));
+        let (_, why, _) = due_at(nb, nb + Duration::days(6), None, None, b"x");
         assert_eq!(why, DueReason::Lifetime { fraction: 2 });
-        // Ten days exactly is not "under 10 days".
-        let (_, why) = due_at(nb, nb + Duration::days(10), None, None, b"x");
-        assert_eq!(why, DueReason::Lifetime { fraction: 3 });
-    }
-
-    #[test]
-    fn ari_window_wins_and_point_is_inside_and_stable() {
-        let nb = datetime!(2026-01-01 0:00 UTC);
-        let w = AriWindow {
-            start: datetime!(2026-02-01 0:00 UTC),
-            end: datetime!(2026-02-03 0:00 UTC),
-        };
-        let (a, why) = due_at(
-            nb,
-            nb + Duration::days(90),
-            Some(w),
-            Some(std::time::Duration::from_secs(86_400)),
-            b"serial-1",
-        );
-        let (b, _) = due_at(nb, nb + Duration::days(90), Some(w), None, b"serial-1");
-        assert_eq!(a, b);
-        assert!(a >= w.start && a < w.end);
-        assert!(matches!(why, DueReason::Ari { .. }));
-    }
-
-    #[test]
-    fn renew_before_overrides_lifetime() {
-        let nb = datetime!(2026-01-01 0:00 UTC);
-        let (at, _) = due_at(
+        let (at, why, _) = due_at(
             nb,
             nb + Duration::days(90),
             None,
@@ -206,5 +159,24 @@ mod tests {
             b"x",
         );
         assert_eq!(at, nb + Duration::days(80));
+        assert_eq!(why, DueReason::RenewBefore { seconds: 864_000 });
+    }
+
+    #[test]
+    fn an_open_ari_window_is_due_now() {
+        let now = OffsetDateTime::now_utc();
+        let w = AriWindow {
+            start: now - Duration::hours(1),
+            end: now + Duration::days(2),
+        };
+        let (_, why, due) = due_at(
+            now - Duration::days(80),
+            now + Duration::days(10),
+            Some(w),
+            None,
+            b"s",
+        );
+        assert!(due);
+        assert!(matches!(why, DueReason::Ari { .. }));
     }
 }

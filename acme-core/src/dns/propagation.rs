@@ -17,7 +17,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(25);
 /// Longest pause between rounds after `elapsed`: most servers catch up within
 /// a second (NOTIFY + IXFR), so poll finely at first, then gently.
 fn max_backoff(elapsed: Duration) -> Duration {
-    if elapsed < Duration::from_secs(5) {
+    if elapsed < Duration::from_secs(1) {
+        Duration::from_millis(50)
+    } else if elapsed < Duration::from_secs(5) {
         Duration::from_millis(200)
     } else {
         Duration::from_secs(2)

@@ -16,7 +16,7 @@ use crate::inventory::{CertificateConfig, Inventory};
 const SHORT_LIVED: time::Duration = time::Duration::days(10);
 
 /// A renewal window suggested by the CA (RFC 9773 §4.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AriWindow {
     /// Start of the suggested window.
     #[serde(with = "time::serde::rfc3339")]
@@ -65,7 +65,11 @@ pub enum DueReason {
         fraction: f64,
     },
     /// A configured `renew_before`.
-    Override(#[serde(with = "secs")] Duration),
+    Override {
+        /// How long before expiry.
+        #[serde(rename = "seconds", with = "secs")]
+        before: Duration,
+    },
 }
 
 mod secs {
@@ -90,7 +94,7 @@ impl std::fmt::Display for DueReason {
                 f.write_str("half of the lifetime left")
             }
             DueReason::Lifetime { .. } => f.write_str("a third of the lifetime left"),
-            DueReason::Override(d) => {
+            DueReason::Override { before: d } => {
                 write!(f, "renew_before {}", super::human_duration(*d))
             }
         }
@@ -146,7 +150,9 @@ impl RenewalWindow {
             let before = time::Duration::try_from(before).unwrap_or(time::Duration::MAX);
             return RenewalWindow {
                 due_at: not_after.checked_sub(before).unwrap_or(not_before),
-                reason: DueReason::Override(policy.renew_before.unwrap_or_default()),
+                reason: DueReason::Override {
+                    before: policy.renew_before.unwrap_or_default(),
+                },
             };
         }
         let lifetime = if not_after > not_before {
@@ -299,7 +305,12 @@ mod tests {
             b"x",
         );
         assert_eq!(w.due_at, end - time::Duration::days(10));
-        assert_eq!(w.reason, DueReason::Override(Duration::from_secs(864_000)));
+        assert_eq!(
+            w.reason,
+            DueReason::Override {
+                before: Duration::from_secs(864_000)
+            }
+        );
         let w = RenewalWindow::compute(RenewalPolicy::default(), START, end, Some(window), b"x");
         assert!(matches!(w.reason, DueReason::Lifetime { .. }));
     }

@@ -154,7 +154,7 @@ pub async fn gather(
         };
         let facts = live.as_ref().map(|r| {
             let policy = RenewalPolicy::for_certificate(inventory, cert);
-            let ari = store.and_then(|s| ari_window(s, name));
+            let ari = store.and_then(|s| ari_window(s, name, &r.meta.serial));
             let seed = r.meta.ari_id.as_deref().unwrap_or(&r.meta.serial);
             let w = RenewalWindow::compute(
                 policy,
@@ -427,23 +427,11 @@ fn known<'a>(names: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
-/// The CA's ARI window recorded in the certificate's `renewal` state record,
-/// if any. Read defensively: the record belongs to the issuance code, and a
-/// missing or differently shaped record just means "no window known".
-/// Accepted shapes: `{"ari": {"start": RFC3339, "end": RFC3339}}` or
-/// `{"ari_window": {...}}`.
-fn ari_window(store: &Store, name: &str) -> Option<AriWindow> {
-    let v: serde_json::Value = store.read_state(name, "renewal").ok()??;
-    let w = v.get("ari").or_else(|| v.get("ari_window"))?;
-    let parse = |k: &str| {
-        w.get(k)?.as_str().and_then(|s| {
-            OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-        })
-    };
-    Some(AriWindow {
-        start: parse("start")?,
-        end: parse("end")?,
-    })
+/// The CA's ARI window cached in the certificate's renewal record for the
+/// live serial, if any; an unreadable record just means "no window known".
+fn ari_window(store: &Store, name: &str, serial: &str) -> Option<AriWindow> {
+    let record: crate::acme::RenewalRecord = store.read_state(name, "renewal").ok()??;
+    record.ari.filter(|a| a.serial == serial).map(|a| a.window)
 }
 
 /// The version `node` has deployed for certificate `cert`: the last path

@@ -376,12 +376,13 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
             let before = cfg
                 .and_then(|c| c.renew_before)
                 .or(inv.renewal.renew_before);
-            let (at, why) = acme::due_at(
+            let seed = r.meta.ari_id.as_deref().unwrap_or(&r.meta.serial);
+            let (at, why, _) = acme::due_at(
                 r.meta.not_before,
                 r.meta.not_after,
                 ari,
                 before,
-                r.meta.serial.as_bytes(),
+                seed.as_bytes(),
             );
             e.version = Some(r.version.clone());
             e.serial = Some(r.meta.serial.clone());
