@@ -98,12 +98,7 @@ pub(crate) struct InspectArgs {
 }
 
 fn exit(s: Severity) -> ExitCode {
-    ExitCode::from(match s {
-        Severity::Ok => crate::exit::OK,
-        Severity::Warning => crate::exit::WARNING,
-        Severity::Critical => crate::exit::CRITICAL,
-        Severity::Unknown => crate::exit::ERROR,
-    })
+    ExitCode::from(exit_code(s))
 }
 
 fn color_of(s: Severity) -> &'static str {
@@ -140,23 +135,58 @@ pub(crate) async fn report(ctx: &Ctx, args: ReportArgs) -> anyhow::Result<ExitCo
         nodes: args.nodes,
         now: OffsetDateTime::now_utc(),
     };
-    let report = report::gather(&inventory, store.as_ref(), &opts).await?;
-    if let Some(path) = &args.prometheus {
+    let out = ReportOutput {
+        json: args.json,
+        prometheus: args.prometheus,
+        notify: !args.no_notify,
+    };
+    let severity = emit(ctx, &inventory, store.as_ref(), &opts, &out).await?;
+    Ok(exit(severity))
+}
+
+/// How a report is delivered.
+pub(crate) struct ReportOutput {
+    pub(crate) json: bool,
+    pub(crate) prometheus: Option<PathBuf>,
+    pub(crate) notify: bool,
+}
+
+/// Gathers the report, prints it, writes the textfile, runs the notify hook;
+/// returns the overall severity. Shared with `certctl run`.
+pub(crate) async fn emit(
+    ctx: &Ctx,
+    inventory: &acme_core::Inventory,
+    store: Option<&acme_core::Store>,
+    opts: &ReportOptions,
+    out: &ReportOutput,
+) -> anyhow::Result<Severity> {
+    let report = report::gather(inventory, store, opts).await?;
+    if let Some(path) = &out.prometheus {
         report::prometheus::write(&report, path)
             .with_context(|| format!("cannot write the Prometheus textfile {}", path.display()))?;
     }
-    if args.json {
+    if out.json {
         print_json(&report)?;
     } else {
         print_report_table(ctx, &report)?;
     }
-    if let (Some(cmd), false) = (&inventory.report.notify, args.no_notify) {
+    if let (Some(cmd), true) = (&inventory.report.notify, out.notify) {
         if let Err(e) = report::notify(cmd, &report, Duration::from_secs(60)).await {
             // The report itself is complete; say so and keep its status.
             eprintln!("certctl: warning: {:#}", anyhow::Error::new(e));
         }
     }
-    Ok(exit(report.severity))
+    Ok(report.severity)
+}
+
+/// The exit code for a report severity (monitoring-plugin convention).
+pub(crate) fn exit_code(s: Severity) -> u8 {
+    match s {
+        Severity::Ok => crate::exit::OK,
+        Severity::Warning => crate::exit::WARNING,
+        Severity::Critical => crate::exit::CRITICAL,
+        Severity::Unknown => crate::exit::ERROR,
+    }
 }
 
 fn print_report_table(ctx: &Ctx, report: &report::Report) -> anyhow::Result<()> {
