@@ -54,7 +54,7 @@ pub fn certctl_bin() -> PathBuf {
 static LAB: OnceLock<Lab> = OnceLock::new();
 
 /// Brings the lab up (once per test binary) and returns it. The node count is
-/// `CERTCTL_LAB_NODES` or 5.
+/// `CERTCTL_LAB_NODES` or 5, or more if the running lab has more nodes.
 pub fn lab() -> &'static Lab {
     LAB.get_or_init(|| {
         let nodes: usize = std::env::var("CERTCTL_LAB_NODES")
@@ -64,6 +64,12 @@ pub fn lab() -> &'static Lab {
         let dir = std::env::var("CERTCTL_LAB_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|_| PathBuf::from("/tmp/certctl-lab"));
+        // Never shrink a lab that someone else grew (`up N` removes nodes above N).
+        let running: usize = std::fs::read_to_string(dir.join("nodes.count"))
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        let nodes = nodes.max(running);
         let lab = Lab { dir, nodes };
         let out = lab.sh(&["up", &nodes.to_string()]);
         assert!(

@@ -624,3 +624,65 @@ async fn a_real_live_directory_is_adopted_and_rollback_returns_to_it() {
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no certificate `nope`"));
 }
+
+/// Not a check: prints the wall time of `certctl deploy` (3 certificates)
+/// to `CERTCTL_BENCH_NODES` nodes (default 5; the lab must have that many),
+/// for a fresh version and for a second, unchanged run, over
+/// `CERTCTL_BENCH_TRANSPORT` (`ssh`, or `local` to see the cost without SSH). Run with
+/// `cargo test -p certctl-lab-tests --test deploy -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement, run by hand"]
+fn measure_rollout_wall_time() {
+    let lab = lab();
+    let n: usize = std::env::var("CERTCTL_BENCH_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(NODES);
+    let _x = lab.exclusive();
+    // Grow the lab if needed (never shrink it: others use it too).
+    let running: usize = std::fs::read_to_string(lab.dir.join("nodes.count"))
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or(0);
+    if running < n {
+        lab.must(&["up", &n.to_string()]);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let transport = std::env::var("CERTCTL_BENCH_TRANSPORT").unwrap_or_else(|_| "ssh".into());
+    let config = lab.inventory_in(dir.path(), |t| {
+        let mut t = keep_nodes(&t, n);
+        for i in 1..=n {
+            t = set_node(
+                &t,
+                &format!("node{i}"),
+                "transport",
+                &format!("\"{transport}\""),
+            );
+        }
+        t
+    });
+    let inv = Inventory::load(&config).expect("inventory");
+    let (store, _) = Store::open(&inv.store).expect("store");
+    let fleet = Fleet {
+        dir,
+        config,
+        inv,
+        store,
+    };
+    for round in 1..=3 {
+        fleet.issue();
+        for run in ["new version", "unchanged"] {
+            let t = std::time::Instant::now();
+            let out = certctl(&fleet.config, &["deploy", "--json"]);
+            let wall = t.elapsed();
+            assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+            eprintln!(
+                "round {round}: {n} nodes x 3 certificates over {transport}, {run}: {wall:?}"
+            );
+        }
+    }
+    if std::env::var_os("CERTCTL_BENCH_KEEP").is_some() {
+        eprintln!("kept {}", fleet.config.display());
+        let _ = fleet.dir.keep();
+    }
+}

@@ -9,7 +9,7 @@ use crate::inspect::probe::{ProbeFailure, Prober};
 use crate::inventory::NodeConfig;
 use crate::secret::Secret;
 
-use super::script::{self, Activation, CertActivation, Inspected, Live, Marker, Upload};
+use super::script::{self, CertDeploy, CertStep, DeployScript, Live, Marker, Relink};
 use super::transport::{ScriptOutput, Transport};
 use super::{NodeError, Outcome};
 
@@ -51,13 +51,6 @@ impl CertJob {
             buf.extend_from_slice(p);
         }
     }
-
-    fn complete_on(&self, found: &Inspected) -> bool {
-        crate::store::RELEASE_FILES
-            .iter()
-            .zip(&self.sums)
-            .all(|(f, sum)| found.sums.get(&format!("{f}.pem")) == Some(sum))
-    }
 }
 
 /// The leaf DER of the first certificate in `pem`.
@@ -76,6 +69,22 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+/// Probes every SNI name of `job` at `addr` once; true if all present its leaf.
+pub(crate) async fn serves(prober: &Prober, addr: &str, job: &CertJob) -> bool {
+    let probes = job.snis.iter().map(|sni| prober.probe(addr, sni));
+    futures::future::join_all(probes).await.iter().all(|r| {
+        r.as_ref()
+            .ok()
+            .and_then(|s| s.leaf())
+            .is_some_and(|l| l.as_ref() == job.leaf.as_slice())
+    })
+}
+
+/// The version a link target names (its last component).
+fn version_of(target: &str) -> Option<String> {
+    Live::Link(target.to_string()).version().map(str::to_string)
 }
 
 /// What one node needs to run its steps.
@@ -138,18 +147,6 @@ impl NodeCtx<'_> {
         }
     }
 
-    /// Probes every SNI name of `job` once; true if all present its leaf.
-    async fn serves(&self, job: &CertJob) -> bool {
-        let addr = self.node.probe_address();
-        let probes = job.snis.iter().map(|sni| self.prober.probe(&addr, sni));
-        futures::future::join_all(probes).await.iter().all(|r| {
-            r.as_ref()
-                .ok()
-                .and_then(|s| s.leaf())
-                .is_some_and(|l| l.as_ref() == job.leaf.as_slice())
-        })
-    }
-
     /// Polls until every SNI name presents `leaf`, or the deadline. A reload
     /// is asynchronous and the old worker keeps accepting for a moment after
     /// the new one starts, so one good answer is not enough: the new leaf
@@ -201,83 +198,29 @@ impl NodeCtx<'_> {
         }
     }
 
-    /// Deploys `jobs` to this node; one outcome per job, in order.
-    pub(crate) async fn deploy(&self, jobs: &[Arc<CertJob>]) -> Vec<Outcome> {
+    /// Deploys `jobs` to this node with one script; `served[i]` says whether
+    /// the node was just seen serving job `i`'s leaf for every SNI name. One
+    /// outcome per job, in order.
+    pub(crate) async fn deploy(&self, jobs: &[Arc<CertJob>], served: &[bool]) -> Vec<Outcome> {
         let base = self.base();
-        let pairs: Vec<(&str, &str)> = jobs
+        // Sized up front so no copy of a key is left behind by a reallocation.
+        let mut payload =
+            Vec::with_capacity(jobs.iter().map(|j| j.sizes().iter().sum::<usize>()).sum());
+        let certs = jobs
             .iter()
-            .map(|j| (j.name.as_str(), j.version.as_str()))
+            .zip(served)
+            .map(|(j, s)| {
+                j.append_payload(&mut payload);
+                CertDeploy {
+                    name: j.name.clone(),
+                    version: j.version.clone(),
+                    served: *s,
+                    sums: j.sums.clone(),
+                    sizes: j.sizes(),
+                }
+            })
             .collect();
-        let inspect_script = script::inspect(&base, &pairs);
-        // The first look and the probes of what is served now, at once.
-        let (looked, serving) = tokio::join!(
-            self.transport.run(&inspect_script, b""),
-            futures::future::join_all(jobs.iter().map(|j| self.serves(j)))
-        );
-        let found = match looked {
-            Ok(out) if out.status == Some(0) => script::parse_inspect(&out.stdout_text()),
-            Ok(out) => return fail_all(jobs.len(), || self.script_error(&out)),
-            Err(e) => return fail_all(jobs.len(), || e.clone().into()),
-        };
-
-        let mut outcomes: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
-        let mut work: Vec<(usize, CertActivation)> = Vec::new();
-        let mut payload = Vec::new();
-        for (i, job) in jobs.iter().enumerate() {
-            let seen = found.get(&job.name).cloned().unwrap_or_default();
-            let complete = job.complete_on(&seen);
-            let linked = seen.live.version() == Some(job.version.as_str());
-            if linked && complete && serving[i] && !self.force {
-                outcomes[i] = Some(Outcome::Unchanged {
-                    version: job.version.clone(),
-                });
-                continue;
-            }
-            let (previous, adopt_as) = match &seen.live {
-                Live::Link(t) => (Some(t.clone()), None),
-                Live::Missing => (None, None),
-                Live::Dir => {
-                    let a = adopted_name();
-                    (Some(script::link_target(&job.name, &a)), Some(a))
-                }
-                Live::Other => {
-                    outcomes[i] = Some(Outcome::Failed {
-                        error: NodeError::LiveNotLink {
-                            node: self.name(),
-                            path: format!("{base}/live/{}", job.name),
-                        },
-                    });
-                    continue;
-                }
-            };
-            let upload = (!complete).then(|| {
-                job.append_payload(&mut payload);
-                Upload { sizes: job.sizes() }
-            });
-            let prev_version = seen.live.version().map(str::to_string);
-            let prune = prune_list(
-                &seen.versions,
-                &job.version,
-                prev_version.as_deref(),
-                self.keep_versions,
-            );
-            work.push((
-                i,
-                CertActivation {
-                    name: job.name.clone(),
-                    version: job.version.clone(),
-                    upload,
-                    adopt_as,
-                    previous,
-                    prune,
-                },
-            ));
-        }
-        if work.is_empty() {
-            return outcomes.into_iter().flatten().collect();
-        }
-
-        let activation = Activation {
+        let d = DeployScript {
             base: base.clone(),
             token: token(),
             chown: match (&self.node.owner, &self.node.group) {
@@ -288,75 +231,111 @@ impl NodeCtx<'_> {
             },
             validate: self.node.validate.clone(),
             reload: self.node.reload.clone(),
-            certs: work.iter().map(|(_, c)| c.clone()).collect(),
+            keep: self.keep_versions,
+            adopt_as: adopted_name(),
+            force: self.force,
+            certs,
         };
+        // The payload holds the private keys: wiped when dropped.
+        let payload = Secret::new(payload);
+        let started = Instant::now();
         let ran = self
             .transport
-            .run(&script::activate(&activation), &payload)
+            .run(&script::deploy(&d), payload.expose())
             .await;
         drop(payload);
-        let failure: Option<(NodeError, bool)> = match ran {
-            Err(e) => Some((e.into(), false)),
-            Ok(out) => match script::marker(&out.stdout_text()) {
-                Marker::Ok(_) => None,
-                Marker::Fail { step, path } => Some((self.step_error(step, path, &out), false)),
-                Marker::Validate(output) => Some((
-                    NodeError::Validate {
-                        node: self.name(),
-                        command: self.node.validate.clone(),
-                        output,
-                    },
-                    true,
-                )),
-                Marker::Reload(output) => Some((
-                    NodeError::Reload {
-                        node: self.name(),
-                        command: self.node.reload.clone(),
-                        output,
-                    },
-                    true,
-                )),
-                Marker::None => Some((self.script_error(&out), false)),
-            },
+        tracing::debug!(elapsed = ?started.elapsed(), "deploy script done");
+        let out = match ran {
+            Ok(out) => out,
+            Err(e) => return fail_all(jobs.len(), || e.clone().into()),
         };
-        if let Some((err, rolled_back)) = failure {
-            for (i, c) in &work {
-                let e = err.clone();
-                outcomes[*i] = Some(if rolled_back {
-                    Outcome::RolledBack {
-                        attempted: c.version.clone(),
-                        version: previous_version(c),
-                        reason: e,
-                    }
-                } else {
-                    Outcome::Failed { error: e }
-                });
-            }
+        let text = out.stdout_text();
+        let steps = script::parse_steps(&text);
+        let failure: Option<(NodeError, bool)> = match script::marker(&text) {
+            Marker::Ok(_) => None,
+            Marker::Fail { step, path } => Some((self.step_error(step, path, &out), false)),
+            Marker::Validate(output) => Some((
+                NodeError::Validate {
+                    node: self.name(),
+                    command: self.node.validate.clone(),
+                    output,
+                },
+                true,
+            )),
+            Marker::Reload(output) => Some((
+                NodeError::Reload {
+                    node: self.name(),
+                    command: self.node.reload.clone(),
+                    output,
+                },
+                true,
+            )),
+            Marker::None => Some((self.script_error(&out), false)),
+        };
+
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(jobs.len());
+        // (job index, previous link target) of the certificates linked anew.
+        let mut linked: Vec<(usize, Option<String>)> = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            let outcome = match (steps.get(&job.name), &failure) {
+                (Some(CertStep::Unchanged), _) => Some(Outcome::Unchanged {
+                    version: job.version.clone(),
+                }),
+                (Some(CertStep::Other), _) => Some(Outcome::Failed {
+                    error: NodeError::LiveNotLink {
+                        node: self.name(),
+                        path: format!("{base}/live/{}", job.name),
+                    },
+                }),
+                (Some(CertStep::Activate(prev)), Some((e, true))) => Some(Outcome::RolledBack {
+                    attempted: job.version.clone(),
+                    version: prev.as_deref().and_then(version_of),
+                    reason: e.clone(),
+                }),
+                (_, Some((e, _))) => Some(Outcome::Failed { error: e.clone() }),
+                (Some(CertStep::Activate(prev)), None) => {
+                    linked.push((i, prev.clone()));
+                    None
+                }
+                (None, None) => Some(Outcome::Failed {
+                    error: self.script_error(&out),
+                }),
+            };
+            outcomes.push(outcome);
+        }
+        if linked.is_empty() {
             return outcomes.into_iter().flatten().collect();
         }
 
-        // Verify every certificate at once.
-        let checks = work
+        // Verify every linked certificate at once.
+        let checks = linked
             .iter()
             .map(|(i, _)| self.verify(&jobs[*i].snis, &jobs[*i].leaf));
+        let started = Instant::now();
         let verified = futures::future::join_all(checks).await;
+        tracing::debug!(elapsed = ?started.elapsed(), "verified");
         let mut to_restore = Vec::new();
         let mut reasons = BTreeMap::new();
-        for ((i, c), v) in work.iter().zip(verified) {
+        for ((i, prev), v) in linked.iter().zip(verified) {
+            let job = &jobs[*i];
+            let from = prev.as_deref().and_then(version_of);
             match v {
                 Ok(()) => {
                     outcomes[*i] = Some(Outcome::Deployed {
-                        from: previous_version(c),
-                        to: c.version.clone(),
+                        from,
+                        to: job.version.clone(),
                     })
                 }
-                // Nothing was swapped (the link already pointed there).
-                Err(e) if previous_version(c).as_deref() == Some(c.version.as_str()) => {
+                // The link already pointed there: nothing to put back.
+                Err(e) if from.as_deref() == Some(job.version.as_str()) => {
                     outcomes[*i] = Some(Outcome::Failed { error: e })
                 }
                 Err(e) => {
-                    to_restore.push(c.clone());
-                    reasons.insert(*i, e);
+                    to_restore.push(Relink {
+                        name: job.name.clone(),
+                        target: prev.clone(),
+                    });
+                    reasons.insert(*i, (e, from));
                 }
             }
         }
@@ -374,14 +353,11 @@ impl NodeCtx<'_> {
             },
             Err(e) => Err(e.to_string()),
         };
-        for (i, c) in &work {
-            let Some(reason) = reasons.remove(i) else {
-                continue;
-            };
-            outcomes[*i] = Some(match &restored {
+        for (i, (reason, from)) in reasons {
+            outcomes[i] = Some(match &restored {
                 Ok(()) => Outcome::RolledBack {
-                    attempted: c.version.clone(),
-                    version: previous_version(c),
+                    attempted: jobs[i].version.clone(),
+                    version: from,
                     reason,
                 },
                 Err(step) => Outcome::Failed {
@@ -439,19 +415,16 @@ impl NodeCtx<'_> {
                 },
             };
         };
-        let Live::Link(current_target) = &seen.live else {
-            unreachable!("a version implies a link")
+        let current_target = match &seen.live {
+            Live::Link(t) => t.clone(),
+            _ => script::link_target(name, &current),
         };
-        let target = |t: String| CertActivation {
+        let target = |t: String| Relink {
             name: name.into(),
-            version: previous.clone(),
-            upload: None,
-            adopt_as: None,
-            previous: Some(t),
-            prune: Vec::new(),
+            target: Some(t),
         };
         let go = [target(script::link_target(name, &previous))];
-        let undo = [target(current_target.clone())];
+        let undo = [target(current_target)];
         let run = self
             .transport
             .run(
@@ -526,57 +499,6 @@ impl NodeCtx<'_> {
     }
 }
 
-fn previous_version(c: &CertActivation) -> Option<String> {
-    c.previous
-        .as_deref()
-        .map(|t| Live::Link(t.to_string()))
-        .and_then(|l| l.version().map(str::to_string))
-}
-
 fn fail_all(n: usize, e: impl Fn() -> NodeError) -> Vec<Outcome> {
     (0..n).map(|_| Outcome::Failed { error: e() }).collect()
-}
-
-/// Versions to delete: all but the newest `keep` (counting the new one),
-/// never the new one nor the previous one; only names certctl could have
-/// made (dot-names are temporary and cleaned by staging).
-pub(crate) fn prune_list(
-    newest_first: &[String],
-    new: &str,
-    previous: Option<&str>,
-    keep: usize,
-) -> Vec<String> {
-    newest_first
-        .iter()
-        .filter(|v| v.as_str() != new && !v.starts_with('.'))
-        .skip(keep.max(1).saturating_sub(1))
-        .filter(|v| Some(v.as_str()) != previous)
-        .filter(|v| crate::names::check_label(v).is_ok())
-        .cloned()
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prune_keeps_newest_live_and_previous() {
-        let v: Vec<String> = ["v4", "v3", "v2", "v1", "bootstrap"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        // new v5, previous v1 (rolled back earlier), keep 3 → keep v5 v4 v3 + v1
-        assert_eq!(prune_list(&v, "v5", Some("v1"), 3), ["v2", "bootstrap"]);
-        // keep 1 still keeps the previous one
-        assert_eq!(
-            prune_list(&v, "v5", Some("v4"), 1),
-            ["v3", "v2", "v1", "bootstrap"]
-        );
-        // redeploying a version already in the archive does not count it twice
-        assert_eq!(
-            prune_list(&v, "v4", Some("v3"), 2),
-            ["v2", "v1", "bootstrap"]
-        );
-    }
 }

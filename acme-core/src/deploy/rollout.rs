@@ -19,7 +19,7 @@ use crate::names::DomainName;
 use crate::store::Store;
 use crate::Inventory;
 
-use super::node::{leaf_der, sha256_hex, CertJob, NodeCtx};
+use super::node::{leaf_der, serves, sha256_hex, CertJob, NodeCtx};
 use super::state::{self, NodeState};
 use super::transport::{self, Transport, TransportError};
 use super::{DeployError, DeployOptions, NodeError, NodeResult, Outcome, Progress, SkipReason};
@@ -172,16 +172,32 @@ impl Drop for ControlDir {
 
 type Connecting = JoinHandle<Result<Box<dyn Transport>, TransportError>>;
 
-/// Starts connecting to `node` now, at most `limit` at once.
-fn start_connect(node: &NodeConfig, dir: &Path, limit: &Arc<Semaphore>) -> Connecting {
+/// Starts connecting to `node` now, at most `limit` at once. A canary opens
+/// `gate` once connected; the others wait for it, so the canary's handshake
+/// does not compete with the whole fleet's.
+fn start_connect(
+    node: &NodeConfig,
+    dir: &Path,
+    limit: &Arc<Semaphore>,
+    gate: &Arc<Semaphore>,
+    canary: bool,
+) -> Connecting {
     let node = node.clone();
     let dir = dir.to_path_buf();
-    let limit = limit.clone();
+    let (limit, gate) = (limit.clone(), gate.clone());
     let span = tracing::debug_span!("connect", node = %node.name);
     tokio::spawn(
         async move {
-            let _permit = limit.acquire_owned().await;
-            transport::connect(&node, &dir).await
+            if !canary {
+                drop(gate.acquire().await);
+            }
+            let permit = limit.acquire_owned().await;
+            let t = transport::connect(&node, &dir).await;
+            drop(permit);
+            if canary {
+                gate.add_permits(Semaphore::MAX_PERMITS / 2);
+            }
+            t
         }
         .instrument(span),
     )
@@ -297,7 +313,14 @@ impl Runner<'_> {
             .iter()
             .filter_map(|(c, _)| self.jobs.get(c).cloned())
             .collect();
-        let outcomes = match connected(conn.await, &pn.node) {
+        // What is served now is probed while the connection comes up.
+        let addr = node.probe_address();
+        let (conn, served) = tokio::join!(
+            conn,
+            futures::future::join_all(jobs.iter().map(|j| serves(&self.prober, &addr, j)))
+        );
+        tracing::debug!(elapsed = ?start.elapsed(), "connected and probed");
+        let outcomes = match connected(conn, &pn.node) {
             Err(e) => jobs
                 .iter()
                 .map(|_| Outcome::Failed { error: e.clone() })
@@ -310,7 +333,7 @@ impl Runner<'_> {
                     keep_versions: self.inv.deploy.keep_versions,
                     force: self.force,
                 };
-                let o = cx.deploy(&jobs).await;
+                let o = cx.deploy(&jobs, &served).await;
                 t.close().await;
                 o
             }
@@ -411,14 +434,15 @@ pub async fn deploy(
     let concurrency = inv.deploy.concurrency.max(1);
     let max_failures = opts.max_failures.or(inv.deploy.max_failures);
     let limit = Arc::new(Semaphore::new(concurrency));
-    // Every master connection starts now, so the rest of the fleet is
+    let gate = Arc::new(Semaphore::new(0));
+    // The rest of the fleet connects while the canary deploys, so it is
     // connected by the time the canary has passed.
     let mut conns: Vec<Option<Connecting>> = plan
         .nodes
         .iter()
         .map(|pn| {
             inv.node(&pn.node)
-                .map(|n| start_connect(n, control.path(), &limit))
+                .map(|n| start_connect(n, control.path(), &limit, &gate, pn.canary))
         })
         .collect();
     let mut by_node: Vec<Vec<NodeResult>> = (0..plan.nodes.len()).map(|_| Vec::new()).collect();

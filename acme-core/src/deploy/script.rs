@@ -2,14 +2,14 @@
 //! tested and run against a local directory in tests). Every value that comes
 //! from the inventory, the store or a node passes through [`shell_quote`].
 //!
-//! One script per phase keeps round trips down: `inspect` (read-only), then
-//! `activate` (stage, adopt, swap, validate, reload, prune), and `restore`
-//! only when verification fails.
+//! One script per node keeps round trips down: `deploy` (look, adopt, stage,
+//! swap, validate, reload, prune), and `restore` only when verification
+//! fails. `rollback` uses `inspect` (read-only), then `restore`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::names::{check_label, shell_quote};
+use crate::names::shell_quote;
 
 /// What `live/<name>` is on a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,35 +118,25 @@ pub(crate) fn parse_inspect(out: &str) -> BTreeMap<String, Inspected> {
     m
 }
 
-/// The new files of one version, as sizes of the bytes that follow on stdin
-/// (privkey, cert, chain, fullchain).
+/// One certificate's part of the `deploy` script.
 #[derive(Debug, Clone)]
-pub(crate) struct Upload {
-    /// Byte counts in [`crate::store::RELEASE_FILES`] order.
-    pub(crate) sizes: [usize; 4],
-}
-
-/// One certificate's part of the `activate` script.
-#[derive(Debug, Clone)]
-pub(crate) struct CertActivation {
+pub(crate) struct CertDeploy {
     /// Certificate name.
     pub(crate) name: String,
     /// Version to link.
     pub(crate) version: String,
-    /// Files to stage first, if the version is not complete on the node.
-    pub(crate) upload: Option<Upload>,
-    /// Adopt a real `live/<name>` directory under this version name first.
-    pub(crate) adopt_as: Option<String>,
-    /// What to put back on failure: the previous link target, or `None` to
-    /// remove the link.
-    pub(crate) previous: Option<String>,
-    /// Old versions to delete after a successful reload.
-    pub(crate) prune: Vec<String>,
+    /// Whether the node was seen serving this version's leaf for every SNI
+    /// name just before (then a node already linked to it is unchanged).
+    pub(crate) served: bool,
+    /// SHA-256 hex of privkey, cert, chain, fullchain.
+    pub(crate) sums: [String; 4],
+    /// Their sizes; the bytes follow on stdin in this order, per certificate.
+    pub(crate) sizes: [usize; 4],
 }
 
-/// Everything `activate` needs for one node.
+/// Everything the `deploy` script needs for one node.
 #[derive(Debug, Clone)]
-pub(crate) struct Activation {
+pub(crate) struct DeployScript {
     /// The node's base directory.
     pub(crate) base: String,
     /// A random token for temporary names.
@@ -157,8 +147,24 @@ pub(crate) struct Activation {
     pub(crate) validate: String,
     /// The reload command.
     pub(crate) reload: String,
-    /// The certificates.
-    pub(crate) certs: Vec<CertActivation>,
+    /// Versions to keep per certificate (the live and previous are kept too).
+    pub(crate) keep: usize,
+    /// The version name a real `live/<name>` directory is adopted under.
+    pub(crate) adopt_as: String,
+    /// Activate even certificates that are already linked and served.
+    pub(crate) force: bool,
+    /// The certificates, in payload order.
+    pub(crate) certs: Vec<CertDeploy>,
+}
+
+/// A certificate to relink: `target` is the link target to set, `None` to
+/// remove the link.
+#[derive(Debug, Clone)]
+pub(crate) struct Relink {
+    /// Certificate name.
+    pub(crate) name: String,
+    /// The target.
+    pub(crate) target: Option<String>,
 }
 
 const FUNCTIONS: &str = r#"put() {
@@ -195,21 +201,49 @@ link() {
   rm -f "$t"
   ln -s "$2" "$t" && mv -T "$t" "$l" || { rm -f "$t"; return 1; }
 }
-unlink_live() { rm -f "$b/live/$1"; }
-"#;
-
-fn restore_lines(s: &mut String, certs: &[CertActivation]) {
-    for c in certs {
-        match &c.previous {
-            Some(p) => {
-                let _ = writeln!(s, "  link {} {}", shell_quote(&c.name), shell_quote(p));
-            }
-            None => {
-                let _ = writeln!(s, "  unlink_live {}", shell_quote(&c.name));
-            }
-        }
-    }
+relink() { if [ -n "$2" ]; then link "$1" "$2"; else rm -f "$b/live/$1"; fi; }
+sums() {
+  (cd "$1" 2>/dev/null && sha256sum privkey.pem cert.pem chain.pem fullchain.pem 2>/dev/null) |
+    while read -r h f; do printf '%s ' "$h"; done
 }
+skip() { head -c "$1" > /dev/null; }
+# cert NAME VERSION SERVED SUM1..4 SIZE1..4: stages if needed; sets $cur
+# (the previous link target) and $go (1 if it must be linked).
+cert() {
+  n=$1; v=$2; l="$b/live/$1"; go=0; cur=
+  if [ -L "$l" ]; then cur=$(readlink "$l"); kind=link
+  elif [ -d "$l" ]; then kind=dir
+  elif [ -e "$l" ]; then kind=other
+  else kind=missing; fi
+  whole=$(( $8 + $9 + ${10} + ${11} ))
+  if [ "$kind" = other ]; then skip "$whole"; printf '@cert %s other\n' "$n"; return 0; fi
+  complete=0
+  [ "$(sums "$b/archive/$n/$v")" = "$4 $5 $6 $7 " ] && complete=1
+  if [ "$kind" = link ] && [ "${cur##*/}" = "$v" ] && [ $complete = 1 ] && [ "$3" = 1 ]; then
+    skip "$whole"; printf '@cert %s unchanged\n' "$n"; return 0
+  fi
+  if [ "$kind" = dir ]; then adopt "$n" "$adopt"; cur="../archive/$n/$adopt"; fi
+  if [ $complete = 1 ]; then skip "$whole"; else stage "$n" "$v" "$8" "$9" "${10}" "${11}"; fi
+  go=1
+  printf '@cert %s activate %s\n' "$n" "$cur"
+}
+# prune NAME VERSION PREVIOUS-TARGET: keeps the newest $keep (with VERSION)
+# and the previous one; deletes only names certctl could have made.
+prune() {
+  pv=${3##*/}
+  ls -1t "$b/archive/$1" 2>/dev/null | {
+    i=0
+    while read -r x; do
+      [ "$x" = "$2" ] && continue
+      i=$((i + 1))
+      [ "$i" -lt "$keep" ] && continue
+      [ "$x" = "$pv" ] && continue
+      case "$x" in .*|*..*|*[!A-Za-z0-9._-]*) continue ;; esac
+      rm -rf "$b/archive/$1/$x"
+    done
+  }
+}
+"#;
 
 fn header(s: &mut String, base: &str, token: &str, chown: Option<&str>) {
     s.push_str(PRELUDE);
@@ -225,105 +259,145 @@ pub(crate) fn link_target(name: &str, version: &str) -> String {
     format!("../archive/{name}/{version}")
 }
 
-/// Adopt, stage, swap all links, validate, reload, prune. Markers on stdout:
-/// `@fail <step> <path>` (exit 1), `@validate` (exit 3) or `@reload` (exit 4)
-/// followed by the command's output, `@ok`. On any failure after a swap every
-/// link is put back first.
-pub(crate) fn activate(a: &Activation) -> String {
+/// The one script a deployment runs on a node, payload on stdin: per
+/// certificate, read the live link and the checksums of the wanted version;
+/// skip it if already linked, complete and served; else adopt a real
+/// `live/<name>` directory, stage the files (or consume them if the version
+/// is complete). Then swap every link, validate, reload and prune. Prints
+/// `@cert <name> unchanged|other|activate <previous target>` per
+/// certificate, then a marker: `@fail <step> <path>` (exit 1), `@validate`
+/// (exit 3) or `@reload` (exit 4) followed by the command's output, or
+/// `@ok`. On any failure after a swap every link is put back first.
+pub(crate) fn deploy(d: &DeployScript) -> String {
     let mut s = String::new();
-    header(&mut s, &a.base, &a.token, a.chown.as_deref());
-    s.push_str("restore_all() {\n  :\n");
-    restore_lines(&mut s, &a.certs);
-    s.push_str("}\n");
-    // Adopt first, so the adopted copy is older than the new version.
-    for c in &a.certs {
-        if let Some(v) = &c.adopt_as {
-            let _ = writeln!(s, "adopt {} {}", shell_quote(&c.name), shell_quote(v));
-        }
-    }
-    for c in &a.certs {
-        if let Some(u) = &c.upload {
-            let _ = writeln!(
-                s,
-                "stage {} {} {} {} {} {}",
-                shell_quote(&c.name),
-                shell_quote(&c.version),
-                u.sizes[0],
-                u.sizes[1],
-                u.sizes[2],
-                u.sizes[3]
-            );
-        }
-    }
-    s.push_str("mkdir -p \"$b/live\" || fail swap \"$b/live\"\n");
-    for c in &a.certs {
-        let target = link_target(&c.name, &c.version);
+    header(&mut s, &d.base, &d.token, d.chown.as_deref());
+    let _ = writeln!(s, "keep={}", d.keep.max(1));
+    let _ = writeln!(s, "adopt={}", shell_quote(&d.adopt_as));
+    for (i, c) in d.certs.iter().enumerate() {
         let _ = writeln!(
             s,
-            "link {n} {t} || {{ restore_all; fail swap \"$b/live/\"{n}; }}",
+            "cert {} {} {} {} {} {} {} {} {} {} {}; g{i}=$go; p{i}=$cur",
+            shell_quote(&c.name),
+            shell_quote(&c.version),
+            u8::from(c.served && !d.force),
+            shell_quote(&c.sums[0]),
+            shell_quote(&c.sums[1]),
+            shell_quote(&c.sums[2]),
+            shell_quote(&c.sums[3]),
+            c.sizes[0],
+            c.sizes[1],
+            c.sizes[2],
+            c.sizes[3],
+        );
+    }
+    s.push_str("restore_all() {\n  :\n");
+    for (i, c) in d.certs.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "  if [ \"$g{i}\" = 1 ]; then relink {} \"$p{i}\"; fi",
+            shell_quote(&c.name)
+        );
+    }
+    s.push_str("}\n");
+    let any: String = (0..d.certs.len()).map(|i| format!("$g{i}")).collect();
+    let _ = writeln!(
+        s,
+        "case \"{any}\" in *1*) ;; *) printf '@ok\\n'; exit 0 ;; esac"
+    );
+    for (i, c) in d.certs.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "if [ \"$g{i}\" = 1 ]; then link {n} {t} || {{ restore_all; fail swap \"$b/live/\"{n}; }}; fi",
             n = shell_quote(&c.name),
-            t = shell_quote(&target)
+            t = shell_quote(&link_target(&c.name, &c.version))
         );
     }
     s.push_str("sync \"$b/live\" 2>/dev/null || true\n");
     let _ = writeln!(
         s,
         "if ! o=$(sh -c {} 2>&1); then restore_all; printf '@validate\\n%s\\n' \"$o\"; exit 3; fi",
-        shell_quote(&a.validate)
+        shell_quote(&d.validate)
     );
     let _ = writeln!(
         s,
         "if ! o=$(sh -c {r} 2>&1); then restore_all; sh -c {r} >/dev/null 2>&1; printf '@reload\\n%s\\n' \"$o\"; exit 4; fi",
-        r = shell_quote(&a.reload)
+        r = shell_quote(&d.reload)
     );
-    for c in &a.certs {
-        for v in &c.prune {
-            // Only names certctl could have made; never the live or new one.
-            if check_label(v).is_ok() && *v != c.version {
-                let _ = writeln!(
-                    s,
-                    "rm -rf \"$b/archive/\"{}/{}",
-                    shell_quote(&c.name),
-                    shell_quote(v)
-                );
-            }
-        }
+    for (i, c) in d.certs.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "if [ \"$g{i}\" = 1 ]; then prune {} {} \"$p{i}\"; fi",
+            shell_quote(&c.name),
+            shell_quote(&c.version)
+        );
     }
     s.push_str("printf '@ok\\n'\n");
     s
 }
 
-/// Puts the given links back and reloads: after a failed verification, and
-/// for `rollback` (where `certs[i].previous` is the version to go back to and
-/// `validate` is checked first). With `show_cert`, prints the restored
-/// version's `cert.pem` after `@ok` so the caller can verify it.
+/// What the `deploy` script decided for one certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CertStep {
+    /// Already linked, complete and served.
+    Unchanged,
+    /// `live/<name>` is neither a link nor a directory.
+    Other,
+    /// Linked (or to be); the previous link target, if there was a link.
+    Activate(Option<String>),
+}
+
+/// The per-certificate lines of the `deploy` script's output.
+pub(crate) fn parse_steps(stdout: &str) -> BTreeMap<String, CertStep> {
+    let mut m = BTreeMap::new();
+    for line in stdout.lines() {
+        let Some(rest) = line.strip_prefix("@cert ") else {
+            continue;
+        };
+        let mut it = rest.splitn(3, ' ');
+        let (Some(name), Some(kind)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let step = match kind {
+            "unchanged" => CertStep::Unchanged,
+            "activate" => CertStep::Activate(it.next().filter(|t| !t.is_empty()).map(String::from)),
+            _ => CertStep::Other,
+        };
+        m.insert(name.to_string(), step);
+    }
+    m
+}
+
+/// Relinks `go` and reloads (validating first if `validate` is given): after
+/// a failed verification, and for `rollback`. If validation or reload fails,
+/// `undo` is relinked. After `@ok`, the `cert.pem` now live for each linked
+/// certificate of `go` is printed, for the caller to verify.
 pub(crate) fn restore(
     base: &str,
     token: &str,
-    certs: &[CertActivation],
+    go: &[Relink],
     validate: Option<&str>,
     reload: &str,
-    undo: &[CertActivation],
+    undo: &[Relink],
 ) -> String {
     let mut s = String::new();
     header(&mut s, base, token, None);
     s.push_str("undo_all() {\n  :\n");
-    restore_lines(&mut s, undo);
+    for u in undo {
+        let _ = writeln!(
+            s,
+            "  relink {} {}",
+            shell_quote(&u.name),
+            shell_quote(u.target.as_deref().unwrap_or(""))
+        );
+    }
     s.push_str("}\n");
-    for c in certs {
-        match &c.previous {
-            Some(p) => {
-                let _ = writeln!(
-                    s,
-                    "link {n} {p} || {{ undo_all; fail swap \"$b/live/\"{n}; }}",
-                    n = shell_quote(&c.name),
-                    p = shell_quote(p)
-                );
-            }
-            None => {
-                let _ = writeln!(s, "unlink_live {}", shell_quote(&c.name));
-            }
-        }
+    for g in go {
+        let _ = writeln!(
+            s,
+            "relink {n} {t} || {{ undo_all; fail swap \"$b/live/\"{n}; }}",
+            n = shell_quote(&g.name),
+            t = shell_quote(g.target.as_deref().unwrap_or(""))
+        );
     }
     if let Some(v) = validate {
         let _ = writeln!(
@@ -338,11 +412,11 @@ pub(crate) fn restore(
         r = shell_quote(reload)
     );
     s.push_str("printf '@ok\\n'\n");
-    for c in certs.iter().filter(|c| c.previous.is_some()) {
+    for g in go.iter().filter(|g| g.target.is_some()) {
         let _ = writeln!(
             s,
             "cat \"$b/live/\"{}/cert.pem 2>/dev/null || true",
-            shell_quote(&c.name)
+            shell_quote(&g.name)
         );
     }
     s
@@ -400,6 +474,7 @@ pub(crate) fn marker(stdout: &str) -> Marker {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
     use std::process::{Command, Stdio};
 
     fn sh(script: &str, stdin: &[u8]) -> (i32, String) {
@@ -420,42 +495,56 @@ mod tests {
         )
     }
 
-    fn files() -> (Vec<u8>, [usize; 4]) {
-        let parts: [&[u8]; 4] = [b"KEY\n", b"CERT\n", b"", b"CERT\nCHAIN\n"];
-        (parts.concat(), parts.map(|p| p.len()))
+    const PARTS: [&[u8]; 4] = [b"KEY\n", b"CERT\n", b"", b"CERT\nCHAIN\n"];
+
+    fn payload() -> Vec<u8> {
+        PARTS.concat()
     }
 
-    fn activation(base: &str, validate: &str, previous: Option<String>) -> Activation {
-        Activation {
+    fn script(base: &str, validate: &str, served: bool) -> DeployScript {
+        DeployScript {
             base: base.into(),
             token: "t1".into(),
             chown: None,
             validate: validate.into(),
             reload: "true".into(),
-            certs: vec![CertActivation {
+            keep: 2,
+            adopt_as: "adopted-x".into(),
+            force: false,
+            certs: vec![CertDeploy {
                 name: "www".into(),
                 version: "v2".into(),
-                upload: Some(Upload { sizes: files().1 }),
-                adopt_as: None,
-                previous,
-                prune: vec!["v0".into(), "../../etc".into()],
+                served,
+                sums: PARTS.map(super::super::node::sha256_hex),
+                sizes: PARTS.map(|p| p.len()),
             }],
         }
     }
 
+    fn node_with(base: &Path, versions: &[&str], live: &str) {
+        for v in versions {
+            std::fs::create_dir_all(base.join("archive/www").join(v)).expect("mkdir");
+            // distinct mtimes, oldest first
+            std::thread::sleep(std::time::Duration::from_millis(15));
+        }
+        std::fs::create_dir_all(base.join("live")).expect("mkdir");
+        std::os::unix::fs::symlink(format!("../archive/www/{live}"), base.join("live/www"))
+            .expect("link");
+    }
+
     #[test]
-    fn activate_stages_swaps_and_prunes() {
+    fn deploy_stages_swaps_prunes_then_is_unchanged() {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = dir.path().to_str().expect("utf8");
-        std::fs::create_dir_all(dir.path().join("archive/www/v1")).expect("mkdir");
-        std::fs::create_dir_all(dir.path().join("archive/www/v0")).expect("mkdir");
+        node_with(dir.path(), &["v0", "v1", "v9"], "v1");
         std::fs::create_dir_all(dir.path().join("archive/www/.tmp-v9-dead")).expect("mkdir");
-        std::fs::create_dir_all(dir.path().join("live")).expect("mkdir");
-        std::os::unix::fs::symlink("../archive/www/v1", dir.path().join("live/www")).expect("link");
-        let script = activate(&activation(base, "true", Some("../archive/www/v1".into())));
-        let (code, out) = sh(&script, &files().0);
+        let (code, out) = sh(&deploy(&script(base, "true", false)), &payload());
         assert_eq!(code, 0, "{out}");
         assert_eq!(marker(&out), Marker::Ok(String::new()));
+        assert_eq!(
+            parse_steps(&out)["www"],
+            CertStep::Activate(Some("../archive/www/v1".into()))
+        );
         let link = std::fs::read_link(dir.path().join("live/www")).expect("link");
         assert_eq!(link.to_str(), Some("../archive/www/v2"));
         let v2 = dir.path().join("archive/www/v2");
@@ -468,33 +557,49 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(!dir.path().join("archive/www/v0").exists(), "pruned");
+        // keep 2: v2 and the newest other (v9); v1 is the previous one
+        assert!(dir.path().join("archive/www/v9").exists());
         assert!(dir.path().join("archive/www/v1").exists(), "previous kept");
+        assert!(!dir.path().join("archive/www/v0").exists(), "pruned");
         assert!(!dir.path().join("archive/www/.tmp-v9-dead").exists());
 
-        // inspect sees the new state
+        // Linked, complete and served: nothing to do (a failing validate
+        // command proves it is not run), stdin consumed.
+        let (code, out) = sh(&deploy(&script(base, "false", true)), &payload());
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(parse_steps(&out)["www"], CertStep::Unchanged);
+        assert_eq!(marker(&out), Marker::Ok(String::new()));
+
+        // Linked and complete but not served: validate and reload again.
+        let (code, out) = sh(&deploy(&script(base, "true", false)), &payload());
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(
+            parse_steps(&out)["www"],
+            CertStep::Activate(Some("../archive/www/v2".into()))
+        );
+
+        // inspect (used by rollback) sees versions newest first
         let (_, out) = sh(&inspect(base, &[("www", "v2")]), b"");
         let m = parse_inspect(&out);
-        let www = &m["www"];
-        assert_eq!(www.live, Live::Link("../archive/www/v2".into()));
-        assert_eq!(www.live.version(), Some("v2"));
-        assert_eq!(www.sums.len(), 4);
-        assert_eq!(www.versions.first().map(String::as_str), Some("v2"));
+        assert_eq!(m["www"].live.version(), Some("v2"));
+        assert_eq!(m["www"].sums.len(), 4);
+        assert_eq!(
+            m["www"].versions.first().map(String::as_str),
+            Some("v2"),
+            "{:?}",
+            m["www"].versions
+        );
     }
 
     #[test]
     fn failed_validation_puts_the_old_link_back() {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = dir.path().to_str().expect("utf8");
-        std::fs::create_dir_all(dir.path().join("archive/www/v1")).expect("mkdir");
-        std::fs::create_dir_all(dir.path().join("live")).expect("mkdir");
-        std::os::unix::fs::symlink("../archive/www/v1", dir.path().join("live/www")).expect("link");
-        let script = activate(&activation(
-            base,
-            "echo 'bad config'; false",
-            Some("../archive/www/v1".into()),
-        ));
-        let (code, out) = sh(&script, &files().0);
+        node_with(dir.path(), &["v1"], "v1");
+        let (code, out) = sh(
+            &deploy(&script(base, "echo 'bad config'; false", false)),
+            &payload(),
+        );
         assert_eq!(code, 3);
         assert_eq!(marker(&out), Marker::Validate("bad config".into()));
         let link = std::fs::read_link(dir.path().join("live/www")).expect("link");
@@ -505,8 +610,7 @@ mod tests {
     fn short_upload_never_becomes_a_version() {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = dir.path().to_str().expect("utf8");
-        let script = activate(&activation(base, "true", None));
-        let (code, out) = sh(&script, b"KEY\nCE");
+        let (code, out) = sh(&deploy(&script(base, "true", false)), b"KEY\nCE");
         assert_eq!(code, 1, "{out}");
         assert!(matches!(marker(&out), Marker::Fail { step, .. } if step == "stage"));
         assert!(!dir.path().join("archive/www/v2").exists());
@@ -525,29 +629,35 @@ mod tests {
         std::fs::create_dir_all(&live).expect("mkdir");
         std::fs::write(dir.path().join("old-cert.pem"), b"OLD\n").expect("write");
         std::os::unix::fs::symlink("../../old-cert.pem", live.join("cert.pem")).expect("link");
-        let mut a = activation(base, "true", Some("../archive/www/adopted-x".into()));
-        a.certs[0].adopt_as = Some("adopted-x".into());
-        let (code, out) = sh(&activate(&a), &files().0);
+        let (code, out) = sh(&deploy(&script(base, "true", false)), &payload());
         assert_eq!(code, 0, "{out}");
+        let previous = "../archive/www/adopted-x";
+        assert_eq!(
+            parse_steps(&out)["www"],
+            CertStep::Activate(Some(previous.into()))
+        );
         let adopted = dir.path().join("archive/www/adopted-x/cert.pem");
         assert_eq!(std::fs::read(&adopted).expect("adopted copy"), b"OLD\n");
-        let restore = restore(base, "t2", &a.certs, None, "true", &[]);
-        let (code, out) = sh(&restore, b"");
+        let go = [Relink {
+            name: "www".into(),
+            target: Some(previous.into()),
+        }];
+        let (code, out) = sh(&restore(base, "t2", &go, Some("true"), "true", &[]), b"");
         assert_eq!(code, 0, "{out}");
         assert_eq!(
             std::fs::read_link(&live).expect("link").to_str(),
-            Some("../archive/www/adopted-x")
+            Some(previous)
         );
         assert_eq!(marker(&out), Marker::Ok("OLD".into()));
     }
 
     #[test]
     fn hostile_values_stay_quoted() {
-        let mut a = activation("/srv/$(reboot)", "nginx -t; echo '", None);
-        a.certs[0].version = "v`id`".into();
-        let s = activate(&a);
+        let mut d = script("/srv/$(reboot)", "nginx -t; echo \"$HOME\"", false);
+        d.certs[0].version = "v`id`".into();
+        let s = deploy(&d);
         assert!(s.contains("b='/srv/$(reboot)'"), "{s}");
         assert!(s.contains("'v`id`'"), "{s}");
-        assert!(!s.contains("../../etc"), "unsafe prune names are dropped");
+        assert!(s.contains("sh -c 'nginx -t; echo \"$HOME\"'"), "{s}");
     }
 }
