@@ -261,6 +261,17 @@ async fn deploy_serves_new_leaf_everywhere_and_second_run_changes_nothing() {
     let fleet = Fleet::new(lab, |t| t);
     let leaves = fleet.issue();
 
+    // A dry run shows the plan and touches nothing.
+    let link = base_dir(lab, 2).join("live/www");
+    let before = std::fs::read_link(&link).expect("link");
+    let out = certctl(&fleet.config, &["deploy", "--dry-run", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rows = json.as_array().expect("array");
+    assert_eq!(rows.len(), NODES * CERTS.len(), "{json:#}");
+    assert!(rows.iter().all(|r| r["outcome"] == "planned"), "{json:#}");
+    assert_eq!(std::fs::read_link(&link).expect("link"), before);
+
     let out = certctl(&fleet.config, &["deploy", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -366,6 +377,71 @@ async fn node_without_sshd_is_reported_and_completed_on_the_next_run() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn failed_canary_or_too_many_failures_stop_the_rollout() {
+    let lab = lab();
+    let _x = lab.exclusive();
+    // One node at a time, so "stop starting new nodes" is observable.
+    let fleet = Fleet::new(lab, |t| {
+        t.replacen(
+            "\n[[node]]\n",
+            "\n[deploy]\nconcurrency = 1\n\n[[node]]\n",
+            1,
+        )
+    });
+    let _undo = Undo(
+        lab,
+        vec![vec!["start", "sshd", "1"], vec!["start", "sshd", "2"]],
+    );
+    fleet.issue();
+
+    // The canary (node1) fails: nobody else is touched.
+    lab.must(&["stop", "sshd", "1"]);
+    let r = fleet.deploy().await;
+    assert!(results_of(&r, "node1")
+        .iter()
+        .all(|x| matches!(x.outcome, Outcome::Failed { .. })));
+    for x in r.iter().filter(|x| x.node != "node1") {
+        assert!(
+            matches!(
+                x.outcome,
+                Outcome::Skipped {
+                    why: deploy::SkipReason::CanaryFailed
+                }
+            ),
+            "{x:?}"
+        );
+    }
+    lab.must(&["start", "sshd", "1"]);
+
+    // node2 fails; with max_failures 0 no node after it starts.
+    lab.must(&["stop", "sshd", "2"]);
+    let opts = DeployOptions {
+        max_failures: Some(0),
+        ..Default::default()
+    };
+    let r = deploy::deploy(&fleet.inv, &fleet.store, &opts, &NoProgress)
+        .await
+        .expect("deploy runs");
+    all_deployed(&r, [1]);
+    assert!(results_of(&r, "node2")
+        .iter()
+        .all(|x| matches!(x.outcome, Outcome::Failed { .. })));
+    for i in 3..=NODES {
+        for x in results_of(&r, &format!("node{i}")) {
+            assert!(
+                matches!(
+                    x.outcome,
+                    Outcome::Skipped {
+                        why: deploy::SkipReason::Stopped
+                    }
+                ),
+                "{x:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn node_that_keeps_serving_the_old_certificate_is_rolled_back() {
     let lab = lab();
     let _x = lab.exclusive();
@@ -414,25 +490,28 @@ async fn unknown_host_key_is_refused_with_a_clear_message() {
         set_node(&t, "node5", "known_hosts", &format!("\"{known_s}\""))
     });
     let before = serving_now(lab, 5).await;
-    fleet.issue();
+    let leaves = fleet.issue();
 
-    let r = fleet.deploy().await;
-    all_deployed(&r, [1, 2, 3, 4]);
-    for x in results_of(&r, "node5") {
-        match &x.outcome {
-            Outcome::Failed { error } => {
-                let msg = deploy::error_chain(error);
-                assert!(
-                    msg.contains(&format!(
-                        "host key of node5 (127.0.0.15) is not in {known_s}"
-                    )) && msg.contains("ssh-keyscan"),
-                    "{msg}"
-                );
-            }
-            o => panic!("node5: {o:?}"),
+    // Through the CLI: a failed node makes the exit code 2.
+    let out = certctl(&fleet.config, &["deploy", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    for r in json.as_array().expect("array") {
+        if r["node"] == "node5" {
+            assert_eq!(r["outcome"], "failed", "{r}");
+            let msg = r["error"].as_str().expect("error");
+            assert!(
+                msg.contains(&format!(
+                    "host key of node5 (127.0.0.15) is not in {known_s}"
+                )) && msg.contains("ssh-keyscan"),
+                "{msg}"
+            );
+        } else {
+            assert_eq!(r["outcome"], "deployed", "{r}");
         }
     }
     assert_eq!(serving_now(lab, 5).await, before);
+    assert_serves(lab, 4, &leaves).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

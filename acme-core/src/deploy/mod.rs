@@ -1,21 +1,26 @@
 //! Deployment to nodes: stage, swap, validate, reload, verify, roll back.
 //!
-//! For each node that should serve a certificate (by group), in one SSH
-//! master connection:
+//! For each node that should serve a certificate (by group), over one SSH
+//! master connection (or locally), in ONE remote shell script per node with
+//! the files on its stdin:
 //!
-//! 1. **inspect** (one script, while the served certificates are probed):
-//!    `readlink live/<name>`, checksums of the wanted version, versions by age.
-//!    A node whose link already points at the store's version and that
-//!    already serves its leaf for every SNI name is [`Outcome::Unchanged`].
-//! 2. **activate** (one script, payload on stdin): stage the four PEM files
-//!    into `archive/<name>/.tmp-<version>-<rand>/` (key first, 0600), fsync,
-//!    `mv -T` into `archive/<name>/<version>/`; adopt a real `live/<name>`
-//!    directory as `adopted-<time>`; swap `live/<name>` (a relative symlink)
-//!    with `ln -s` + `mv -T` (one rename(2)); validate (on failure: links put
-//!    back); reload; prune old versions (never the live or previous one).
-//! 3. **verify**: a fresh TLS handshake per SNI name must present the new
-//!    leaf, polled briefly (reloads are asynchronous); otherwise the links
-//!    are put back and the node reloaded ([`Outcome::RolledBack`]).
+//! 1. **look** (while the served certificates are probed by TLS):
+//!    `readlink live/<name>` and the checksums of the wanted version. A node
+//!    whose link already points at the store's version, with complete files,
+//!    and that already serves its leaf for every SNI name, is
+//!    [`Outcome::Unchanged`].
+//! 2. **adopt** a real `live/<name>` directory (hand-made or certbot-style)
+//!    as `archive/<name>/adopted-<time>/`, so it can be rolled back to.
+//! 3. **stage** the four PEM files into `archive/<name>/.tmp-<version>-<rand>/`
+//!    (key first, 0600), check their SHA-256, fsync, `mv -T` into
+//!    `archive/<name>/<version>/`: a half-uploaded release is never linked.
+//! 4. **swap** `live/<name>`, a relative symlink, with `ln -s` + `mv -T` (one
+//!    rename(2)), so key and chain change together; **validate** (on
+//!    failure: links put back, [`Outcome::RolledBack`]); **reload**; **prune**
+//!    old versions (never the live or the previous one).
+//! 5. **verify**: fresh TLS handshakes for every SNI name must present the
+//!    new leaf, polled briefly (reloads are asynchronous); otherwise the
+//!    links are put back and the node reloaded ([`Outcome::RolledBack`]).
 //!
 //! The rollout deploys a canary first, then the rest under a concurrency
 //! limit, and stops starting nodes after `max_failures` failed ones. Each

@@ -167,46 +167,54 @@ pub(crate) struct Relink {
     pub(crate) target: Option<String>,
 }
 
-const FUNCTIONS: &str = r#"put() {
-  head -c "$2" > "$t/$1" && chmod "$3" "$t/$1" && [ "$(wc -c < "$t/$1")" -eq "$2" ] ||
-    { e="$t/$1"; rm -rf "$t"; fail stage "$e"; }
+const FUNCTIONS: &str = r#"# Few processes: forks are the cost of a node's step, so tests and globs are
+# builtins and each external command does all its files at once.
+# check DIR SUM1..4: the four files of DIR have these SHA-256 sums.
+check() {
+  sha256sum -c --status 2>/dev/null <<EOF
+$2  $1/privkey.pem
+$3  $1/cert.pem
+$4  $1/chain.pem
+$5  $1/fullchain.pem
+EOF
 }
+# stage NAME VERSION SUM1..4 SIZE1..4: reads the files from stdin into a
+# temporary directory, checks them, fsyncs, renames it into place.
 stage() {
   a="$b/archive/$1"; t="$a/.tmp-$2-$r"
-  mkdir -p "$a" "$b/live" || fail stage "$a"
-  rm -rf "$a"/.tmp-* "$a"/.old-*
-  mkdir "$t" || fail stage "$t"
-  put privkey.pem "$3" 600
-  put cert.pem "$4" 644
-  put chain.pem "$5" 644
-  put fullchain.pem "$6" 644
-  chmod 755 "$t"
+  [ -d "$a" ] || mkdir -p "$a" || fail stage "$a"
+  for x in "$a"/.tmp-* "$a"/.old-*; do [ -e "$x" ] && rm -rf "$x"; done
+  mkdir -m 755 "$t" || fail stage "$t"
+  umask 077
+  head -c "$7" > "$t/privkey.pem" || { rm -rf "$t"; fail stage "$t/privkey.pem"; }
+  umask 022
+  head -c "$8" > "$t/cert.pem" || { rm -rf "$t"; fail stage "$t/cert.pem"; }
+  head -c "$9" > "$t/chain.pem" || { rm -rf "$t"; fail stage "$t/chain.pem"; }
+  head -c "${10}" > "$t/fullchain.pem" || { rm -rf "$t"; fail stage "$t/fullchain.pem"; }
+  umask 077
+  check "$t" "$3" "$4" "$5" "$6" || { rm -rf "$t"; fail stage "$t"; }
   if [ -n "$own" ]; then chown "$own" "$t" "$t"/*.pem || { rm -rf "$t"; fail stage "$t"; }; fi
-  sync "$t"/*.pem "$t" 2>/dev/null || sync
+  sync "$t"/*.pem "$t" || { rm -rf "$t"; fail stage "$t"; }
   if [ -e "$a/$2" ]; then mv -T "$a/$2" "$a/.old-$2-$r" || { rm -rf "$t"; fail stage "$a/$2"; }; fi
   mv -T "$t" "$a/$2" || { rm -rf "$t"; fail stage "$a/$2"; }
-  rm -rf "$a/.old-$2-$r"
-  sync "$a" 2>/dev/null || true
+  [ -e "$a/.old-$2-$r" ] && rm -rf "$a/.old-$2-$r"
+  dirs="$dirs $a"
 }
 adopt() {
   a="$b/archive/$1"; l="$b/live/$1"; t="$a/.tmp-$2-$r"
-  mkdir -p "$a" || fail adopt "$a"
-  cp -RL "$l" "$t" && chmod 755 "$t" && sync && mv -T "$t" "$a/$2" || { rm -rf "$t"; fail adopt "$a/$2"; }
+  [ -d "$a" ] || mkdir -p "$a" || fail adopt "$a"
+  cp -RL "$l" "$t" && chmod 755 "$t" && sync "$t" && mv -T "$t" "$a/$2" || { rm -rf "$t"; fail adopt "$a/$2"; }
   mv -T "$l" "$b/live/.$1.old-$r" || fail adopt "$l"
   ln -s "../archive/$1/$2" "$l" || { mv -T "$b/live/.$1.old-$r" "$l"; fail adopt "$l"; }
   rm -rf "$b/live/.$1.old-$r"
 }
 link() {
   l="$b/live/$1"; t="$b/live/.$1.tmp-$r"
-  rm -f "$t"
+  [ -L "$t" ] && rm -f "$t"
   ln -s "$2" "$t" && mv -T "$t" "$l" || { rm -f "$t"; return 1; }
 }
 relink() { if [ -n "$2" ]; then link "$1" "$2"; else rm -f "$b/live/$1"; fi; }
-sums() {
-  (cd "$1" 2>/dev/null && sha256sum privkey.pem cert.pem chain.pem fullchain.pem 2>/dev/null) |
-    while read -r h f; do printf '%s ' "$h"; done
-}
-skip() { head -c "$1" > /dev/null; }
+skip() { [ "$1" -gt 0 ] && head -c "$1" > /dev/null; return 0; }
 # cert NAME VERSION SERVED SUM1..4 SIZE1..4: stages if needed; sets $cur
 # (the previous link target) and $go (1 if it must be linked).
 cert() {
@@ -218,31 +226,41 @@ cert() {
   whole=$(( $8 + $9 + ${10} + ${11} ))
   if [ "$kind" = other ]; then skip "$whole"; printf '@cert %s other\n' "$n"; return 0; fi
   complete=0
-  [ "$(sums "$b/archive/$n/$v")" = "$4 $5 $6 $7 " ] && complete=1
+  [ -d "$b/archive/$n/$v" ] && check "$b/archive/$n/$v" "$4" "$5" "$6" "$7" && complete=1
   if [ "$kind" = link ] && [ "${cur##*/}" = "$v" ] && [ $complete = 1 ] && [ "$3" = 1 ]; then
     skip "$whole"; printf '@cert %s unchanged\n' "$n"; return 0
   fi
   if [ "$kind" = dir ]; then adopt "$n" "$adopt"; cur="../archive/$n/$adopt"; fi
-  if [ $complete = 1 ]; then skip "$whole"; else stage "$n" "$v" "$8" "$9" "${10}" "${11}"; fi
+  if [ $complete = 1 ]; then skip "$whole"
+  else stage "$n" "$v" "$4" "$5" "$6" "$7" "$8" "$9" "${10}" "${11}"; fi
   go=1
   printf '@cert %s activate %s\n' "$n" "$cur"
 }
 # prune NAME VERSION PREVIOUS-TARGET: keeps the newest $keep (with VERSION)
 # and the previous one; deletes only names certctl could have made.
 prune() {
-  pv=${3##*/}
+  set -- "$1" "$2" "${3##*/}" "$b/archive/$1"/*
+  [ $# -le $((keep + 4)) ] && return 0
   ls -1t "$b/archive/$1" 2>/dev/null | {
     i=0
     while read -r x; do
       [ "$x" = "$2" ] && continue
       i=$((i + 1))
       [ "$i" -lt "$keep" ] && continue
-      [ "$x" = "$pv" ] && continue
+      [ "$x" = "$3" ] && continue
       case "$x" in .*|*..*|*[!A-Za-z0-9._-]*) continue ;; esac
       rm -rf "$b/archive/$1/$x"
     done
   }
 }
+"#;
+
+/// Validate, then reload; on failure put the links back (`undo`) first.
+/// The commands are the inventory's shell command lines, run by `eval` in a
+/// subshell (one process less than `sh -c`).
+const CHECKS: &str = r#"sync "$b/live" 2>/dev/null
+if ! o=$(eval "$validate" 2>&1); then undo; printf '@validate\n%s\n' "$o"; exit 3; fi
+if ! o=$(eval "$reload" 2>&1); then undo; (eval "$reload") >/dev/null 2>&1; printf '@reload\n%s\n' "$o"; exit 4; fi
 "#;
 
 fn header(s: &mut String, base: &str, token: &str, chown: Option<&str>) {
@@ -273,6 +291,9 @@ pub(crate) fn deploy(d: &DeployScript) -> String {
     header(&mut s, &d.base, &d.token, d.chown.as_deref());
     let _ = writeln!(s, "keep={}", d.keep.max(1));
     let _ = writeln!(s, "adopt={}", shell_quote(&d.adopt_as));
+    let _ = writeln!(s, "validate={}", shell_quote(&d.validate));
+    let _ = writeln!(s, "reload={}", shell_quote(&d.reload));
+    s.push_str("dirs=\n");
     for (i, c) in d.certs.iter().enumerate() {
         let _ = writeln!(
             s,
@@ -304,6 +325,8 @@ pub(crate) fn deploy(d: &DeployScript) -> String {
         s,
         "case \"{any}\" in *1*) ;; *) printf '@ok\\n'; exit 0 ;; esac"
     );
+    // The renamed version directories are durable before any link points there.
+    s.push_str("if [ -n \"$dirs\" ]; then sync $dirs || fail stage \"$dirs\"; fi\n");
     for (i, c) in d.certs.iter().enumerate() {
         let _ = writeln!(
             s,
@@ -312,17 +335,7 @@ pub(crate) fn deploy(d: &DeployScript) -> String {
             t = shell_quote(&link_target(&c.name, &c.version))
         );
     }
-    s.push_str("sync \"$b/live\" 2>/dev/null || true\n");
-    let _ = writeln!(
-        s,
-        "if ! o=$(sh -c {} 2>&1); then restore_all; printf '@validate\\n%s\\n' \"$o\"; exit 3; fi",
-        shell_quote(&d.validate)
-    );
-    let _ = writeln!(
-        s,
-        "if ! o=$(sh -c {r} 2>&1); then restore_all; sh -c {r} >/dev/null 2>&1; printf '@reload\\n%s\\n' \"$o\"; exit 4; fi",
-        r = shell_quote(&d.reload)
-    );
+    s.push_str(CHECKS.replace("undo", "restore_all").as_str());
     for (i, c) in d.certs.iter().enumerate() {
         let _ = writeln!(
             s,
@@ -399,18 +412,9 @@ pub(crate) fn restore(
             t = shell_quote(g.target.as_deref().unwrap_or(""))
         );
     }
-    if let Some(v) = validate {
-        let _ = writeln!(
-            s,
-            "if ! o=$(sh -c {} 2>&1); then undo_all; printf '@validate\\n%s\\n' \"$o\"; exit 3; fi",
-            shell_quote(v)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "if ! o=$(sh -c {r} 2>&1); then undo_all; sh -c {r} >/dev/null 2>&1; printf '@reload\\n%s\\n' \"$o\"; exit 4; fi",
-        r = shell_quote(reload)
-    );
+    let _ = writeln!(s, "validate={}", shell_quote(validate.unwrap_or("true")));
+    let _ = writeln!(s, "reload={}", shell_quote(reload));
+    s.push_str(CHECKS.replace("undo", "undo_all").as_str());
     s.push_str("printf '@ok\\n'\n");
     for g in go.iter().filter(|g| g.target.is_some()) {
         let _ = writeln!(
@@ -658,6 +662,6 @@ mod tests {
         let s = deploy(&d);
         assert!(s.contains("b='/srv/$(reboot)'"), "{s}");
         assert!(s.contains("'v`id`'"), "{s}");
-        assert!(s.contains("sh -c 'nginx -t; echo \"$HOME\"'"), "{s}");
+        assert!(s.contains("validate='nginx -t; echo \"$HOME\"'"), "{s}");
     }
 }
