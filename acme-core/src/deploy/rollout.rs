@@ -146,6 +146,7 @@ impl ControlDir {
     fn new() -> Result<Self, DeployError> {
         use std::os::unix::fs::DirBuilderExt;
         let parent = std::env::temp_dir();
+        Self::clean_stale(&parent);
         let dir = parent.join(format!(
             "certctl-ssh-{}-{:08x}",
             std::process::id(),
@@ -163,6 +164,32 @@ impl ControlDir {
 
     fn path(&self) -> &Path {
         &self.0
+    }
+
+    /// Removes the directories of certctl runs that were killed (their pid
+    /// is gone); their masters exit by themselves once idle.
+    fn clean_stale(parent: &Path) {
+        // Without /proc, a live run cannot be told from a dead one.
+        if !Path::new("/proc/self").exists() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("certctl-ssh-"))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
     }
 }
 
