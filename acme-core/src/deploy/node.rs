@@ -1,0 +1,504 @@
+//! The steps on one node: inspect, activate (stage, swap, validate, reload,
+//! prune), verify, restore; and rollback to the previous version.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::inspect::probe::{ProbeFailure, Prober};
+use crate::inventory::NodeConfig;
+use crate::secret::Secret;
+
+use super::script::{self, CertDeploy, CertStep, DeployScript, Live, Marker, Relink};
+use super::transport::{ScriptOutput, Transport};
+use super::{NodeError, Outcome};
+
+/// How long verification polls for the new leaf after a reload.
+const VERIFY_FOR: Duration = Duration::from_secs(5);
+/// Rounds in a row that must all show the new leaf.
+const CONFIRM_ROUNDS: u32 = 3;
+/// Pause between confirmation rounds.
+const CONFIRM_GAP: Duration = Duration::from_millis(50);
+
+/// A stored version, loaded once and shared by every node.
+pub(crate) struct CertJob {
+    pub(crate) name: String,
+    pub(crate) version: String,
+    /// SNI names to verify, one per certificate name.
+    pub(crate) snis: Vec<String>,
+    pub(crate) key: Secret,
+    /// cert, chain, fullchain.
+    pub(crate) public: [Vec<u8>; 3],
+    /// SHA-256 hex of privkey, cert, chain, fullchain.
+    pub(crate) sums: [String; 4],
+    /// The leaf, DER.
+    pub(crate) leaf: Vec<u8>,
+}
+
+impl CertJob {
+    fn sizes(&self) -> [usize; 4] {
+        [
+            self.key.expose().len(),
+            self.public[0].len(),
+            self.public[1].len(),
+            self.public[2].len(),
+        ]
+    }
+
+    fn append_payload(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(self.key.expose());
+        for p in &self.public {
+            buf.extend_from_slice(p);
+        }
+    }
+}
+
+/// The leaf DER of the first certificate in `pem`.
+pub(crate) fn leaf_der(pem: &[u8]) -> Option<Vec<u8>> {
+    rustls_pemfile::certs(&mut &pem[..])
+        .next()
+        .and_then(|r| r.ok())
+        .map(|d| d.to_vec())
+}
+
+/// SHA-256, lower-case hex.
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    d.as_ref().iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Probes every SNI name of `job` at `addr` once; true if all present its leaf.
+pub(crate) async fn serves(prober: &Prober, addr: &str, job: &CertJob) -> bool {
+    let probes = job.snis.iter().map(|sni| prober.probe(addr, sni));
+    futures::future::join_all(probes).await.iter().all(|r| {
+        r.as_ref()
+            .ok()
+            .and_then(|s| s.leaf())
+            .is_some_and(|l| l.as_ref() == job.leaf.as_slice())
+    })
+}
+
+/// The version a link target names (its last component).
+fn version_of(target: &str) -> Option<String> {
+    Live::Link(target.to_string()).version().map(str::to_string)
+}
+
+/// What one node needs to run its steps.
+pub(crate) struct NodeCtx<'a> {
+    pub(crate) node: &'a NodeConfig,
+    pub(crate) transport: &'a dyn Transport,
+    pub(crate) prober: &'a Prober,
+    pub(crate) keep_versions: usize,
+    pub(crate) force: bool,
+}
+
+fn token() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn adopted_name() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "adopted-{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+impl NodeCtx<'_> {
+    fn name(&self) -> String {
+        self.node.name.to_string()
+    }
+
+    fn base(&self) -> String {
+        self.node.base_dir.to_string_lossy().into_owned()
+    }
+
+    fn script_error(&self, out: &ScriptOutput) -> NodeError {
+        NodeError::Script {
+            node: self.name(),
+            status: out.status,
+            stderr: out.stderr_text(),
+        }
+    }
+
+    fn step_error(&self, step: String, path: String, out: &ScriptOutput) -> NodeError {
+        let stderr = out.stderr_text();
+        if stderr.contains("No space left on device") || stderr.contains("Disk quota exceeded") {
+            NodeError::NoSpace {
+                node: self.name(),
+                path,
+            }
+        } else {
+            NodeError::Step {
+                node: self.name(),
+                step,
+                path,
+                stderr,
+            }
+        }
+    }
+
+    /// Polls until every SNI name presents `leaf`, or the deadline. A reload
+    /// is asynchronous and the old worker keeps accepting for a moment after
+    /// the new one starts, so one good answer is not enough: the new leaf
+    /// must be seen on [`CONFIRM_ROUNDS`] rounds in a row, [`CONFIRM_GAP`] apart.
+    async fn verify(&self, snis: &[String], leaf: &[u8]) -> Result<(), NodeError> {
+        let addr = self.node.probe_address();
+        let deadline = Instant::now() + VERIFY_FOR;
+        let mut delay = Duration::from_millis(20);
+        let mut good_rounds = 0;
+        loop {
+            let results =
+                futures::future::join_all(snis.iter().map(|sni| self.prober.probe(&addr, sni)))
+                    .await;
+            let mut last: Option<NodeError> = None;
+            for (sni, r) in snis.iter().zip(results) {
+                match r {
+                    Ok(s) if s.leaf().is_some_and(|l| l.as_ref() == leaf) => {}
+                    Ok(_) => {
+                        last = Some(NodeError::StillServingOld {
+                            node: self.name(),
+                            sni: sni.clone(),
+                            address: addr.clone(),
+                        })
+                    }
+                    Err(failure) => {
+                        last = Some(NodeError::Probe {
+                            node: self.name(),
+                            sni: sni.clone(),
+                            failure,
+                        })
+                    }
+                }
+            }
+            match last {
+                None => {
+                    good_rounds += 1;
+                    if good_rounds >= CONFIRM_ROUNDS {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(CONFIRM_GAP).await;
+                }
+                Some(e) if Instant::now() + delay > deadline => return Err(e),
+                Some(_) => {
+                    good_rounds = 0;
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(400));
+                }
+            }
+        }
+    }
+
+    /// Deploys `jobs` to this node with one script; `served[i]` says whether
+    /// the node was just seen serving job `i`'s leaf for every SNI name. One
+    /// outcome per job, in order.
+    pub(crate) async fn deploy(&self, jobs: &[Arc<CertJob>], served: &[bool]) -> Vec<Outcome> {
+        let base = self.base();
+        // Sized up front so no copy of a key is left behind by a reallocation.
+        let mut payload =
+            Vec::with_capacity(jobs.iter().map(|j| j.sizes().iter().sum::<usize>()).sum());
+        let certs = jobs
+            .iter()
+            .zip(served)
+            .map(|(j, s)| {
+                j.append_payload(&mut payload);
+                CertDeploy {
+                    name: j.name.clone(),
+                    version: j.version.clone(),
+                    served: *s,
+                    sums: j.sums.clone(),
+                    sizes: j.sizes(),
+                }
+            })
+            .collect();
+        let d = DeployScript {
+            base: base.clone(),
+            token: token(),
+            chown: match (&self.node.owner, &self.node.group) {
+                (Some(o), Some(g)) => Some(format!("{o}:{g}")),
+                (Some(o), None) => Some(o.clone()),
+                (None, Some(g)) => Some(format!(":{g}")),
+                (None, None) => None,
+            },
+            validate: self.node.validate.clone(),
+            reload: self.node.reload.clone(),
+            keep: self.keep_versions,
+            adopt_as: adopted_name(),
+            force: self.force,
+            certs,
+        };
+        // The payload holds the private keys: wiped when dropped.
+        let payload = Secret::new(payload);
+        let started = Instant::now();
+        let ran = self
+            .transport
+            .run(&script::deploy(&d), payload.expose())
+            .await;
+        drop(payload);
+        tracing::debug!(elapsed = ?started.elapsed(), "deploy script done");
+        let out = match ran {
+            Ok(out) => out,
+            Err(e) => return fail_all(jobs.len(), || e.clone().into()),
+        };
+        let text = out.stdout_text();
+        let steps = script::parse_steps(&text);
+        let failure: Option<(NodeError, bool)> = match script::marker(&text) {
+            Marker::Ok(_) => None,
+            Marker::Fail { step, path } => Some((self.step_error(step, path, &out), false)),
+            Marker::Validate(output) => Some((
+                NodeError::Validate {
+                    node: self.name(),
+                    command: self.node.validate.clone(),
+                    output,
+                },
+                true,
+            )),
+            Marker::Reload(output) => Some((
+                NodeError::Reload {
+                    node: self.name(),
+                    command: self.node.reload.clone(),
+                    output,
+                },
+                true,
+            )),
+            Marker::None => Some((self.script_error(&out), false)),
+        };
+
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(jobs.len());
+        // (job index, previous link target) of the certificates linked anew.
+        let mut linked: Vec<(usize, Option<String>)> = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            let outcome = match (steps.get(&job.name), &failure) {
+                (Some(CertStep::Unchanged), _) => Some(Outcome::Unchanged {
+                    version: job.version.clone(),
+                }),
+                (Some(CertStep::Other), _) => Some(Outcome::Failed {
+                    error: NodeError::LiveNotLink {
+                        node: self.name(),
+                        path: format!("{base}/live/{}", job.name),
+                    },
+                }),
+                (Some(CertStep::Activate(prev)), Some((e, true))) => Some(Outcome::RolledBack {
+                    attempted: job.version.clone(),
+                    version: prev.as_deref().and_then(version_of),
+                    reason: e.clone(),
+                }),
+                (_, Some((e, _))) => Some(Outcome::Failed { error: e.clone() }),
+                (Some(CertStep::Activate(prev)), None) => {
+                    linked.push((i, prev.clone()));
+                    None
+                }
+                (None, None) => Some(Outcome::Failed {
+                    error: self.script_error(&out),
+                }),
+            };
+            outcomes.push(outcome);
+        }
+        if linked.is_empty() {
+            return outcomes.into_iter().flatten().collect();
+        }
+
+        // Verify every linked certificate at once.
+        let checks = linked
+            .iter()
+            .map(|(i, _)| self.verify(&jobs[*i].snis, &jobs[*i].leaf));
+        let started = Instant::now();
+        let verified = futures::future::join_all(checks).await;
+        tracing::debug!(elapsed = ?started.elapsed(), "verified");
+        let mut to_restore = Vec::new();
+        let mut reasons = BTreeMap::new();
+        for ((i, prev), v) in linked.iter().zip(verified) {
+            let job = &jobs[*i];
+            let from = prev.as_deref().and_then(version_of);
+            match v {
+                Ok(()) => {
+                    outcomes[*i] = Some(Outcome::Deployed {
+                        from,
+                        to: job.version.clone(),
+                    })
+                }
+                // The link already pointed there: nothing to put back.
+                Err(e) if from.as_deref() == Some(job.version.as_str()) => {
+                    outcomes[*i] = Some(Outcome::Failed { error: e })
+                }
+                Err(e) => {
+                    to_restore.push(Relink {
+                        name: job.name.clone(),
+                        target: prev.clone(),
+                    });
+                    reasons.insert(*i, (e, from));
+                }
+            }
+        }
+        if to_restore.is_empty() {
+            return outcomes.into_iter().flatten().collect();
+        }
+        tracing::warn!(node = %self.node.name, "verification failed; putting the previous certificate back");
+        let restore = script::restore(&base, &token(), &to_restore, None, &self.node.reload, &[]);
+        let restored = match self.transport.run(&restore, b"").await {
+            Ok(out) => match script::marker(&out.stdout_text()) {
+                Marker::Ok(_) => Ok(()),
+                Marker::Fail { step, path } => Err(format!("{step} {path}")),
+                Marker::Reload(o) => Err(format!("reload: {o}")),
+                _ => Err(self.script_error(&out).to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        for (i, (reason, from)) in reasons {
+            outcomes[i] = Some(match &restored {
+                Ok(()) => Outcome::RolledBack {
+                    attempted: jobs[i].version.clone(),
+                    version: from,
+                    reason,
+                },
+                Err(step) => Outcome::Failed {
+                    error: NodeError::RestoreFailed {
+                        node: self.name(),
+                        step: step.clone(),
+                        cause: Box::new(reason),
+                    },
+                },
+            });
+        }
+        outcomes.into_iter().flatten().collect()
+    }
+
+    /// Points `live/<name>` back at the version before the live one, then
+    /// validates, reloads and verifies.
+    pub(crate) async fn rollback(&self, name: &str, snis: &[String]) -> Outcome {
+        let base = self.base();
+        let looked = self
+            .transport
+            .run(&script::inspect(&base, &[(name, "")]), b"")
+            .await;
+        let seen = match looked {
+            Ok(out) if out.status == Some(0) => script::parse_inspect(&out.stdout_text())
+                .remove(name)
+                .unwrap_or_default(),
+            Ok(out) => {
+                return Outcome::Failed {
+                    error: self.script_error(&out),
+                }
+            }
+            Err(e) => return Outcome::Failed { error: e.into() },
+        };
+        let Some(current) = seen.live.version().map(str::to_string) else {
+            return Outcome::Failed {
+                error: NodeError::NoPrevious {
+                    node: self.name(),
+                    name: name.into(),
+                    current: format!("{:?}", seen.live).to_lowercase(),
+                },
+            };
+        };
+        let older = seen
+            .versions
+            .iter()
+            .skip_while(|v| **v != current)
+            .skip(1)
+            .find(|v| !v.starts_with('.'));
+        let Some(previous) = older.cloned() else {
+            return Outcome::Failed {
+                error: NodeError::NoPrevious {
+                    node: self.name(),
+                    name: name.into(),
+                    current,
+                },
+            };
+        };
+        let current_target = match &seen.live {
+            Live::Link(t) => t.clone(),
+            _ => script::link_target(name, &current),
+        };
+        let target = |t: String| Relink {
+            name: name.into(),
+            target: Some(t),
+        };
+        let go = [target(script::link_target(name, &previous))];
+        let undo = [target(current_target)];
+        let run = self
+            .transport
+            .run(
+                &script::restore(
+                    &base,
+                    &token(),
+                    &go,
+                    Some(&self.node.validate),
+                    &self.node.reload,
+                    &undo,
+                ),
+                b"",
+            )
+            .await;
+        let cert_pem = match run {
+            Err(e) => return Outcome::Failed { error: e.into() },
+            Ok(out) => match script::marker(&out.stdout_text()) {
+                Marker::Ok(pem) => pem,
+                Marker::Fail { step, path } => {
+                    return Outcome::Failed {
+                        error: self.step_error(step, path, &out),
+                    }
+                }
+                Marker::Validate(output) => {
+                    return Outcome::Failed {
+                        error: NodeError::Validate {
+                            node: self.name(),
+                            command: self.node.validate.clone(),
+                            output,
+                        },
+                    }
+                }
+                Marker::Reload(output) => {
+                    return Outcome::Failed {
+                        error: NodeError::Reload {
+                            node: self.name(),
+                            command: self.node.reload.clone(),
+                            output,
+                        },
+                    }
+                }
+                Marker::None => {
+                    return Outcome::Failed {
+                        error: self.script_error(&out),
+                    }
+                }
+            },
+        };
+        let verified = match leaf_der(cert_pem.as_bytes()) {
+            Some(leaf) => self.verify(snis, &leaf).await,
+            None => Err(NodeError::Probe {
+                node: self.name(),
+                sni: snis.first().cloned().unwrap_or_default(),
+                failure: ProbeFailure::Handshake {
+                    address: self.node.probe_address(),
+                    sni: String::new(),
+                    reason: format!("version {previous} on the node has no readable cert.pem"),
+                },
+            }),
+        };
+        match verified {
+            Ok(()) => Outcome::Deployed {
+                from: Some(current),
+                to: previous,
+            },
+            Err(e) => {
+                let back = script::restore(&base, &token(), &undo, None, &self.node.reload, &[]);
+                let _ = self.transport.run(&back, b"").await;
+                Outcome::Failed { error: e }
+            }
+        }
+    }
+}
+
+fn fail_all(n: usize, e: impl Fn() -> NodeError) -> Vec<Outcome> {
+    (0..n).map(|_| Outcome::Failed { error: e() }).collect()
+}

@@ -1,0 +1,667 @@
+//! The remote shell scripts, built as text (no I/O here, so they are unit
+//! tested and run against a local directory in tests). Every value that comes
+//! from the inventory, the store or a node passes through [`shell_quote`].
+//!
+//! One script per node keeps round trips down: `deploy` (look, adopt, stage,
+//! swap, validate, reload, prune), and `restore` only when verification
+//! fails. `rollback` uses `inspect` (read-only), then `restore`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::names::shell_quote;
+
+/// What `live/<name>` is on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Live {
+    /// A symlink, with its target as read by `readlink`.
+    Link(String),
+    /// A real directory (hand-managed, or certbot-style with file symlinks).
+    Dir,
+    /// Nothing there.
+    Missing,
+    /// Something else (a regular file...).
+    Other,
+}
+
+impl Live {
+    /// The version a link points at (the last path component).
+    pub(crate) fn version(&self) -> Option<&str> {
+        match self {
+            Live::Link(t) => t.trim_end_matches('/').rsplit('/').next(),
+            _ => None,
+        }
+    }
+}
+
+/// What `inspect` found for one certificate on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Inspected {
+    /// The live link.
+    pub(crate) live: Live,
+    /// SHA-256 (hex) of each file of the wanted version, by file name.
+    pub(crate) sums: BTreeMap<String, String>,
+    /// Version directories in the node's archive, newest first (by mtime).
+    pub(crate) versions: Vec<String>,
+}
+
+impl Default for Inspected {
+    fn default() -> Self {
+        Self {
+            live: Live::Missing,
+            sums: BTreeMap::new(),
+            versions: Vec::new(),
+        }
+    }
+}
+
+const PRELUDE: &str = r#"set -u
+fail() { printf '@fail %s %s\n' "$1" "$2"; exit 1; }
+"#;
+
+/// The read-only first look: for each `(name, version)`, the live link, the
+/// checksums of that version's files, and the archive's versions by age.
+pub(crate) fn inspect(base: &str, certs: &[(&str, &str)]) -> String {
+    let mut s = String::from(PRELUDE);
+    let _ = writeln!(s, "b={}", shell_quote(base));
+    s.push_str(
+        r#"insp() {
+  n=$1; l="$b/live/$1"; d="$b/archive/$1/$2"
+  if [ -L "$l" ]; then printf 'live %s link %s\n' "$n" "$(readlink "$l")"
+  elif [ -d "$l" ]; then printf 'live %s dir\n' "$n"
+  elif [ -e "$l" ]; then printf 'live %s other\n' "$n"
+  else printf 'live %s missing\n' "$n"; fi
+  if [ -n "$2" ] && [ -d "$d" ]; then
+    (cd "$d" && sha256sum privkey.pem cert.pem chain.pem fullchain.pem 2>/dev/null) |
+      while read -r h f; do printf 'sum %s %s %s\n' "$n" "$f" "$h"; done
+  fi
+  ls -1t "$b/archive/$n" 2>/dev/null | while read -r x; do printf 'ver %s %s\n' "$n" "$x"; done
+}
+"#,
+    );
+    for (name, version) in certs {
+        let _ = writeln!(s, "insp {} {}", shell_quote(name), shell_quote(version));
+    }
+    s
+}
+
+/// Parses what [`inspect`] printed.
+pub(crate) fn parse_inspect(out: &str) -> BTreeMap<String, Inspected> {
+    let mut m: BTreeMap<String, Inspected> = BTreeMap::new();
+    for line in out.lines() {
+        let mut it = line.splitn(3, ' ');
+        let (Some(kind), Some(name), rest) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        let e = m.entry(name.to_string()).or_default();
+        let rest = rest.unwrap_or("");
+        match kind {
+            "live" => {
+                e.live = match rest.split_once(' ') {
+                    Some(("link", t)) => Live::Link(t.to_string()),
+                    _ => match rest {
+                        "dir" => Live::Dir,
+                        "missing" => Live::Missing,
+                        _ => Live::Other,
+                    },
+                }
+            }
+            "sum" => {
+                if let Some((f, h)) = rest.split_once(' ') {
+                    e.sums.insert(f.to_string(), h.to_string());
+                }
+            }
+            "ver" if !rest.is_empty() => e.versions.push(rest.to_string()),
+            _ => {}
+        }
+    }
+    m
+}
+
+/// One certificate's part of the `deploy` script.
+#[derive(Debug, Clone)]
+pub(crate) struct CertDeploy {
+    /// Certificate name.
+    pub(crate) name: String,
+    /// Version to link.
+    pub(crate) version: String,
+    /// Whether the node was seen serving this version's leaf for every SNI
+    /// name just before (then a node already linked to it is unchanged).
+    pub(crate) served: bool,
+    /// SHA-256 hex of privkey, cert, chain, fullchain.
+    pub(crate) sums: [String; 4],
+    /// Their sizes; the bytes follow on stdin in this order, per certificate.
+    pub(crate) sizes: [usize; 4],
+}
+
+/// Everything the `deploy` script needs for one node.
+#[derive(Debug, Clone)]
+pub(crate) struct DeployScript {
+    /// The node's base directory.
+    pub(crate) base: String,
+    /// A random token for temporary names.
+    pub(crate) token: String,
+    /// `owner[:group]` for `chown`, if set.
+    pub(crate) chown: Option<String>,
+    /// The validate command (a shell command line from the inventory).
+    pub(crate) validate: String,
+    /// The reload command.
+    pub(crate) reload: String,
+    /// Versions to keep per certificate (the live and previous are kept too).
+    pub(crate) keep: usize,
+    /// The version name a real `live/<name>` directory is adopted under.
+    pub(crate) adopt_as: String,
+    /// Activate even certificates that are already linked and served.
+    pub(crate) force: bool,
+    /// The certificates, in payload order.
+    pub(crate) certs: Vec<CertDeploy>,
+}
+
+/// A certificate to relink: `target` is the link target to set, `None` to
+/// remove the link.
+#[derive(Debug, Clone)]
+pub(crate) struct Relink {
+    /// Certificate name.
+    pub(crate) name: String,
+    /// The target.
+    pub(crate) target: Option<String>,
+}
+
+const FUNCTIONS: &str = r#"# Few processes: forks are the cost of a node's step, so tests and globs are
+# builtins and each external command does all its files at once.
+# check DIR SUM1..4: the four files of DIR have these SHA-256 sums.
+check() {
+  sha256sum -c --status 2>/dev/null <<EOF
+$2  $1/privkey.pem
+$3  $1/cert.pem
+$4  $1/chain.pem
+$5  $1/fullchain.pem
+EOF
+}
+# stage NAME VERSION SUM1..4 SIZE1..4: reads the files from stdin into a
+# temporary directory, checks them, fsyncs, renames it into place.
+stage() {
+  a="$b/archive/$1"; t="$a/.tmp-$2-$r"
+  [ -d "$a" ] || mkdir -p "$a" || fail stage "$a"
+  for x in "$a"/.tmp-* "$a"/.old-*; do [ -e "$x" ] && rm -rf "$x"; done
+  mkdir -m 755 "$t" || fail stage "$t"
+  umask 077
+  head -c "$7" > "$t/privkey.pem" || { rm -rf "$t"; fail stage "$t/privkey.pem"; }
+  umask 022
+  head -c "$8" > "$t/cert.pem" || { rm -rf "$t"; fail stage "$t/cert.pem"; }
+  head -c "$9" > "$t/chain.pem" || { rm -rf "$t"; fail stage "$t/chain.pem"; }
+  head -c "${10}" > "$t/fullchain.pem" || { rm -rf "$t"; fail stage "$t/fullchain.pem"; }
+  umask 077
+  check "$t" "$3" "$4" "$5" "$6" || { rm -rf "$t"; fail stage "$t"; }
+  if [ -n "$own" ]; then chown "$own" "$t" "$t"/*.pem || { rm -rf "$t"; fail stage "$t"; }; fi
+  sync "$t"/*.pem "$t" || { rm -rf "$t"; fail stage "$t"; }
+  if [ -e "$a/$2" ]; then mv -T "$a/$2" "$a/.old-$2-$r" || { rm -rf "$t"; fail stage "$a/$2"; }; fi
+  mv -T "$t" "$a/$2" || { rm -rf "$t"; fail stage "$a/$2"; }
+  [ -e "$a/.old-$2-$r" ] && rm -rf "$a/.old-$2-$r"
+  dirs="$dirs $a"
+}
+adopt() {
+  a="$b/archive/$1"; l="$b/live/$1"; t="$a/.tmp-$2-$r"
+  [ -d "$a" ] || mkdir -p "$a" || fail adopt "$a"
+  cp -RL "$l" "$t" && chmod 755 "$t" && sync "$t" && mv -T "$t" "$a/$2" || { rm -rf "$t"; fail adopt "$a/$2"; }
+  mv -T "$l" "$b/live/.$1.old-$r" || fail adopt "$l"
+  ln -s "../archive/$1/$2" "$l" || { mv -T "$b/live/.$1.old-$r" "$l"; fail adopt "$l"; }
+  rm -rf "$b/live/.$1.old-$r"
+}
+link() {
+  l="$b/live/$1"; t="$b/live/.$1.tmp-$r"
+  [ -L "$t" ] && rm -f "$t"
+  ln -s "$2" "$t" && mv -T "$t" "$l" || { rm -f "$t"; return 1; }
+}
+relink() { if [ -n "$2" ]; then link "$1" "$2"; else rm -f "$b/live/$1"; fi; }
+skip() { [ "$1" -gt 0 ] && head -c "$1" > /dev/null; return 0; }
+# cert NAME VERSION SERVED SUM1..4 SIZE1..4: stages if needed; sets $cur
+# (the previous link target) and $go (1 if it must be linked).
+cert() {
+  n=$1; v=$2; l="$b/live/$1"; go=0; cur=
+  if [ -L "$l" ]; then cur=$(readlink "$l"); kind=link
+  elif [ -d "$l" ]; then kind=dir
+  elif [ -e "$l" ]; then kind=other
+  else kind=missing; fi
+  whole=$(( $8 + $9 + ${10} + ${11} ))
+  if [ "$kind" = other ]; then skip "$whole"; printf '@cert %s other\n' "$n"; return 0; fi
+  complete=0
+  [ -d "$b/archive/$n/$v" ] && check "$b/archive/$n/$v" "$4" "$5" "$6" "$7" && complete=1
+  if [ "$kind" = link ] && [ "${cur##*/}" = "$v" ] && [ $complete = 1 ] && [ "$3" = 1 ]; then
+    skip "$whole"; printf '@cert %s unchanged\n' "$n"; return 0
+  fi
+  if [ "$kind" = dir ]; then adopt "$n" "$adopt"; cur="../archive/$n/$adopt"; fi
+  if [ $complete = 1 ]; then skip "$whole"
+  else stage "$n" "$v" "$4" "$5" "$6" "$7" "$8" "$9" "${10}" "${11}"; fi
+  go=1
+  printf '@cert %s activate %s\n' "$n" "$cur"
+}
+# prune NAME VERSION PREVIOUS-TARGET: keeps the newest $keep (with VERSION)
+# and the previous one; deletes only names certctl could have made.
+prune() {
+  set -- "$1" "$2" "${3##*/}" "$b/archive/$1"/*
+  [ $# -le $((keep + 4)) ] && return 0
+  ls -1t "$b/archive/$1" 2>/dev/null | {
+    i=0
+    while read -r x; do
+      [ "$x" = "$2" ] && continue
+      i=$((i + 1))
+      [ "$i" -lt "$keep" ] && continue
+      [ "$x" = "$3" ] && continue
+      case "$x" in .*|*..*|*[!A-Za-z0-9._-]*) continue ;; esac
+      rm -rf "$b/archive/$1/$x"
+    done
+  }
+}
+"#;
+
+/// Validate, then reload; on failure put the links back (`undo`) first.
+/// The commands are the inventory's shell command lines, run by `eval` in a
+/// subshell (one process less than `sh -c`).
+const CHECKS: &str = r#"sync "$b/live" 2>/dev/null
+if ! o=$(eval "$validate" 2>&1); then undo; printf '@validate\n%s\n' "$o"; exit 3; fi
+if ! o=$(eval "$reload" 2>&1); then undo; (eval "$reload") >/dev/null 2>&1; printf '@reload\n%s\n' "$o"; exit 4; fi
+"#;
+
+fn header(s: &mut String, base: &str, token: &str, chown: Option<&str>) {
+    s.push_str(PRELUDE);
+    s.push_str("umask 077\n");
+    let _ = writeln!(s, "b={}", shell_quote(base));
+    let _ = writeln!(s, "r={}", shell_quote(token));
+    let _ = writeln!(s, "own={}", shell_quote(chown.unwrap_or("")));
+    s.push_str(FUNCTIONS);
+}
+
+/// The relative link target of `version` of `name`, as seen from `live/`.
+pub(crate) fn link_target(name: &str, version: &str) -> String {
+    format!("../archive/{name}/{version}")
+}
+
+/// The one script a deployment runs on a node, payload on stdin: per
+/// certificate, read the live link and the checksums of the wanted version;
+/// skip it if already linked, complete and served; else adopt a real
+/// `live/<name>` directory, stage the files (or consume them if the version
+/// is complete). Then swap every link, validate, reload and prune. Prints
+/// `@cert <name> unchanged|other|activate <previous target>` per
+/// certificate, then a marker: `@fail <step> <path>` (exit 1), `@validate`
+/// (exit 3) or `@reload` (exit 4) followed by the command's output, or
+/// `@ok`. On any failure after a swap every link is put back first.
+pub(crate) fn deploy(d: &DeployScript) -> String {
+    let mut s = String::new();
+    header(&mut s, &d.base, &d.token, d.chown.as_deref());
+    let _ = writeln!(s, "keep={}", d.keep.max(1));
+    let _ = writeln!(s, "adopt={}", shell_quote(&d.adopt_as));
+    let _ = writeln!(s, "validate={}", shell_quote(&d.validate));
+    let _ = writeln!(s, "reload={}", shell_quote(&d.reload));
+    s.push_str("dirs=\n");
+    for (i, c) in d.certs.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "cert {} {} {} {} {} {} {} {} {} {} {}; g{i}=$go; p{i}=$cur",
+            shell_quote(&c.name),
+            shell_quote(&c.version),
+            u8::from(c.served && !d.force),
+            shell_quote(&c.sums[0]),
+            shell_quote(&c.sums[1]),
+            shell_quote(&c.sums[2]),
+            shell_quote(&c.sums[3]),
+            c.sizes[0],
+            c.sizes[1],
+            c.sizes[2],
+            c.sizes[3],
+        );
+    }
+    s.push_str("restore_all() {\n  :\n");
+    for (i, c) in d.certs.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "  if [ \"$g{i}\" = 1 ]; then relink {} \"$p{i}\"; fi",
+            shell_quote(&c.name)
+        );
+    }
+    s.push_str("}\n");
+    let any: String = (0..d.certs.len()).map(|i| format!("$g{i}")).collect();
+    let _ = writeln!(
+        s,
+        "case \"{any}\" in *1*) ;; *) printf '@ok\\n'; exit 0 ;; esac"
+    );
+    // The renamed version directories are durable before any link points there.
+    s.push_str("if [ -n \"$dirs\" ]; then sync $dirs || fail stage \"$dirs\"; fi\n");
+    for (i, c) in d.certs.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "if [ \"$g{i}\" = 1 ]; then link {n} {t} || {{ restore_all; fail swap \"$b/live/\"{n}; }}; fi",
+            n = shell_quote(&c.name),
+            t = shell_quote(&link_target(&c.name, &c.version))
+        );
+    }
+    s.push_str(CHECKS.replace("undo", "restore_all").as_str());
+    for (i, c) in d.certs.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "if [ \"$g{i}\" = 1 ]; then prune {} {} \"$p{i}\"; fi",
+            shell_quote(&c.name),
+            shell_quote(&c.version)
+        );
+    }
+    s.push_str("printf '@ok\\n'\n");
+    s
+}
+
+/// What the `deploy` script decided for one certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CertStep {
+    /// Already linked, complete and served.
+    Unchanged,
+    /// `live/<name>` is neither a link nor a directory.
+    Other,
+    /// Linked (or to be); the previous link target, if there was a link.
+    Activate(Option<String>),
+}
+
+/// The per-certificate lines of the `deploy` script's output.
+pub(crate) fn parse_steps(stdout: &str) -> BTreeMap<String, CertStep> {
+    let mut m = BTreeMap::new();
+    for line in stdout.lines() {
+        let Some(rest) = line.strip_prefix("@cert ") else {
+            continue;
+        };
+        let mut it = rest.splitn(3, ' ');
+        let (Some(name), Some(kind)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let step = match kind {
+            "unchanged" => CertStep::Unchanged,
+            "activate" => CertStep::Activate(it.next().filter(|t| !t.is_empty()).map(String::from)),
+            _ => CertStep::Other,
+        };
+        m.insert(name.to_string(), step);
+    }
+    m
+}
+
+/// Relinks `go` and reloads (validating first if `validate` is given): after
+/// a failed verification, and for `rollback`. If validation or reload fails,
+/// `undo` is relinked. After `@ok`, the `cert.pem` now live for each linked
+/// certificate of `go` is printed, for the caller to verify.
+pub(crate) fn restore(
+    base: &str,
+    token: &str,
+    go: &[Relink],
+    validate: Option<&str>,
+    reload: &str,
+    undo: &[Relink],
+) -> String {
+    let mut s = String::new();
+    header(&mut s, base, token, None);
+    s.push_str("undo_all() {\n  :\n");
+    for u in undo {
+        let _ = writeln!(
+            s,
+            "  relink {} {}",
+            shell_quote(&u.name),
+            shell_quote(u.target.as_deref().unwrap_or(""))
+        );
+    }
+    s.push_str("}\n");
+    for g in go {
+        let _ = writeln!(
+            s,
+            "relink {n} {t} || {{ undo_all; fail swap \"$b/live/\"{n}; }}",
+            n = shell_quote(&g.name),
+            t = shell_quote(g.target.as_deref().unwrap_or(""))
+        );
+    }
+    let _ = writeln!(s, "validate={}", shell_quote(validate.unwrap_or("true")));
+    let _ = writeln!(s, "reload={}", shell_quote(reload));
+    s.push_str(CHECKS.replace("undo", "undo_all").as_str());
+    s.push_str("printf '@ok\\n'\n");
+    for g in go.iter().filter(|g| g.target.is_some()) {
+        let _ = writeln!(
+            s,
+            "cat \"$b/live/\"{}/cert.pem 2>/dev/null || true",
+            shell_quote(&g.name)
+        );
+    }
+    s
+}
+
+/// A failure marker from a script's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Marker {
+    /// `@ok`, with what followed it.
+    Ok(String),
+    /// `@fail <step> <path>`.
+    Fail { step: String, path: String },
+    /// `@validate` and the command's output.
+    Validate(String),
+    /// `@reload` and the command's output.
+    Reload(String),
+    /// No marker: the script did not get far (sudo, shell missing...).
+    None,
+}
+
+/// Finds the marker in a script's stdout.
+pub(crate) fn marker(stdout: &str) -> Marker {
+    for (i, line) in stdout.lines().enumerate() {
+        let rest = || {
+            stdout
+                .lines()
+                .skip(i + 1)
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim()
+                .to_string()
+        };
+        if line == "@ok" {
+            let after: Vec<&str> = stdout.lines().skip(i + 1).collect();
+            return Marker::Ok(after.join("\n"));
+        }
+        if let Some(f) = line.strip_prefix("@fail ") {
+            let (step, path) = f.split_once(' ').unwrap_or((f, ""));
+            return Marker::Fail {
+                step: step.into(),
+                path: path.into(),
+            };
+        }
+        if line == "@validate" {
+            return Marker::Validate(rest());
+        }
+        if line == "@reload" {
+            return Marker::Reload(rest());
+        }
+    }
+    Marker::None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+
+    fn sh(script: &str, stdin: &[u8]) -> (i32, String) {
+        use std::io::Write;
+        let mut c = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let _ = c.stdin.take().expect("stdin").write_all(stdin);
+        let out = c.wait_with_output().expect("wait");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    const PARTS: [&[u8]; 4] = [b"KEY\n", b"CERT\n", b"", b"CERT\nCHAIN\n"];
+
+    fn payload() -> Vec<u8> {
+        PARTS.concat()
+    }
+
+    fn script(base: &str, validate: &str, served: bool) -> DeployScript {
+        DeployScript {
+            base: base.into(),
+            token: "t1".into(),
+            chown: None,
+            validate: validate.into(),
+            reload: "true".into(),
+            keep: 2,
+            adopt_as: "adopted-x".into(),
+            force: false,
+            certs: vec![CertDeploy {
+                name: "www".into(),
+                version: "v2".into(),
+                served,
+                sums: PARTS.map(super::super::node::sha256_hex),
+                sizes: PARTS.map(|p| p.len()),
+            }],
+        }
+    }
+
+    fn node_with(base: &Path, versions: &[&str], live: &str) {
+        for v in versions {
+            std::fs::create_dir_all(base.join("archive/www").join(v)).expect("mkdir");
+            // distinct mtimes, oldest first
+            std::thread::sleep(std::time::Duration::from_millis(15));
+        }
+        std::fs::create_dir_all(base.join("live")).expect("mkdir");
+        std::os::unix::fs::symlink(format!("../archive/www/{live}"), base.join("live/www"))
+            .expect("link");
+    }
+
+    #[test]
+    fn deploy_stages_swaps_prunes_then_is_unchanged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_str().expect("utf8");
+        node_with(dir.path(), &["v0", "v1", "v9"], "v1");
+        std::fs::create_dir_all(dir.path().join("archive/www/.tmp-v9-dead")).expect("mkdir");
+        let (code, out) = sh(&deploy(&script(base, "true", false)), &payload());
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(marker(&out), Marker::Ok(String::new()));
+        assert_eq!(
+            parse_steps(&out)["www"],
+            CertStep::Activate(Some("../archive/www/v1".into()))
+        );
+        let link = std::fs::read_link(dir.path().join("live/www")).expect("link");
+        assert_eq!(link.to_str(), Some("../archive/www/v2"));
+        let v2 = dir.path().join("archive/www/v2");
+        assert_eq!(
+            std::fs::read(v2.join("fullchain.pem")).expect("read"),
+            b"CERT\nCHAIN\n"
+        );
+        let mode = std::fs::metadata(v2.join("privkey.pem"))
+            .expect("key")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // keep 2: v2 and the newest other (v9); v1 is the previous one
+        assert!(dir.path().join("archive/www/v9").exists());
+        assert!(dir.path().join("archive/www/v1").exists(), "previous kept");
+        assert!(!dir.path().join("archive/www/v0").exists(), "pruned");
+        assert!(!dir.path().join("archive/www/.tmp-v9-dead").exists());
+
+        // Linked, complete and served: nothing to do (a failing validate
+        // command proves it is not run), stdin consumed.
+        let (code, out) = sh(&deploy(&script(base, "false", true)), &payload());
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(parse_steps(&out)["www"], CertStep::Unchanged);
+        assert_eq!(marker(&out), Marker::Ok(String::new()));
+
+        // Linked and complete but not served: validate and reload again.
+        let (code, out) = sh(&deploy(&script(base, "true", false)), &payload());
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(
+            parse_steps(&out)["www"],
+            CertStep::Activate(Some("../archive/www/v2".into()))
+        );
+
+        // inspect (used by rollback) sees versions newest first
+        let (_, out) = sh(&inspect(base, &[("www", "v2")]), b"");
+        let m = parse_inspect(&out);
+        assert_eq!(m["www"].live.version(), Some("v2"));
+        assert_eq!(m["www"].sums.len(), 4);
+        assert_eq!(
+            m["www"].versions.first().map(String::as_str),
+            Some("v2"),
+            "{:?}",
+            m["www"].versions
+        );
+    }
+
+    #[test]
+    fn failed_validation_puts_the_old_link_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_str().expect("utf8");
+        node_with(dir.path(), &["v1"], "v1");
+        let (code, out) = sh(
+            &deploy(&script(base, "echo 'bad config'; false", false)),
+            &payload(),
+        );
+        assert_eq!(code, 3);
+        assert_eq!(marker(&out), Marker::Validate("bad config".into()));
+        let link = std::fs::read_link(dir.path().join("live/www")).expect("link");
+        assert_eq!(link.to_str(), Some("../archive/www/v1"));
+    }
+
+    #[test]
+    fn short_upload_never_becomes_a_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_str().expect("utf8");
+        let (code, out) = sh(&deploy(&script(base, "true", false)), b"KEY\nCE");
+        assert_eq!(code, 1, "{out}");
+        assert!(matches!(marker(&out), Marker::Fail { step, .. } if step == "stage"));
+        assert!(!dir.path().join("archive/www/v2").exists());
+        assert!(!dir.path().join("live/www").exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("archive/www"))
+            .expect("dir")
+            .collect();
+        assert!(left.is_empty(), "temp dir removed");
+    }
+
+    #[test]
+    fn a_real_directory_is_adopted_and_can_be_restored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_str().expect("utf8");
+        let live = dir.path().join("live/www");
+        std::fs::create_dir_all(&live).expect("mkdir");
+        std::fs::write(dir.path().join("old-cert.pem"), b"OLD\n").expect("write");
+        std::os::unix::fs::symlink("../../old-cert.pem", live.join("cert.pem")).expect("link");
+        let (code, out) = sh(&deploy(&script(base, "true", false)), &payload());
+        assert_eq!(code, 0, "{out}");
+        let previous = "../archive/www/adopted-x";
+        assert_eq!(
+            parse_steps(&out)["www"],
+            CertStep::Activate(Some(previous.into()))
+        );
+        let adopted = dir.path().join("archive/www/adopted-x/cert.pem");
+        assert_eq!(std::fs::read(&adopted).expect("adopted copy"), b"OLD\n");
+        let go = [Relink {
+            name: "www".into(),
+            target: Some(previous.into()),
+        }];
+        let (code, out) = sh(&restore(base, "t2", &go, Some("true"), "true", &[]), b"");
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(
+            std::fs::read_link(&live).expect("link").to_str(),
+            Some(previous)
+        );
+        assert_eq!(marker(&out), Marker::Ok("OLD".into()));
+    }
+
+    #[test]
+    fn hostile_values_stay_quoted() {
+        let mut d = script("/srv/$(reboot)", "nginx -t; echo \"$HOME\"", false);
+        d.certs[0].version = "v`id`".into();
+        let s = deploy(&d);
+        assert!(s.contains("b='/srv/$(reboot)'"), "{s}");
+        assert!(s.contains("'v`id`'"), "{s}");
+        assert!(s.contains("validate='nginx -t; echo \"$HOME\"'"), "{s}");
+    }
+}
