@@ -475,6 +475,21 @@ stop_pebble() { stop_pidfile "$LAB/pebble/pebble.pid" pebble pebble; }
 
 # ---------------------------------------------------------------- ssh client side
 
+# The nodes are logged into as `certctl-edge`: uid 0 (nginx reload needs it)
+# with /bin/sh as its shell and an empty home. Root's login here runs a bash
+# whose ~/.bashrc starts pyenv (~0.2 s for every SSH command), which no edge
+# node's deploy user would; this keeps the lab's SSH cost realistic.
+EDGE_USER=certctl-edge
+ensure_edge_user() {
+    mkdir -p "$LAB/home"
+    if ! getent passwd "$EDGE_USER" >/dev/null; then
+        useradd -o -u 0 -g 0 -M -d "$LAB/home" -s /bin/sh "$EDGE_USER" 2>/dev/null \
+            || die "cannot create the lab user $EDGE_USER"
+    fi
+    # '*': no password, but not locked (sshd refuses locked accounts).
+    usermod -p '*' -d "$LAB/home" "$EDGE_USER" 2>/dev/null || true
+}
+
 setup_ssh_client() {
     local d="$LAB/ssh"
     mkdir -p "$d"
@@ -776,7 +791,7 @@ EOF
 [[node]]
 name = "node$i"
 address = "$(node_addr "$i")"
-user = "root"
+user = "$EDGE_USER"
 identity_file = "$LAB/ssh/id_ed25519"
 known_hosts = "$LAB/ssh/known_hosts"
 groups = ["edge"]
@@ -822,6 +837,7 @@ cmd_up() {
     setup_named
     write_pebble_conf
     start_pebble 0
+    ensure_edge_user
     setup_ssh_client
     setup_nodes "$n"
     write_inventory "$n"
@@ -965,6 +981,7 @@ cmd_nginx_fault() {
 
 cmd_clean() {
     cmd_down
+    userdel "$EDGE_USER" 2>/dev/null || true
     rm -rf "$LAB"
     info "removed $LAB"
 }
