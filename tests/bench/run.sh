@@ -19,7 +19,7 @@ LAB="${CERTCTL_LAB_DIR:-/tmp/certctl-lab}"
 OUT="$ROOT/target/bench"
 CERTCTL="$ROOT/target/release/certctl"
 PROG="tests/bench/run.sh"
-SECTIONS=(issue)
+SECTIONS=(issue deploy scan list)
 LAB_NODES=20
 ACME_DIR="https://127.0.0.1:14000/dir"
 EMAIL="bench@example.test"
@@ -141,17 +141,17 @@ cert_covers() {
     done
 }
 
-# record SECTION TOOL CASE RUN RC TFILE LOG PEM NAME...: one CSV row; a run counts as
-# ok only if the tool exited 0 and PEM is a certificate for every NAME.
-record() {
-    local section="$1" tool="$2" case="$3" run="$4" rc="$5" tfile="$6" log="$7" pem="$8"
-    shift 8
-    local ok=0 wall="" user="" sys="" rss="" cpu=""
+# row SECTION TOOL CASE RUN OK RC TFILE LOG WHY: one CSV row from TFILE (written by
+# `timed`); OK (1 or 0) is the caller's check of the result, WHY says what a failed
+# check expected. A run without a time line counts as failed.
+row() {
+    local section="$1" tool="$2" case="$3" run="$4" ok="$5" rc="$6" tfile="$7" log="$8" why="$9"
+    local wall="" user="" sys="" rss="" cpu=""
     if [[ -s "$tfile" ]]; then
         read -r wall user sys rss < <(tail -n 1 "$tfile") || true
         [[ "$rss" =~ ^[0-9]+$ ]] || { wall="" rss=""; }
     fi
-    if ((rc == 0)) && [[ -n "$wall" ]] && cert_covers "$pem" "$@"; then ok=1; fi
+    [[ -n "$wall" ]] || ok=0
     [[ -n "$wall" ]] && cpu="$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')"
     echo "$section,$tool,$case,$run,$ok,$rc,$wall,$cpu,$rss" >>"$CSV"
     if ((ok)); then
@@ -159,13 +159,23 @@ record() {
             "$wall" "$cpu" "$(awk -v r="$rss" 'BEGIN { print r / 1024 }')" >&2
     else
         {
-            local why="exit $rc"
-            ((rc == 124 || rc == 137)) && why="timed out"
-            echo "  $tool $case run $run FAILED ($why; no certificate for $* at $pem)"
+            local what="exit $rc"
+            ((rc == 124 || rc == 137)) && what="timed out"
+            echo "  $tool $case run $run FAILED ($what; $why)"
             echo "  ---- last lines of $tool's output ----"
             tail -n 15 "$log" | sed 's/^/  | /'
         } >&2
     fi
+}
+
+# record SECTION TOOL CASE RUN RC TFILE LOG PEM NAME...: one CSV row; a run counts as
+# ok only if the tool exited 0 and PEM is a certificate for every NAME.
+record() {
+    local section="$1" tool="$2" case="$3" run="$4" rc="$5" tfile="$6" log="$7" pem="$8"
+    shift 8
+    local ok=0
+    if ((rc == 0)) && cert_covers "$pem" "$@"; then ok=1; fi
+    row "$section" "$tool" "$case" "$run" "$ok" "$rc" "$tfile" "$log" "no certificate for $* at $pem"
 }
 
 # ---------------------------------------------------------------- section: issue
@@ -368,10 +378,248 @@ section_issue() {
     info "wrote $OUT/issue.md and $OUT/issue.csv"
 }
 
+# ---------------------------------------------------------------- section: deploy
+
+DEPLOY_CASES=(5 20)
+SSH_KEY="$LAB/ssh/id_ed25519"
+# certctl's TMPDIR while deploying: its ssh control sockets go there (and are
+# found there by procpeak.py); short, as a socket path has at most 107 bytes.
+SSHTMP=""
+KNOWN_HOSTS="$LAB/ssh/known_hosts"
+
+# node_field I KEY: KEY's value (a TOML string) in the lab inventory's node I.
+node_field() {
+    awk -v want="$1" -v key="$2" '
+        /^\[\[node\]\]/ { count++; cur = (count == want); next }
+        /^\[/ { cur = 0 }
+        cur && $1 == key { sub(/^[^=]*=[ \t]*"/, ""); sub(/"[ \t]*$/, ""); print; exit }
+    ' "$LAB/certctl.toml"
+}
+
+# deploy_config DIR N: an inventory in DIR from the lab's, with its own store, only
+# the `www` certificate and the first N [[node]] tables.
+deploy_config() {
+    local dir="$1" n="$2"
+    mkdir -p "$dir"
+    awk -v store="$dir/store" -v max="$n" '
+        /^store[ \t]*=/ { print "store = \"" store "\""; next }
+        /^\[\[certificate\]\]/ { skip = 1; next }
+        /^\[\[node\]\]/ { nodes++; skip = nodes > max; if (!skip) print; next }
+        /^\[/ { skip = 0 }
+        !skip { print }
+    ' "$LAB/certctl.toml" >"$dir/certctl.toml"
+    printf '\n[[certificate]]\nname = "www"\ndomains = ["www.example.test", "example.test"]\nsolver = "lab"\ngroups = ["edge"]\n' \
+        >>"$dir/certctl.toml"
+    local have
+    have="$(grep -c '^\[\[node\]\]' "$dir/certctl.toml")"
+    ((have == n)) || die "the lab inventory has $have nodes, the deploy case needs $n"
+}
+
+# served_ok N SERIAL: nodes 1..N serve SERIAL (openssl's `serial=HEX`) for
+# www.example.test; a reload takes effect within moments, so each node gets 20
+# tries 0.1 s apart.
+served_ok() {
+    local n="$1" want="$2" i try got
+    for ((i = 1; i <= n; i++)); do
+        for ((try = 0; try < 20; try++)); do
+            got="$(openssl s_client -connect "127.0.0.$((10 + i)):443" -servername www.example.test \
+                </dev/null 2>/dev/null | openssl x509 -noout -serial 2>/dev/null)" || true
+            [[ "$got" == "$want" ]] && break
+            sleep 0.1
+        done
+        [[ "$got" == "$want" ]] || { info "node$i serves ${got:-nothing}, expected $want"; return 1; }
+    done
+}
+
+# deploy_new_version DIR: issue a new version of `www` into DIR's store (untimed);
+# sets VERSION and SERIAL (openssl's `serial=HEX`).
+deploy_new_version() {
+    local dir="$1" rc=0
+    timeout 120 "$CERTCTL" --config "$dir/certctl.toml" issue www >"$dir/issue.log" 2>&1 || rc=$?
+    ((rc == 0)) || { tail -n 15 "$dir/issue.log" >&2; die "certctl issue www failed (exit $rc)"; }
+    VERSION="$(basename "$(readlink "$dir/store/live/www")")"
+    SERIAL="$(openssl x509 -in "$dir/store/live/www/cert.pem" -noout -serial)"
+    [[ -n "$VERSION" && "$SERIAL" == serial=* ]] || die "no new version of www in $dir/store"
+}
+
+deploy_certctl() {
+    local run="$1" n="$2" dir="$TMP/deploy/certctl-$2" rc=0 ok=0
+    deploy_new_version "$dir"
+    local version="$VERSION" serial="$SERIAL"
+    WRAP=(env TMPDIR="$SSHTMP/$n")
+    timed 120 "$dir/time" "$dir/log" "$CERTCTL" --config "$dir/certctl.toml" deploy www || rc=$?
+    WRAP=()
+    ((rc == 0)) && served_ok "$n" "$serial" && ok=1
+    row deploy certctl "$n-nodes" "$run" "$ok" "$rc" "$dir/time" "$dir/log" \
+        "expected exit 0 and $serial ($version) served by nodes 1..$n"
+}
+
+# The runbook and Ansible deploy a version the store of certctl's case holds.
+deploy_stage() {
+    local n="$1" tool="$2" version="$3" stage="$TMP/deploy/$2-$1/stage"
+    rm -rf "$stage"
+    mkdir -p "$stage/$version"
+    cp "$TMP/deploy/certctl-$n/store/live/www/"{privkey,cert,chain,fullchain}.pem "$stage/$version/"
+    chmod 600 "$stage/$version/privkey.pem"
+    chmod 644 "$stage/$version/"{cert,chain,fullchain}.pem
+    echo "$stage"
+}
+
+deploy_runbook() {
+    local run="$1" n="$2" dir="$TMP/deploy/runbook-$2" stage rc=0 ok=0
+    deploy_new_version "$TMP/deploy/certctl-$n"
+    local version="$VERSION" serial="$SERIAL"
+    stage="$(deploy_stage "$n" runbook "$version")"
+    timed 300 "$dir/time" "$dir/log" sh "$BENCH/runbook.sh" "$dir/nodes.tsv" "$stage" "$version" \
+        "$SSH_KEY" "$KNOWN_HOSTS" || rc=$?
+    ((rc == 0)) && served_ok "$n" "$serial" && ok=1
+    row deploy runbook "$n-nodes" "$run" "$ok" "$rc" "$dir/time" "$dir/log" \
+        "expected exit 0 and $serial ($version) served by nodes 1..$n (checked after the run)"
+}
+
+# Ansible's ssh masters persist (ControlPersist=60s) after it exits: each run gets
+# its own control directory, so every run connects afresh as certctl's does, and
+# the masters are stopped afterwards by PID.
+stop_ssh_masters() {
+    local marker="$1" pid
+    for pid in $(pgrep -f -- "$marker" || true); do
+        kill "$pid" 2>/dev/null || true
+    done
+}
+
+deploy_ansible() {
+    local run="$1" n="$2" dir="$TMP/deploy/ansible-$2" stage rc=0 ok=0
+    deploy_new_version "$TMP/deploy/certctl-$n"
+    local version="$VERSION" serial="$SERIAL"
+    stage="$(deploy_stage "$n" ansible "$version")"
+    local cp="$dir/cp-$run"
+    mkdir -p "$cp"
+    sed "s|@CP@|$cp|" "$dir/ansible.cfg.in" >"$dir/ansible.cfg"
+    WRAP=(env ANSIBLE_CONFIG="$dir/ansible.cfg" ANSIBLE_HOME="$dir/home" ANSIBLE_NOCOLOR=1)
+    timed 600 "$dir/time" "$dir/log" ansible-playbook -i "$dir/inventory.yml" "$BENCH/deploy.yml" \
+        -e "src=$stage/$version" -e "version=$version" -e "serial=${serial#serial=}" || rc=$?
+    WRAP=()
+    stop_ssh_masters "$cp/"
+    ((rc == 0)) && served_ok "$n" "$serial" && ok=1
+    row deploy ansible "$n-nodes" "$run" "$ok" "$rc" "$dir/time" "$dir/log" \
+        "expected exit 0 and $serial ($version) served by nodes 1..$n"
+}
+
+# Per case: certctl's inventory and store (one untimed issuance and deploy), the
+# runbook's node list, Ansible's inventory and configuration.
+deploy_prepare() {
+    local n="$1" i d rc=0
+    d="$TMP/deploy/certctl-$n"
+    deploy_config "$d" "$n"
+    mkdir -p "$SSHTMP/$n"
+    deploy_new_version "$d"
+    TMPDIR="$SSHTMP/$n" timeout 120 "$CERTCTL" --config "$d/certctl.toml" deploy www \
+        >"$d/warm.log" 2>&1 || rc=$?
+    ((rc == 0)) || { tail -n 15 "$d/warm.log" >&2; die "certctl warm-up deploy to $n nodes failed (exit $rc)"; }
+
+    mkdir -p "$TMP/deploy/runbook-$n" "$TMP/deploy/ansible-$n/home"
+    : >"$TMP/deploy/runbook-$n/nodes.tsv"
+    {
+        echo "edge:"
+        echo "  vars:"
+        echo "    ansible_user: certctl-edge"
+        echo "    ansible_ssh_private_key_file: '$SSH_KEY'"
+        echo "    ansible_ssh_common_args: '-o UserKnownHostsFile=$KNOWN_HOSTS'"
+        echo "    ansible_python_interpreter: /usr/bin/python3"
+        echo "  hosts:"
+    } >"$TMP/deploy/ansible-$n/inventory.yml"
+    for ((i = 1; i <= n; i++)); do
+        local addr base validate reload
+        addr="$(node_field "$i" address)"
+        base="$(node_field "$i" base_dir)"
+        validate="$(node_field "$i" validate)"
+        reload="$(node_field "$i" reload)"
+        [[ -n "$addr" && -n "$base" && -n "$validate" && -n "$reload" ]] ||
+            die "node $i of $LAB/certctl.toml lacks address, base_dir, validate or reload"
+        printf '%s\t%s\t%s\t%s\n' "$addr" "$base" "$validate" "$reload" >>"$TMP/deploy/runbook-$n/nodes.tsv"
+        {
+            echo "    node$i:"
+            echo "      ansible_host: $addr"
+            echo "      base_dir: '$base'"
+            echo "      validate_cmd: '$validate'"
+            echo "      reload_cmd: '$reload'"
+        } >>"$TMP/deploy/ansible-$n/inventory.yml"
+    done
+    cat >"$TMP/deploy/ansible-$n/ansible.cfg.in" <<CFG
+[defaults]
+forks = 20
+host_key_checking = True
+retry_files_enabled = False
+local_tmp = $TMP/deploy/ansible-$n/home/tmp
+
+[ssh_connection]
+pipelining = True
+control_path_dir = @CP@
+CFG
+}
+
+section_deploy() {
+    CSV="$OUT/deploy.csv"
+    echo "section,tool,case,run,ok,rc,wall_s,cpu_s,maxrss_kib" >"$CSV"
+    command -v ansible-playbook >/dev/null || die "ansible-playbook is missing"
+    local n run
+    SSHTMP="$(mktemp -d /tmp/cbs.XXXX)"
+    for n in "${DEPLOY_CASES[@]}"; do
+        info "deploy: preparing the $n-node case (one untimed issuance and deploy)"
+        deploy_prepare "$n"
+    done
+    for ((run = 1; run <= RUNS; run++)); do
+        info "deploy: run $run of $RUNS"
+        for n in "${DEPLOY_CASES[@]}"; do
+            deploy_certctl "$run" "$n"
+            deploy_runbook "$run" "$n"
+            deploy_ansible "$run" "$n"
+        done
+    done
+
+    # One more certctl deploy per case under procpeak.py, which watches the ssh
+    # masters certctl starts (they fork into the background, out of /usr/bin/time's
+    # sight), and one with -vv, stamped, to see where the time goes.
+    local extra="$TMP/deploy.ssh" d
+    : >"$extra"
+    : >"$OUT/deploy-certctl-vv.log"
+    for n in "${DEPLOY_CASES[@]}"; do
+        d="$TMP/deploy/certctl-$n"
+        deploy_new_version "$d"
+        TMPDIR="$SSHTMP/$n" python3 "$BENCH/procpeak.py" "$SSHTMP/$n/" 120 \
+            "$d/ssh.txt" "$CERTCTL" --config "$d/certctl.toml" deploy www >"$d/ssh.log" 2>&1 || true
+        echo "$n $(cat "$d/ssh.txt" 2>/dev/null)" >>"$extra"
+        deploy_new_version "$d"
+        echo "# certctl -vv deploy www, $n nodes" >>"$OUT/deploy-certctl-vv.log"
+        TMPDIR="$SSHTMP/$n" python3 "$BENCH/stamp.py" 120 "$CERTCTL" -vv --color never \
+            --config "$d/certctl.toml" deploy www >>"$OUT/deploy-certctl-vv.log" 2>&1 || true
+    done
+
+    local notes="$TMP/deploy.notes"
+    {
+        echo "One new version of the \`www\` certificate (www.example.test, example.test; issued untimed by certctl before every run) deployed to the first 5 and to all 20 lab nodes; $RUNS runs per tool and case, tools interleaved; medians over the runs that succeeded."
+        echo "A run counts only if the tool exited 0 and afterwards every node served the new serial for www.example.test (openssl s_client, untimed)."
+        echo "certctl $("$CERTCTL" --version | awk '{print $2}'): \`certctl deploy www\`, default [deploy] settings (concurrency 20, first node as canary): stage, atomic swap, validate, reload, TLS verification of both SNI names on every node."
+        echo "runbook: tests/bench/runbook.sh, node after node: \`scp -r\` of the version directory, then one \`ssh\` running \`ln -sfn\`, the node's validate and reload commands; no ControlMaster, no verification."
+        echo "ansible-core $(dpkg-query -W -f '${Version}' ansible-core 2>/dev/null) (Debian): tests/bench/deploy.yml with forks = 20, pipelining, ControlPersist default (60 s; a fresh control directory per run, masters stopped after it), gather_facts off, python3 named: file, copy ×4 (key 0600), temp link + \`mv -T\`, validate, reload handler, then \`openssl s_client | openssl x509 -serial\` on each node for both SNI names."
+        echo "Wall, CPU (user+sys) and peak RSS from /usr/bin/time around the tool's own process; CPU includes waited-for children (runbook: every scp and ssh; Ansible: its workers and ssh clients). certctl's ssh masters fork into the background, so neither its CPU nor its RSS includes them; see the next line."
+        while read -r n line; do
+            echo "certctl's ssh processes, $n nodes (one more deploy, sampled every 20 ms by tests/bench/procpeak.py): $line (procs counts each master twice: ssh -f forks; peak_rss_sum is the largest sum of their resident sets at one moment; cpu_s is not in the table's CPU)."
+        done <"$extra"
+        echo "Where certctl's time goes: target/bench/deploy-certctl-vv.log (one more deploy per case with -vv, lines stamped with ms since start)."
+        echo "$(nproc) CPUs; all traffic on 127.0.0.0/8."
+    } >"$notes"
+    echo
+    python3 "$BENCH/summarise.py" deploy "$CSV" "$OUT/deploy.md" "$notes"
+    echo
+    info "wrote $OUT/deploy.md and $OUT/deploy.csv"
+}
+
 # ---------------------------------------------------------------- main
 
 cleanup() {
     [[ -n "${TMP:-}" && -d "$TMP" ]] && rm -rf "$TMP"
+    [[ -n "${SSHTMP:-}" && -d "$SSHTMP" ]] && rm -rf "$SSHTMP"
     return 0
 }
 

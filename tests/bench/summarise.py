@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarise the per-run CSV of a benchmark section into one Markdown table.
 
-Usage: summarise.py issue CSV OUT_MD NOTES_FILE
+Usage: summarise.py SECTION CSV OUT_MD NOTES_FILE   (SECTION: issue, deploy, scan, list)
 
 Reads rows `section,tool,case,run,ok,rc,wall_s,cpu_s,maxrss_kib`, prints the
 table (medians over successful runs), the ratios of certctl to each peer and
@@ -16,6 +16,9 @@ import sys
 
 TOOLS = ["certctl", "lego", "certbot"]
 CASES = ["one-name", "five-names"]
+
+DEPLOY_TOOLS = ["certctl", "runbook", "ansible"]
+DEPLOY_CASES = ["5-nodes", "20-nodes"]
 
 
 def load(path, section):
@@ -41,11 +44,11 @@ def ratio(num, den):
     return f"{num / den:.1f}×"
 
 
-def summarise(rows):
+def summarise(rows, tools=TOOLS, cases=CASES):
     """(tool, case) -> dict(ok, n, wall, cpu, rss_mib)."""
     out = {}
-    for tool in TOOLS:
-        for case in CASES:
+    for tool in tools:
+        for case in cases:
             rs = [r for r in rows if r["tool"] == tool and r["case"] == case]
             if not rs:
                 continue
@@ -60,15 +63,83 @@ def summarise(rows):
     return out
 
 
-def target_line(label, value, limit, unit, fmt_digits=2):
+def target_line(label, value, limit, unit, fmt_digits=2, strict=False):
     if value is None:
         verdict = "no successful run"
-    elif value <= limit:
+    elif value < limit or (value == limit and not strict):
         verdict = "met"
     else:
         verdict = "NOT met"
     u = f" {unit}" if unit else ""
-    return f"| {label} | ≤ {limit:g}{u} | {fmt(value, fmt_digits)}{u} | {verdict} |"
+    op = "<" if strict else "≤"
+    return f"| {label} | {op} {limit:g}{u} | {fmt(value, fmt_digits)}{u} | {verdict} |"
+
+
+def share(s, a, b):
+    """Wall of a ÷ wall of b (keys into the summary), or None."""
+    x, y = s.get(a, {}).get("wall"), s.get(b, {}).get("wall")
+    if x is None or not y:
+        return None
+    return x / y
+
+
+def figures_table(s):
+    lines = ["| tool | case | runs ok | median wall s | median CPU s | median peak RSS MiB |"]
+    lines.append("|---|---|---|---|---|---|")
+    for (tool, case), v in s.items():
+        lines.append(
+            f"| {tool} | {case} | {v['ok']}/{v['n']} | {fmt(v['wall'])} | "
+            f"{fmt(v['cpu'])} | {fmt(v['rss'], 1)} |"
+        )
+    return lines
+
+
+def ratios_table(s, cases, peers):
+    lines = ["Ratios (peer ÷ certctl; above 1× means certctl is faster or smaller):", ""]
+    lines.append("| case | vs | wall | CPU | peak RSS |")
+    lines.append("|---|---|---|---|---|")
+    for case in cases:
+        c = s.get(("certctl", case))
+        if c is None:
+            continue
+        for peer in peers:
+            p = s.get((peer, case))
+            if p is None:
+                continue
+            lines.append(
+                f"| {case} | {peer} | {ratio(p['wall'], c['wall'])} | "
+                f"{ratio(p['cpu'], c['cpu'])} | {ratio(p['rss'], c['rss'])} |"
+            )
+    return lines
+
+
+def with_notes(lines, notes):
+    if notes:
+        lines += ["", "Notes:", ""]
+        lines += [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def deploy_report(rows, notes):
+    s = summarise(rows, DEPLOY_TOOLS, DEPLOY_CASES)
+    lines = ["## Deploy (one new certificate version to 5 and 20 lab nodes, over SSH)", ""]
+    lines += figures_table(s)
+    lines += [""] + ratios_table(s, DEPLOY_CASES, ["runbook", "ansible"])
+    c20 = ("certctl", "20-nodes")
+    rss = max(
+        [s[k]["rss"] for k in [("certctl", c) for c in DEPLOY_CASES] if k in s and s[k]["rss"] is not None],
+        default=None,
+    )
+    lines += ["", "Targets (printed, not asserted):", ""]
+    lines.append("| target | limit | measured | |")
+    lines.append("|---|---|---|---|")
+    lines.append(target_line("certctl 20 nodes, median wall", s.get(c20, {}).get("wall"), 2.0, "s"))
+    lines.append(target_line("certctl 20 nodes, wall ÷ Ansible's", share(s, c20, ("ansible", "20-nodes")), 0.2, "", 3))
+    lines.append(
+        target_line("certctl 20 nodes, wall ÷ runbook's", share(s, c20, ("runbook", "20-nodes")), 1, "", 3, strict=True)
+    )
+    lines.append(target_line("certctl's own peak RSS (worse case)", rss, 50, "MiB", 1))
+    return with_notes(lines, notes)
 
 
 def issue_report(rows, notes):
@@ -118,14 +189,20 @@ def issue_report(rows, notes):
     return "\n".join(lines) + "\n"
 
 
+REPORTS = {
+    "issue": issue_report,
+    "deploy": deploy_report,
+}
+
+
 def main(argv):
-    if len(argv) != 5 or argv[1] != "issue":
+    if len(argv) != 5 or argv[1] not in REPORTS:
         sys.stderr.write(__doc__)
         return 64
     _, section, csv_path, out_md, notes_path = argv
     with open(notes_path) as f:
         notes = [l.rstrip("\n") for l in f if l.strip()]
-    text = issue_report(load(csv_path, section), notes)
+    text = REPORTS[section](load(csv_path, section), notes)
     sys.stdout.write(text)
     with open(out_md, "w") as f:
         f.write(text)

@@ -79,7 +79,7 @@ impl Default for ReportOptions {
 
 enum Job<'a> {
     Deployed {
-        cert: usize,
+        certs: Vec<usize>,
         node: &'a NodeConfig,
     },
     Probe {
@@ -91,9 +91,9 @@ enum Job<'a> {
 
 enum Outcome {
     Deployed {
-        cert: usize,
+        certs: Vec<usize>,
         node: String,
-        result: Result<Option<String>, String>,
+        result: Result<Vec<Result<Option<String>, String>>, String>,
     },
     Probe {
         cert: usize,
@@ -131,6 +131,8 @@ pub async fn gather(
     let mut reports = Vec::with_capacity(certs.len());
     let mut lives: Vec<Option<Release>> = Vec::with_capacity(certs.len());
     let mut jobs = Vec::new();
+    let mut deployed_jobs: std::collections::BTreeMap<&str, (&NodeConfig, Vec<usize>)> =
+        std::collections::BTreeMap::new();
     for (ci, cert) in certs.iter().enumerate() {
         let (warning, critical) = inventory.thresholds(cert);
         let thresholds = Thresholds { warning, critical };
@@ -199,7 +201,11 @@ pub async fn gather(
                 findings: Vec::new(),
                 served: Vec::new(),
             });
-            jobs.push(Job::Deployed { cert: ci, node });
+            deployed_jobs
+                .entry(node.name.as_str())
+                .or_insert_with(|| (node, Vec::new()))
+                .1
+                .push(ci);
             for d in &cert.domains {
                 jobs.push(Job::Probe {
                     cert: ci,
@@ -220,6 +226,10 @@ pub async fn gather(
         lives.push(live);
     }
 
+    // One SSH command per node reads the links of all its certificates.
+    for (_, (node, certs)) in deployed_jobs {
+        jobs.push(Job::Deployed { certs, node });
+    }
     // SSH sessions per node are bounded by the node's own limit.
     let sessions: HashMap<&str, Arc<Semaphore>> = inventory
         .nodes
@@ -239,19 +249,20 @@ pub async fn gather(
             let names = &names;
             async move {
                 match job {
-                    Job::Deployed { cert, node } => {
-                        let span = tracing::info_span!("deployed", certificate = names[cert], node = %node.name);
+                    Job::Deployed { certs, node } => {
+                        let span = tracing::info_span!("deployed", node = %node.name);
+                        let wanted: Vec<&str> = certs.iter().map(|c| names[*c]).collect();
                         let result = async {
                             let _permit = match sessions.get(node.name.as_str()) {
                                 Some(s) => s.clone().acquire_owned().await.ok(),
                                 None => None,
                             };
-                            deployed_version(node, names[cert]).await
+                            deployed_versions(node, &wanted).await
                         }
                         .instrument(span)
                         .await;
                         Outcome::Deployed {
-                            cert,
+                            certs,
                             node: node.name.to_string(),
                             result,
                         }
@@ -278,31 +289,41 @@ pub async fn gather(
 
     for outcome in outcomes {
         match outcome {
-            Outcome::Deployed { cert, node, result } => {
-                let live = lives[cert].as_ref();
-                let Some(n) = reports[cert].nodes.iter_mut().find(|n| n.node == node) else {
-                    continue;
-                };
-                match result {
-                    Ok(Some(v)) => {
-                        if let Some(live) = live.filter(|l| l.version != v) {
-                            n.findings.push(Finding::new(
-                                Severity::Warning,
-                                FindingKind::DeployedDrift {
-                                    deployed: v.clone(),
-                                    live: live.version.clone(),
-                                },
-                            ));
+            Outcome::Deployed {
+                certs,
+                node,
+                result,
+            } => {
+                for (i, cert) in certs.into_iter().enumerate() {
+                    let result = match &result {
+                        Ok(per_cert) => per_cert.get(i).cloned().unwrap_or(Ok(None)),
+                        Err(e) => Err(e.clone()),
+                    };
+                    let live = lives[cert].as_ref();
+                    let Some(n) = reports[cert].nodes.iter_mut().find(|n| n.node == node) else {
+                        continue;
+                    };
+                    match result {
+                        Ok(Some(v)) => {
+                            if let Some(live) = live.filter(|l| l.version != v) {
+                                n.findings.push(Finding::new(
+                                    Severity::Warning,
+                                    FindingKind::DeployedDrift {
+                                        deployed: v.clone(),
+                                        live: live.version.clone(),
+                                    },
+                                ));
+                            }
+                            n.deployed_version = Some(v);
                         }
-                        n.deployed_version = Some(v);
+                        Ok(None) => n
+                            .findings
+                            .push(Finding::new(Severity::Warning, FindingKind::NotDeployed)),
+                        Err(reason) => n.findings.push(Finding::new(
+                            Severity::Unknown,
+                            FindingKind::DeployedUnknown { reason },
+                        )),
                     }
-                    Ok(None) => n
-                        .findings
-                        .push(Finding::new(Severity::Warning, FindingKind::NotDeployed)),
-                    Err(reason) => n.findings.push(Finding::new(
-                        Severity::Unknown,
-                        FindingKind::DeployedUnknown { reason },
-                    )),
                 }
             }
             Outcome::Probe {
@@ -440,14 +461,34 @@ fn ari_window(store: &Store, name: &str, serial: &str) -> Option<AriWindow> {
 /// (batch mode, strict host key checking), bounded by the node's connect
 /// timeout plus a few seconds. Errors are messages for the report.
 pub async fn deployed_version(node: &NodeConfig, cert: &str) -> Result<Option<String>, String> {
+    match deployed_versions(node, &[cert]).await?.pop() {
+        Some(r) => r,
+        None => Ok(None),
+    }
+}
+
+/// The versions `node` has deployed for each of `certs`, read with one
+/// command (one SSH connection); the outer error is for the whole node.
+pub async fn deployed_versions(
+    node: &NodeConfig,
+    certs: &[&str],
+) -> Result<Vec<Result<Option<String>, String>>, String> {
+    if node.transport == TransportKind::Local {
+        let mut out = Vec::new();
+        for c in certs {
+            out.push(local_readlink(node, c).await);
+        }
+        return Ok(out);
+    }
+    ssh_readlinks(node, certs).await
+}
+
+async fn local_readlink(node: &NodeConfig, cert: &str) -> Result<Option<String>, String> {
     let link = node.base_dir.join("live").join(cert);
-    match node.transport {
-        TransportKind::Local => match tokio::fs::read_link(&link).await {
-            Ok(target) => Ok(version_of(&target.to_string_lossy())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read link {}: {e}", link.display())),
-        },
-        TransportKind::Ssh => ssh_readlink(node, &link).await,
+    match tokio::fs::read_link(&link).await {
+        Ok(target) => Ok(version_of(&target.to_string_lossy())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read link {}: {e}", link.display())),
     }
 }
 
@@ -457,15 +498,21 @@ fn version_of(target: &str) -> Option<String> {
     (!v.is_empty()).then(|| v.to_string())
 }
 
-async fn ssh_readlink(node: &NodeConfig, link: &Path) -> Result<Option<String>, String> {
+async fn ssh_readlinks(
+    node: &NodeConfig,
+    certs: &[&str],
+) -> Result<Vec<Result<Option<String>, String>>, String> {
     use crate::names::shell_quote;
-    let p = shell_quote(&link.to_string_lossy());
     let sudo = if node.sudo { "sudo -n " } else { "" };
-    // Missing link: empty output, status 0. Not a link: status 3.
-    let remote = format!(
-        "if {sudo}test -L {p}; then {sudo}readlink -- {p}; \
-         elif {sudo}test -e {p}; then echo 'not a symbolic link' >&2; exit 3; fi"
-    );
+    // One line per certificate: `L<target>`, `-` (no link) or `!` (not a link).
+    let mut remote = String::new();
+    for c in certs {
+        let p = shell_quote(&node.base_dir.join("live").join(c).to_string_lossy());
+        remote.push_str(&format!(
+            "if {sudo}test -L {p}; then printf 'L%s\\n' \"$({sudo}readlink -- {p})\"; \
+             elif {sudo}test -e {p}; then echo '!'; else echo -; fi; "
+        ));
+    }
     let connect = node.connect_timeout.as_secs().max(1);
     let mut cmd = tokio::process::Command::new("ssh");
     cmd.args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
@@ -492,16 +539,26 @@ async fn ssh_readlink(node: &NodeConfig, link: &Path) -> Result<Option<String>, 
         Ok(Err(e)) => return Err(format!("cannot run ssh: {e}")),
         Err(_) => return Err(format!("ssh gave no answer within {bound:?}")),
     };
-    if out.status.success() {
-        return Ok(version_of(&String::from_utf8_lossy(&out.stdout)));
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let msg = stderr.trim();
+        return Err(match (out.status.code(), msg.is_empty()) {
+            (Some(255), true) => "ssh failed (status 255)".into(),
+            (_, false) => format!("ssh: {}", msg.lines().last().unwrap_or(msg)),
+            (code, true) => format!("remote command failed (status {code:?})"),
+        });
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let msg = stderr.trim();
-    Err(match (out.status.code(), msg.is_empty()) {
-        (Some(255), true) => "ssh failed (status 255)".into(),
-        (_, false) => format!("ssh: {}", msg.lines().last().unwrap_or(msg)),
-        (code, true) => format!("remote command failed (status {code:?})"),
-    })
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    Ok(certs
+        .iter()
+        .map(|_| match lines.next() {
+            Some(l) if l.starts_with('L') => Ok(version_of(&l[1..])),
+            Some("-") => Ok(None),
+            Some("!") => Err("live path is not a symbolic link".to_string()),
+            _ => Err("unexpected answer from the node".to_string()),
+        })
+        .collect())
 }
 
 /// One endpoint to scan.

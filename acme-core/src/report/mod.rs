@@ -18,7 +18,9 @@ mod notify;
 pub mod prometheus;
 
 pub use files::{assess_files, FileAssessment, InspectReport, INSPECT_SCHEMA};
-pub use gather::{deployed_version, gather, scan, ReportError, ReportOptions, ScanTarget};
+pub use gather::{
+    deployed_version, deployed_versions, gather, scan, ReportError, ReportOptions, ScanTarget,
+};
 pub use notify::{notify, NotifyError};
 
 use std::time::Duration;

@@ -182,6 +182,11 @@ pub(crate) fn print_outcomes(ctx: &Ctx, outcomes: &[RenewOutcome]) -> anyhow::Re
     Ok(())
 }
 
+/// An error and its causes on one line.
+pub(crate) fn error_line(e: &acme_core::Error) -> String {
+    anyhow_chain(e)
+}
+
 fn anyhow_chain(e: &acme_core::Error) -> String {
     let mut s = e.to_string();
     let mut cur = std::error::Error::source(e);

@@ -9,7 +9,23 @@ use crate::Ctx;
 
 /// Arguments of `certctl run`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct RunArgs {}
+pub(crate) struct RunArgs {
+    /// Sleep a random time up to this long first, so many controllers spread out.
+    #[arg(long, value_parser = crate::parse_duration, value_name = "DURATION")]
+    random_delay: Option<std::time::Duration>,
+    /// Also write the report as a Prometheus textfile (atomically).
+    #[arg(long, value_name = "FILE")]
+    prometheus: Option<PathBuf>,
+    /// Print the final report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Do not run the inventory's notify hook.
+    #[arg(long)]
+    no_notify: bool,
+    /// Stop the rollout once more than this many nodes failed.
+    #[arg(long, value_name = "N")]
+    max_failures: Option<usize>,
+}
 
 /// Arguments of `certctl systemd`.
 #[derive(Debug, clap::Args)]
@@ -28,8 +44,100 @@ pub(crate) struct SystemdArgs {
     output_dir: Option<PathBuf>,
 }
 
-pub(crate) async fn run(_ctx: &Ctx, _args: RunArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("run is not implemented yet")
+/// Renew what is due, deploy what nodes lack, then report: one exit code, the
+/// worst of the three (an item that failed counts as critical).
+pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
+    use acme_core::acme::{RenewOptions, RenewResult};
+    use acme_core::deploy::{DeployOptions, NoProgress, Outcome};
+
+    let inv = ctx.inventory()?;
+    if let Some(max) = args.random_delay.filter(|d| !d.is_zero()) {
+        let wait =
+            std::time::Duration::from_millis(rand::random_range(0..max.as_millis().max(1) as u64));
+        tracing::info!(?wait, "random delay before the run");
+        tokio::time::sleep(wait).await;
+    }
+    let mut code = 0u8;
+    {
+        let (store, _lock) = super::issue::open_store_locked(ctx, &inv)?;
+
+        // 1. Renew what is due.
+        let outcomes = acme_core::acme::renew(&inv, &store, &RenewOptions::default()).await?;
+        for o in &outcomes {
+            match &o.result {
+                RenewResult::Issued { release, reason } => eprintln!(
+                    "certctl: renew: {} issued {} ({reason})",
+                    o.name, release.version
+                ),
+                RenewResult::Failed { error, .. } => {
+                    eprintln!(
+                        "certctl: renew: {} FAILED: {}",
+                        o.name,
+                        super::issue::error_line(error)
+                    )
+                }
+                RenewResult::Deferred { until } => eprintln!(
+                    "certctl: renew: {} deferred: the CA asked to wait until {until}",
+                    o.name
+                ),
+                _ => {}
+            }
+        }
+        code = code.max(super::issue::outcome_code(&outcomes));
+
+        // 2. Deploy what nodes lack (nodes already serving the version are skipped).
+        let opts = DeployOptions {
+            max_failures: args.max_failures,
+            ..Default::default()
+        };
+        match acme_core::deploy::deploy(&inv, &store, &opts, &NoProgress).await {
+            Ok(results) => {
+                for r in &results {
+                    match &r.outcome {
+                        Outcome::Deployed { to, .. } => {
+                            eprintln!(
+                                "certctl: deploy: {} on {}: deployed {to}",
+                                r.certificate, r.node
+                            )
+                        }
+                        Outcome::Unchanged { .. } | Outcome::Planned { .. } => {}
+                        other if r.is_failure() => eprintln!(
+                            "certctl: deploy: {} on {}: {}",
+                            r.certificate,
+                            r.node,
+                            serde_json::to_string(other).unwrap_or_default()
+                        ),
+                        _ => {}
+                    }
+                }
+                if results.iter().any(|r| r.is_failure()) {
+                    code = code.max(crate::exit::CRITICAL);
+                }
+            }
+            Err(e) => {
+                eprintln!("certctl: deploy: {:#}", anyhow::Error::new(e));
+                code = code.max(crate::exit::CRITICAL);
+            }
+        }
+    }
+
+    // 3. Report (read-only; the lock is released).
+    let store = acme_core::Store::open_existing(&inv.store).ok();
+    let out = super::report::ReportOutput {
+        json: args.json,
+        prometheus: args.prometheus,
+        notify: !args.no_notify,
+    };
+    let severity = super::report::emit(
+        ctx,
+        &inv,
+        store.as_ref(),
+        &acme_core::report::ReportOptions::default(),
+        &out,
+    )
+    .await?;
+    code = code.max(super::report::exit_code(severity));
+    Ok(ExitCode::from(code))
 }
 
 /// The service and timer units, hardened; `store` must stay writable.
