@@ -40,7 +40,7 @@ pub(crate) struct ReportArgs {
     after_help = "Exit status: the worst finding: 0 ok, 1 warning, 2 critical, 3 unknown (unreachable) or error."
 )]
 pub(crate) struct ScanArgs {
-    /// Endpoints: host, host:port, [v6]:port (port 443 by default).
+    /// Endpoints: host, host:port, `[v6]:port` (port 443 by default).
     #[arg(required_unless_present = "from_file")]
     targets: Vec<String>,
     /// SNI name to send (default: each endpoint's host).
