@@ -64,7 +64,9 @@ for t in "${targets[@]}"; do
         -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
         -print_final_stats=1 >"$log" 2>&1; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
-        echo "ok: ${runs:-?} runs in ${seconds} s"
+        rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
+        rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -n 1)
+        echo "ok: ${runs:-?} runs in ${seconds} s (${rate:-?}/s, peak RSS ${rss:-?} MB)"
     else
         echo "FAILED"
         grep -E -A 2 "panicked at|ERROR: libFuzzer" "$log" | head -n 20 | sed 's/^/    /'
