@@ -1,10 +1,9 @@
 //! Certificate chains an attacker controls: a node serves any chain it likes,
-//! and trust bundles are files a user points at. Covers the public acme-core
-//! code that takes such chains today, `Prober::new` (trust bundle loading) and
-//! `Prober::verify` (chain verification, no network), plus the parsers
-//! acme-core feeds certificates to (rustls-pemfile, x509-parser) called the
-//! way the issuance code reads a new leaf. It does not cover acme-core's
-//! private `leaf_facts`; it only mirrors the calls it makes.
+//! and trust bundles and deployed files are files a user points at. Covers
+//! acme-core's public code that takes such bytes: `inspect::parse_pem_chain`,
+//! `CertFacts::from_der` (what issuance, the report and `inspect` read),
+//! `analyze_chain`, `matches_name`, `key_matches_cert`, and the prober's
+//! `Prober::new` (bundle loading) and `Prober::verify` (no network).
 #![no_main]
 
 use std::path::PathBuf;
@@ -12,10 +11,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use acme_core::inspect::probe::{ProberError, Trust};
-use acme_core::inspect::Prober;
+use acme_core::inspect::{
+    analyze_chain, key_matches_cert, matches_name, parse_pem_chain, Anchors, CertFacts, Prober,
+};
 use libfuzzer_sys::fuzz_target;
 use rustls::pki_types::CertificateDer;
-use x509_parser::extensions::ParsedExtension;
 
 /// The lab's Pebble roots; the seed `seed-pebble-wild-fullchain.pem` verifies against them.
 const ROOTS: &[u8] = include_bytes!("../corpus/x509/seed-pebble-roots.pem");
@@ -23,6 +23,7 @@ const SNI: &str = "cdn.example.test";
 
 struct Fixture {
     prober: Prober,
+    anchors: Anchors,
     bundle: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -38,40 +39,38 @@ fn fixture() -> &'static Fixture {
             bundles: vec![roots],
         };
         let prober = Prober::new(&trust, Duration::from_secs(1)).expect("prober");
+        let mut anchors = Anchors::new();
+        for f in parse_pem_chain(ROOTS).expect("roots parse") {
+            anchors.add(&f);
+        }
         Fixture {
             prober,
+            anchors,
             bundle: dir.path().join("bundle.pem"),
             _dir: dir,
         }
     })
 }
 
-/// What the issuance code reads from a leaf: serial, issuer, validity as
-/// `OffsetDateTime`, and the authority key identifier.
-fn leaf_facts(der: &[u8]) {
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
-        return;
+/// The facts acme-core reads agree with x509-parser and are well-formed.
+fn check_facts(f: &CertFacts) {
+    let hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     };
-    let serial: String = cert
-        .raw_serial()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(serial.len(), cert.raw_serial().len() * 2);
-    let _ = cert.issuer().to_string();
-    for t in [cert.validity().not_before, cert.validity().not_after] {
-        let _ = time::OffsetDateTime::from_unix_timestamp(t.timestamp());
-    }
-    for e in cert.extensions() {
-        if let ParsedExtension::AuthorityKeyIdentifier(a) = e.parsed_extension() {
-            let _ = a.key_identifier.as_ref().map(|k| k.0.len());
-        }
-        if let ParsedExtension::SubjectAlternativeName(san) = e.parsed_extension() {
-            let _ = san.general_names.len();
-        }
-    }
+    assert!(
+        hex(&f.serial) && !f.serial.starts_with("00"),
+        "serial {:?}",
+        f.serial
+    );
+    assert!(
+        f.sha256.len() == 64 && hex(&f.sha256),
+        "sha256 {:?}",
+        f.sha256
+    );
+    let _ = matches_name(f, SNI);
+    let _ = f.is_issued_by(f);
 }
-
 fuzz_target!(|data: &[u8]| {
     let f = fixture();
 
@@ -84,9 +83,27 @@ fuzz_target!(|data: &[u8]| {
     } else {
         pem.clone()
     };
-    for der in &chain {
-        leaf_facts(der);
+    // PEM through inspect: the same certificates rustls-pemfile finds, each with sound facts.
+    if let Ok(facts) = parse_pem_chain(data) {
+        assert_eq!(
+            facts.len(),
+            pem.len(),
+            "parse_pem_chain and rustls-pemfile disagree"
+        );
+        for f in &facts {
+            check_facts(f);
+        }
+        let _ = analyze_chain(&facts, &f.anchors);
     }
+    // DER: what CertFacts reads, x509-parser reads too.
+    for der in &chain {
+        if let Ok(facts) = CertFacts::from_der(der) {
+            assert!(x509_parser::parse_x509_certificate(der).is_ok());
+            check_facts(&facts);
+        }
+    }
+    // The input as a private key file beside the first certificate.
+    let _ = key_matches_cert(data, &chain[0]);
 
     // A served chain is verified without panicking; one that verifies has a readable leaf.
     if f.prober.verify(&chain, SNI).is_ok() {
