@@ -176,6 +176,7 @@ pub async fn gather(
                 version: r.version.clone(),
                 serial: r.meta.serial.clone(),
                 issuer: r.meta.issuer.clone(),
+                directory: r.meta.directory.clone(),
                 key_type: r.meta.key_type,
                 domains: r.meta.domains.clone(),
                 not_before: r.meta.not_before,

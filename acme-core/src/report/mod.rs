@@ -364,7 +364,7 @@ pub fn worst<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Severity {
 ///   "certificates": [{
 ///     "name", "domains": [..], "severity",
 ///     "thresholds": {"warning_seconds", "critical_seconds"},
-///     "store": null | {"version", "serial", "issuer", "key_type", "domains",
+///     "store": null | {"version", "serial", "issuer", "directory", "key_type", "domains",
 ///                      "not_before", "not_after", "seconds_left",
 ///                      "renewal": {"due_at", "due", "reason": {"rule": "ari"|"lifetime"|"override", ..}}},
 ///     "findings": [Finding],                 // about the store's version
@@ -426,6 +426,8 @@ pub struct StoreFacts {
     pub serial: String,
     /// Issuer name.
     pub issuer: String,
+    /// ACME directory that issued it (the fallback CA's, if that one did).
+    pub directory: String,
     /// Key algorithm.
     pub key_type: crate::inventory::KeyType,
     /// Names in the certificate.

@@ -185,6 +185,7 @@ fn sample() -> Report {
                 version: "v1".into(),
                 serial: facts.serial.clone(),
                 issuer: facts.issuer.clone(),
+                directory: "https://ca.test/dir".into(),
                 key_type: crate::inventory::KeyType::EcdsaP256,
                 domains: facts.dns_names.clone(),
                 not_before: facts.not_before,
