@@ -242,3 +242,57 @@ async fn ari_window_in_the_future_is_not_due_and_is_cached() {
     assert_eq!(seen.renewal_info_paths.len(), 1);
     assert!(seen.new_orders.is_empty());
 }
+
+#[tokio::test]
+async fn a_remembered_retry_after_defers_the_next_run_until_forced() {
+    acme_core::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        r#"
+store = "{}"
+[account]
+directory = "https://127.0.0.1:9/dir"
+[solvers.noop]
+type = "exec"
+present = ["true"]
+cleanup = ["true"]
+[[certificate]]
+name = "new"
+domains = ["new.example.test"]
+solver = "noop"
+"#,
+        dir.path().join("store").display()
+    );
+    let inv = Inventory::from_str(&text, &dir.path().join("c.toml")).expect("inventory");
+    let (store, _) = Store::open(&inv.store).expect("store");
+    let until = OffsetDateTime::now_utc() + Duration::hours(2);
+    let record = acme::RenewalRecord {
+        retry_after: Some(until),
+        last_error: Some("rateLimited: too many new orders".into()),
+        ..Default::default()
+    };
+    store.write_state("new", "renewal", &record).expect("state");
+
+    let dry = RenewOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let out = acme::renew(&inv, &store, &dry).await.expect("renew");
+    match &out[0].result {
+        RenewResult::Deferred { until: u } => {
+            assert_eq!(u.unix_timestamp(), until.unix_timestamp())
+        }
+        other => panic!("expected a deferral, got {other:?}"),
+    }
+    let forced = RenewOptions {
+        dry_run: true,
+        force: true,
+        ..Default::default()
+    };
+    let out = acme::renew(&inv, &store, &forced).await.expect("renew");
+    assert!(
+        matches!(out[0].result, RenewResult::WouldIssue { .. }),
+        "{:?}",
+        out[0].result
+    );
+}
