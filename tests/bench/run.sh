@@ -396,10 +396,11 @@ node_field() {
     ' "$LAB/certctl.toml"
 }
 
-# deploy_config DIR N: an inventory in DIR from the lab's, with its own store, only
-# the `www` certificate and the first N [[node]] tables.
+# deploy_config DIR N [NAME DOMAINS]: an inventory in DIR from the lab's, with its own
+# store, only the certificate NAME (default `www`) for DOMAINS (a TOML array) and the
+# first N [[node]] tables.
 deploy_config() {
-    local dir="$1" n="$2"
+    local dir="$1" n="$2" name="${3:-www}" domains="${4:-[\"www.example.test\", \"example.test\"]}"
     mkdir -p "$dir"
     awk -v store="$dir/store" -v max="$n" '
         /^store[ \t]*=/ { print "store = \"" store "\""; next }
@@ -408,8 +409,8 @@ deploy_config() {
         /^\[/ { skip = 0 }
         !skip { print }
     ' "$LAB/certctl.toml" >"$dir/certctl.toml"
-    printf '\n[[certificate]]\nname = "www"\ndomains = ["www.example.test", "example.test"]\nsolver = "lab"\ngroups = ["edge"]\n' \
-        >>"$dir/certctl.toml"
+    printf '\n[[certificate]]\nname = "%s"\ndomains = %s\nsolver = "lab"\ngroups = ["edge"]\n' \
+        "$name" "$domains" >>"$dir/certctl.toml"
     local have
     have="$(grep -c '^\[\[node\]\]' "$dir/certctl.toml")"
     ((have == n)) || die "the lab inventory has $have nodes, the deploy case needs $n"
@@ -615,9 +616,259 @@ section_deploy() {
     info "wrote $OUT/deploy.md and $OUT/deploy.csv"
 }
 
+# ---------------------------------------------------------------- section: scan
+
+SCAN_NAMES=50    # per node: h1..h50.cdn.example.test, all under the `wild` certificate
+OPENSSL_EVERY=10 # the openssl loop does every 10th endpoint (100 of 1,000) ...
+BLACKBOX_PORT=""
+
+# timed_out SECS TFILE OUT ERR CMD...: like `timed`, stdout into OUT, stderr into ERR.
+timed_out() {
+    local secs="$1" tfile="$2" out="$3" err="$4"
+    shift 4
+    rm -f "$tfile"
+    timeout -k 5 "$secs" "${WRAP[@]}" /usr/bin/time -o "$tfile" -f '%e %U %S %M' "$@" >"$out" 2>"$err"
+}
+
+# cpu_ticks PID: user and system clock ticks of PID so far.
+cpu_ticks() {
+    awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"
+}
+
+scan_prepare() {
+    local nodes="$1" i k d="$TMP/scan"
+    mkdir -p "$d/certctl" "$d/openssl" "$d/blackbox"
+    : >"$d/list.txt"
+    for ((i = 1; i <= nodes; i++)); do
+        for ((k = 1; k <= SCAN_NAMES; k++)); do
+            echo "127.0.0.$((10 + i)):443 h$k.cdn.example.test" >>"$d/list.txt"
+        done
+    done
+    awk -v every="$OPENSSL_EVERY" 'NR % every == 1' "$d/list.txt" >"$d/sample.txt"
+    cat "$LAB/pebble-roots.pem" "$LAB/ca/lab-ca.pem" >"$d/roots.pem"
+
+    # What the nodes serve for *.cdn.example.test is whatever the last test left
+    # (maybe from an earlier pebble, whose root the lab no longer has): issue `wild`
+    # afresh and deploy it to every node first, untimed, so every tool scans the
+    # same trusted certificate.
+    local rc=0
+    deploy_config "$d/wild" "$nodes" wild '["*.cdn.example.test", "cdn.example.test"]'
+    { timeout 120 "$CERTCTL" --config "$d/wild/certctl.toml" issue wild &&
+        timeout 120 "$CERTCTL" --config "$d/wild/certctl.toml" deploy wild; } \
+        >"$d/wild/log" 2>&1 || rc=$?
+    ((rc == 0)) || { tail -n 15 "$d/wild/log" >&2; die "issuing and deploying \`wild\` to $nodes nodes failed (exit $rc)"; }
+
+    # blackbox: a tcp+TLS module per SNI name (its tcp prober takes the SNI from
+    # the module, not the target), so 50 modules × 20 node addresses
+    {
+        echo "modules:"
+        for ((k = 1; k <= SCAN_NAMES; k++)); do
+            printf '  tls_h%d:\n    prober: tcp\n    timeout: 5s\n    tcp:\n      preferred_ip_protocol: ip4\n      tls: true\n      tls_config:\n        server_name: h%d.cdn.example.test\n        ca_file: %s\n' \
+                "$k" "$k" "$d/roots.pem"
+        done
+    } >"$d/blackbox/config.yml"
+    local port
+    for port in $(seq 19115 19135); do
+        ss -Hltn "sport = :$port" | grep -q . || { BLACKBOX_PORT=$port; break; }
+    done
+    [[ -n "$BLACKBOX_PORT" ]] || die "no free port in 19115..19135 for the blackbox exporter"
+    awk -v port="$BLACKBOX_PORT" '{ split($2, h, "."); sub(/^h/, "", h[1])
+        printf "url = \"http://127.0.0.1:%s/probe?module=tls_h%s&target=%s\"\n", port, h[1], $1 }' \
+        "$d/list.txt" >"$d/blackbox/urls.cfg"
+}
+
+BLACKBOX_PID=""
+
+blackbox_start() {
+    local d="$TMP/scan/blackbox" i
+    prometheus-blackbox-exporter --config.file="$d/config.yml" \
+        --web.listen-address="127.0.0.1:$BLACKBOX_PORT" >"$d/exporter.log" 2>&1 &
+    BLACKBOX_PID=$!
+    for ((i = 0; i < 50; i++)); do
+        curl -fs "http://127.0.0.1:$BLACKBOX_PORT/-/healthy" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    tail -n 15 "$d/exporter.log" >&2
+    die "the blackbox exporter did not answer on 127.0.0.1:$BLACKBOX_PORT within 5 s"
+}
+
+blackbox_stop() {
+    [[ -n "$BLACKBOX_PID" ]] || return 0
+    kill "$BLACKBOX_PID" 2>/dev/null || true
+    wait "$BLACKBOX_PID" 2>/dev/null || true
+    BLACKBOX_PID=""
+}
+
+scan_certctl() {
+    local run="$1" n="$2" d="$TMP/scan/certctl" rc=0 ok=0 good
+    timed_out 120 "$d/time" "$d/out.json" "$d/log" "$CERTCTL" scan --from-file "$TMP/scan/list.txt" \
+        --json --ca-file "$LAB/pebble-roots.pem" --ca-file "$LAB/ca/lab-ca.pem" || rc=$?
+    good="$(python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print(sum(1 for e in d["endpoints"] if e.get("certificate") and e["certificate"]["leaf"]["not_after"]))' \
+        "$d/out.json" 2>/dev/null)" || good=0
+    ((rc == 0 && good == n)) && ok=1
+    row scan certctl "$n-endpoints" "$run" "$ok" "$rc" "$d/time" "$d/log" \
+        "expected exit 0 and a certificate from each of $n endpoints, got $good"
+}
+
+scan_openssl() {
+    local run="$1" n="$2" d="$TMP/scan/openssl" rc=0 ok=0 good
+    timed_out 600 "$d/time" "$d/out" "$d/log" sh "$BENCH/openssl-loop.sh" "$TMP/scan/sample.txt" \
+        "$TMP/scan/roots.pem" || rc=$?
+    good="$(grep -c 'notAfter=' "$d/out")" || good=0
+    ((rc == 0 && good == n)) && ok=1
+    row scan openssl-loop "$n-endpoints" "$run" "$ok" "$rc" "$d/time" "$d/log" \
+        "expected a notAfter line for each of $n endpoints, got $good"
+}
+
+# The exporter does the probing: its CPU during the run (from /proc) is added to
+# curl's, and the peak RSS is the larger of curl's and the exporter's (VmHWM).
+scan_blackbox() {
+    local run="$1" n="$2" d="$TMP/scan/blackbox" rc=0 ok=0 good u0 s0 u1 s1 hwm
+    read -r u0 s0 < <(cpu_ticks "$BLACKBOX_PID")
+    timed_out 300 "$d/time" "$d/out" "$d/log" curl -s --parallel --parallel-max 32 \
+        --config "$d/urls.cfg" || rc=$?
+    read -r u1 s1 < <(cpu_ticks "$BLACKBOX_PID")
+    hwm="$(awk '/^VmHWM:/ { print $2 }' "/proc/$BLACKBOX_PID/status")"
+    if [[ -s "$d/time" ]]; then
+        local wall user sys rss
+        read -r wall user sys rss < <(tail -n 1 "$d/time")
+        awk -v w="$wall" -v u="$user" -v s="$sys" -v r="$rss" -v du=$((u1 - u0)) -v ds=$((s1 - s0)) \
+            -v hz="$(getconf CLK_TCK)" -v h="$hwm" \
+            'BEGIN { printf "%s %.2f %.2f %d\n", w, u + du / hz, s + ds / hz, (h > r ? h : r) }' >>"$d/time"
+    fi
+    good="$(grep -c '^probe_success 1' "$d/out")" || good=0
+    ((rc == 0 && good == n)) && ok=1
+    row scan blackbox "$n-endpoints" "$run" "$ok" "$rc" "$d/time" "$d/log" \
+        "expected probe_success 1 for each of $n endpoints, got $good"
+}
+
+section_scan() {
+    CSV="$OUT/scan.csv"
+    echo "section,tool,case,run,ok,rc,wall_s,cpu_s,maxrss_kib" >"$CSV"
+    command -v prometheus-blackbox-exporter >/dev/null || die "prometheus-blackbox-exporter is missing"
+    local nodes=20 total sample run
+    scan_prepare "$nodes"
+    total="$(wc -l <"$TMP/scan/list.txt")"
+    sample="$(wc -l <"$TMP/scan/sample.txt")"
+    blackbox_start
+    # one untimed pass each warms the page cache and the exporter
+    "$CERTCTL" scan --from-file "$TMP/scan/list.txt" --json --ca-file "$LAB/pebble-roots.pem" \
+        --ca-file "$LAB/ca/lab-ca.pem" >/dev/null 2>&1 || true
+    curl -s --parallel --parallel-max 32 --config "$TMP/scan/blackbox/urls.cfg" >/dev/null 2>&1 || true
+    for ((run = 1; run <= RUNS; run++)); do
+        info "scan: run $run of $RUNS"
+        scan_certctl "$run" "$total"
+        scan_openssl "$run" "$sample"
+        scan_blackbox "$run" "$total"
+    done
+    blackbox_stop
+    # certctl logs nothing per probe, even with -vv; its JSON has each probe's time
+    local per_probe
+    per_probe="$(python3 -c 'import json, statistics, sys
+e = sorted(x["elapsed_ms"] for x in json.load(open(sys.argv[1]))["endpoints"])
+print(f"median {statistics.median(e):.0f} ms, 95th percentile {e[int(len(e) * 0.95) - 1]} ms, max {e[-1]} ms")' \
+        "$TMP/scan/certctl/out.json" 2>/dev/null)" || per_probe="(not available)"
+
+    local notes="$TMP/scan.notes"
+    {
+        echo "$total TLS endpoints: $nodes lab nginx nodes (127.0.0.11..$((10 + nodes)):443) × $SCAN_NAMES SNI names h1..h$SCAN_NAMES.cdn.example.test, all served the \`wild\` certificate (*.cdn.example.test) issued by the lab's pebble; $RUNS runs per tool, tools interleaved, after one untimed pass of certctl and blackbox; medians over the runs that got a certificate from every endpoint."
+        echo "certctl $("$CERTCTL" --version | awk '{print $2}'): \`certctl scan --from-file LIST --json --ca-file pebble-roots.pem --ca-file lab-ca.pem\` (default concurrency 64, timeout 5 s); ok when every endpoint in the JSON has a certificate."
+        echo "openssl-loop: tests/bench/openssl-loop.sh, \`openssl s_client -connect … -servername … -CAfile … </dev/null | openssl x509 -noout -enddate\` one endpoint after another. It MEASURES ONLY $sample endpoints (every ${OPENSSL_EVERY}th of the list, so every node and name mix) — about 0.1 s each, 1,000 would take ~2 min a run; its row is scaled ×$((total / sample)) to $total endpoints in the table (the CSV keeps the measured $sample)."
+        echo "blackbox: prometheus-blackbox-exporter $(dpkg-query -W -f '${Version}' prometheus-blackbox-exporter 2>/dev/null) (Debian) on 127.0.0.1:$BLACKBOX_PORT, one tcp+tls module per SNI name (its tcp prober takes SNI from the module), probed through /probe?module=…&target=… by ONE curl with --parallel --parallel-max 32 (kept-alive connections, as a Prometheus scrape would; xargs -P 32 curl spends most of its time starting 1,000 curls). Its CPU is curl's plus the exporter's during the run (/proc/PID/stat); its peak RSS is the exporter's VmHWM (larger than curl's). The exporter was started before and stopped (by PID) after the runs; ok when all $total answers say probe_success 1."
+        echo "Wall, CPU (user+sys) and peak RSS from /usr/bin/time; $(nproc) CPUs, shared with the 20 nginx nodes doing the handshakes' server side; all traffic on 127.0.0.0/8."
+        echo "certctl's time per probe (connect + handshake, 64 at once, from elapsed_ms in the last run's JSON): $per_probe."
+    } >"$notes"
+    echo
+    SCALE_OPENSSL="$((total / sample))" python3 "$BENCH/summarise.py" scan "$CSV" "$OUT/scan.md" "$notes"
+    echo
+    info "wrote $OUT/scan.md and $OUT/scan.csv"
+}
+
+# ---------------------------------------------------------------- section: list
+
+LIST_COUNT=10000
+
+# The store, inspect tree and inventory fragment are made once (tests/bench/gen_certs.py)
+# into target/bench/cache and reused while their `done` file says LIST_COUNT.
+list_prepare() {
+    local cache="$OUT/cache/certs-$LIST_COUNT"
+    if [[ "$(cat "$cache/done" 2>/dev/null)" != "$LIST_COUNT" ]]; then
+        info "list: generating $LIST_COUNT certificates into $cache (once)"
+        /usr/bin/python3 "$BENCH/gen_certs.py" "$cache" "$LIST_COUNT" lab edge ||
+            die "generating the certificates failed"
+    fi
+    LIST_CACHE="$cache"
+    mkdir -p "$TMP/list"
+    awk -v store="$cache/store" '
+        /^store[ \t]*=/ { print "store = \"" store "\""; next }
+        /^\[\[certificate\]\]/ { skip = 1; next }
+        /^\[/ { skip = 0 }
+        !skip { print }
+    ' "$LAB/certctl.toml" >"$TMP/list/certctl.toml"
+    { echo; cat "$cache/certificates.toml"; } >>"$TMP/list/certctl.toml"
+}
+
+# json_count FILE KEY: length of the top-level array FILE (KEY empty) or FILE[KEY].
+json_count() {
+    python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print(len(d[sys.argv[2]] if sys.argv[2] else d))' "$1" "$2" 2>/dev/null || echo 0
+}
+
+# list_one RUN CASE KEY CMD...: one timed run of CMD (a certctl command printing
+# JSON whose top-level array, or array KEY, has an entry per certificate).
+list_one() {
+    local run="$1" case="$2" key="$3" d="$TMP/list/$2" rc=0 ok=0 good
+    shift 3
+    mkdir -p "$d"
+    # the timed run writes to /dev/null; the count is checked on an untimed one
+    timed_out 120 "$d/time" /dev/null "$d/log" "$@" || rc=$?
+    if ((run == 1)); then
+        "$@" >"$d/out.json" 2>/dev/null || true
+        json_count "$d/out.json" "$key" >"$d/count"
+    fi
+    good="$(cat "$d/count")"
+    # inspect's exit status is the worst finding (1 warning, 2 critical); 3 is an error
+    ((rc <= 2 && good == LIST_COUNT)) && ok=1
+    row list certctl "$case" "$run" "$ok" "$rc" "$d/time" "$d/log" \
+        "expected exit 0..2 and $LIST_COUNT entries in the JSON, got $good"
+}
+
+section_list() {
+    CSV="$OUT/list.csv"
+    echo "section,tool,case,run,ok,rc,wall_s,cpu_s,maxrss_kib" >"$CSV"
+    list_prepare
+    local run
+    # warm the page cache
+    "$CERTCTL" --config "$TMP/list/certctl.toml" list --json >/dev/null 2>&1 || true
+    "$CERTCTL" inspect "$LIST_CACHE/inspect" --json --ca-file "$LIST_CACHE/ca.pem" >/dev/null 2>&1 || true
+    for ((run = 1; run <= RUNS; run++)); do
+        info "list: run $run of $RUNS"
+        list_one "$run" list "" "$CERTCTL" --config "$TMP/list/certctl.toml" list --json
+        list_one "$run" inspect files "$CERTCTL" inspect "$LIST_CACHE/inspect" --json \
+            --ca-file "$LIST_CACHE/ca.pem"
+    done
+
+    local notes="$TMP/list.notes"
+    {
+        echo "$LIST_COUNT distinct certificates (own name, serial and validity; one shared leaf key, one bench CA), made once by tests/bench/gen_certs.py into target/bench/cache/certs-$LIST_COUNT (generated $(date -u -r "$LIST_CACHE/done" +%Y-%m-%d)); $RUNS runs each after one untimed warm-up; page cache warm."
+        echo "\`certctl list --json >/dev/null\`: a store with $LIST_COUNT names in live/ and archive/ (one version each, meta.json beside the PEM files) and an inventory with the lab's solvers and 20 nodes plus $LIST_COUNT [[certificate]] tables in group edge (so every name is looked up on every node's deployment record)."
+        echo "\`certctl inspect DIR --json --ca-file bench-ca.pem >/dev/null\`: $LIST_COUNT leaf PEM files, 100 per directory."
+        echo "A run counts when the exit status is 0..2 (list: 0; inspect: its worst finding, 1 warning or 2 critical, as some certificates are near expiry) and the JSON of an untimed run of the same command has $LIST_COUNT entries."
+        echo "Wall, CPU (user+sys) and peak RSS from /usr/bin/time; $(nproc) CPUs."
+    } >"$notes"
+    echo
+    python3 "$BENCH/summarise.py" list "$CSV" "$OUT/list.md" "$notes"
+    echo
+    info "wrote $OUT/list.md and $OUT/list.csv"
+}
+
 # ---------------------------------------------------------------- main
 
 cleanup() {
+    blackbox_stop
     [[ -n "${TMP:-}" && -d "$TMP" ]] && rm -rf "$TMP"
     [[ -n "${SSHTMP:-}" && -d "$SSHTMP" ]] && rm -rf "$SSHTMP"
     return 0

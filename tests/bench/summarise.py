@@ -63,15 +63,17 @@ def summarise(rows, tools=TOOLS, cases=CASES):
     return out
 
 
-def target_line(label, value, limit, unit, fmt_digits=2, strict=False):
+def target_line(label, value, limit, unit, fmt_digits=2, strict=False, at_least=False):
     if value is None:
         verdict = "no successful run"
+    elif at_least:
+        verdict = "met" if value >= limit else "NOT met"
     elif value < limit or (value == limit and not strict):
         verdict = "met"
     else:
         verdict = "NOT met"
     u = f" {unit}" if unit else ""
-    op = "<" if strict else "≤"
+    op = "≥" if at_least else "<" if strict else "≤"
     return f"| {label} | {op} {limit:g}{u} | {fmt(value, fmt_digits)}{u} | {verdict} |"
 
 
@@ -189,9 +191,72 @@ def issue_report(rows, notes):
     return "\n".join(lines) + "\n"
 
 
+def scan_report(rows, notes):
+    import os
+
+    scale = int(os.environ.get("SCALE_OPENSSL", "1"))
+    tools = sorted({r["tool"] for r in rows}, key=["certctl", "openssl-loop", "blackbox"].index)
+    s = {}
+    for tool in tools:
+        cases = sorted({r["case"] for r in rows if r["tool"] == tool})
+        s.update(summarise(rows, [tool], cases))
+    full = None
+    for (tool, case), v in list(s.items()):
+        if tool == "openssl-loop" and scale != 1:
+            measured = int(case.split("-")[0])
+            full = f"{measured * scale}-endpoints"
+            s[("openssl-loop ×%d (extrapolated)" % scale, full)] = {
+                **v,
+                "wall": None if v["wall"] is None else v["wall"] * scale,
+                "cpu": None if v["cpu"] is None else v["cpu"] * scale,
+            }
+    lines = ["## Scan (TLS endpoints served by the lab's nginx nodes)", ""]
+    lines += figures_table(s)
+    c = next((v for (t, _), v in s.items() if t == "certctl"), {})
+    o = next((v for (t, _), v in s.items() if t.startswith("openssl-loop ×")), None)
+    if o is None:
+        o = next((v for (t, _), v in s.items() if t == "openssl-loop"), {})
+    b = next((v for (t, _), v in s.items() if t == "blackbox"), {})
+    lines += ["", "Ratios (peer ÷ certctl, same number of endpoints; above 1× means certctl is faster or smaller):", ""]
+    lines.append("| vs | wall | CPU | peak RSS |")
+    lines.append("|---|---|---|---|")
+    for name, p in [("openssl loop (extrapolated)" if scale != 1 else "openssl loop", o), ("blackbox exporter", b)]:
+        if p and c:
+            lines.append(
+                f"| {name} | {ratio(p.get('wall'), c.get('wall'))} | {ratio(p.get('cpu'), c.get('cpu'))} | "
+                f"{ratio(p.get('rss'), c.get('rss'))} |"
+            )
+    speedup = None
+    if c.get("wall") and o and o.get("wall") is not None:
+        speedup = o["wall"] / c["wall"]
+    lines += ["", "Targets (printed, not asserted):", ""]
+    lines.append("| target | limit | measured | |")
+    lines.append("|---|---|---|---|")
+    lines.append(target_line("certctl 1,000 endpoints, median wall", c.get("wall"), 2.0, "s"))
+    lines.append(target_line("openssl loop's wall ÷ certctl's", speedup, 20, "×", 1, at_least=True))
+    return with_notes(lines, notes)
+
+
+def list_report(rows, notes):
+    cases = sorted({r["case"] for r in rows}, key=lambda c: (not c.startswith("list"), c))
+    s = summarise(rows, ["certctl"], cases)
+    lines = ["## List and inspect (10,000 certificates)", ""]
+    lines += figures_table(s)
+    lines += ["", "Targets (printed, not asserted):", ""]
+    lines.append("| target | limit | measured | |")
+    lines.append("|---|---|---|---|")
+    for (tool, case), v in s.items():
+        what = "certctl list" if case.startswith("list") else "certctl inspect"
+        lines.append(target_line(f"{what}, median wall", v["wall"], 1.0, "s"))
+        lines.append(target_line(f"{what}, peak RSS", v["rss"], 100, "MiB", 1))
+    return with_notes(lines, notes)
+
+
 REPORTS = {
     "issue": issue_report,
     "deploy": deploy_report,
+    "scan": scan_report,
+    "list": list_report,
 }
 
 
