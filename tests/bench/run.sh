@@ -5,6 +5,9 @@
 #
 # Sections (each a function `section_<name>`; all run unless --only picks one):
 #   issue   one-name and five-name DNS-01 issuance: certctl vs lego vs certbot
+#   deploy  one new version to 5 and 20 nodes: certctl vs an scp runbook vs ansible-core
+#   scan    1,000 TLS endpoints: certctl scan vs an openssl loop vs blackbox exporter
+#   list    certctl list and certctl inspect over 10,000 certificates
 #
 # Every (tool, case) runs N times; the table shows medians over the runs that
 # produced a certificate. Results: target/bench/<section>.md (the table) and
@@ -80,12 +83,19 @@ ensure_packages() {
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
     command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+    command -v ansible-playbook >/dev/null 2>&1 || missing+=(ansible-core)
+    command -v prometheus-blackbox-exporter >/dev/null 2>&1 || missing+=(prometheus-blackbox-exporter)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+    command -v pgrep >/dev/null 2>&1 || missing+=(procps)
+    command -v scp >/dev/null 2>&1 || missing+=(openssh-client)
+    /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || missing+=(python3-cryptography)
     ((${#missing[@]})) || return 0
     [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}) and not root to install them"
     info "installing ${missing[*]}"
     apt-get update -qq >/dev/null || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lego certbot python3-certbot-dns-rfc2136 \
-        time openssl python3 util-linux >/dev/null || die "apt-get install failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
+        die "apt-get install failed"
 }
 
 build_certctl() {
@@ -371,6 +381,7 @@ section_issue() {
         echo "certbot $(dpkg-query -W -f '${Version}' certbot 2>/dev/null) (Debian) with dns-rfc2136: \`--dns-rfc2136-propagation-seconds 1\` (its default is 60 s)."
         echo "Wall, CPU (user+sys) and peak RSS from /usr/bin/time around the tool's own process (children included); $(nproc) CPUs; all traffic on 127.0.0.0/8."
         echo "Where certctl's time goes: target/bench/issue-certctl-vv.log (one more one-name and five-name issuance with -vv, each line stamped with ms since start; not in the table)."
+        load_note
     } >"$notes"
     echo
     python3 "$BENCH/summarise.py" issue "$CSV" "$OUT/issue.md" "$notes"
@@ -498,7 +509,7 @@ deploy_ansible() {
     sed "s|@CP@|$cp|" "$dir/ansible.cfg.in" >"$dir/ansible.cfg"
     WRAP=(env ANSIBLE_CONFIG="$dir/ansible.cfg" ANSIBLE_HOME="$dir/home" ANSIBLE_NOCOLOR=1)
     timed 600 "$dir/time" "$dir/log" ansible-playbook -i "$dir/inventory.yml" "$BENCH/deploy.yml" \
-        -e "src=$stage/$version" -e "version=$version" -e "serial=${serial#serial=}" || rc=$?
+        -e "src=$stage/$version" -e "version=$version" -e "expected_serial=${serial#serial=}" || rc=$?
     WRAP=()
     stop_ssh_masters "$cp/"
     ((rc == 0)) && served_ok "$n" "$serial" && ok=1
@@ -609,6 +620,7 @@ section_deploy() {
         done <"$extra"
         echo "Where certctl's time goes: target/bench/deploy-certctl-vv.log (one more deploy per case with -vv, lines stamped with ms since start)."
         echo "$(nproc) CPUs; all traffic on 127.0.0.0/8."
+        load_note
     } >"$notes"
     echo
     python3 "$BENCH/summarise.py" deploy "$CSV" "$OUT/deploy.md" "$notes"
@@ -779,6 +791,7 @@ print(f"median {statistics.median(e):.0f} ms, 95th percentile {e[int(len(e) * 0.
         echo "blackbox: prometheus-blackbox-exporter $(dpkg-query -W -f '${Version}' prometheus-blackbox-exporter 2>/dev/null) (Debian) on 127.0.0.1:$BLACKBOX_PORT, one tcp+tls module per SNI name (its tcp prober takes SNI from the module), probed through /probe?module=…&target=… by ONE curl with --parallel --parallel-max 32 (kept-alive connections, as a Prometheus scrape would; xargs -P 32 curl spends most of its time starting 1,000 curls). Its CPU is curl's plus the exporter's during the run (/proc/PID/stat); its peak RSS is the exporter's VmHWM (larger than curl's). The exporter was started before and stopped (by PID) after the runs; ok when all $total answers say probe_success 1."
         echo "Wall, CPU (user+sys) and peak RSS from /usr/bin/time; $(nproc) CPUs, shared with the 20 nginx nodes doing the handshakes' server side; all traffic on 127.0.0.0/8."
         echo "certctl's time per probe (connect + handshake, 64 at once, from elapsed_ms in the last run's JSON): $per_probe."
+        load_note
     } >"$notes"
     echo
     SCALE_OPENSSL="$((total / sample))" python3 "$BENCH/summarise.py" scan "$CSV" "$OUT/scan.md" "$notes"
@@ -858,6 +871,7 @@ section_list() {
         echo "\`certctl inspect DIR --json --ca-file bench-ca.pem >/dev/null\`: $LIST_COUNT leaf PEM files, 100 per directory."
         echo "A run counts when the exit status is 0..2 (list: 0; inspect: its worst finding, 1 warning or 2 critical, as some certificates are near expiry) and the JSON of an untimed run of the same command has $LIST_COUNT entries."
         echo "Wall, CPU (user+sys) and peak RSS from /usr/bin/time; $(nproc) CPUs."
+        load_note
     } >"$notes"
     echo
     python3 "$BENCH/summarise.py" list "$CSV" "$OUT/list.md" "$notes"
@@ -866,6 +880,12 @@ section_list() {
 }
 
 # ---------------------------------------------------------------- main
+
+# The machine may be shared (other lab tests, builds): say how busy it was.
+LOAD0=""
+load_note() {
+    echo "1-minute load average when the section started: $LOAD0, when it ended: $(cut -d' ' -f1 /proc/loadavg) ($(nproc) CPUs)."
+}
 
 cleanup() {
     blackbox_stop
@@ -888,6 +908,7 @@ main() {
     local s
     for s in "${SECTIONS[@]}"; do
         [[ -z "$ONLY" || "$ONLY" == "$s" ]] || continue
+        LOAD0="$(cut -d' ' -f1 /proc/loadavg)"
         "section_$s"
     done
 }
