@@ -505,6 +505,19 @@ impl Store {
         read_json(&self.state_dir(name).join(format!("{record}.json")))
     }
 
+    /// The names of the state records kept for certificate `name`.
+    pub fn state_records(&self, name: &str) -> Result<Vec<String>> {
+        Ok(read_dir_sorted(&self.state_dir(name))?
+            .into_iter()
+            .filter_map(|p| {
+                let f = p.file_name()?.to_str()?;
+                f.strip_suffix(".json")
+                    .filter(|stem| !stem.starts_with('.'))
+                    .map(String::from)
+            })
+            .collect())
+    }
+
     /// Writes a state record atomically.
     pub fn write_state<T: Serialize>(&self, name: &str, record: &str, value: &T) -> Result<()> {
         let dir = self.state_dir(name);

@@ -25,9 +25,10 @@ impl ColorChoice {
 
 /// Prints `value` as pretty JSON on stdout.
 pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
+    out.flush()?;
     Ok(())
 }
 
@@ -58,7 +59,7 @@ impl Table {
                 width[i] = width[i].max(c.chars().count());
             }
         }
-        let mut out = std::io::stdout().lock();
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let line = |cells: &Vec<String>, row: Option<usize>| {
             let mut s = String::new();
             for (i, c) in cells.iter().enumerate().take(n) {
@@ -78,6 +79,7 @@ impl Table {
         for (r, cells) in self.rows.iter().enumerate() {
             writeln!(out, "{}", line(cells, Some(r)))?;
         }
+        out.flush()?;
         Ok(())
     }
 }

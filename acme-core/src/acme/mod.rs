@@ -55,7 +55,7 @@ pub enum AcmeError {
     #[error("TLS configuration for the ACME client: {0}")]
     Tls(String),
     /// The CA could not be reached or answered with an error.
-    #[error("ACME server {directory} during {step}")]
+    #[error("ACME server {directory} failed while {step} (check that account.directory is right and reachable)")]
     Server {
         /// Directory URL.
         directory: String,

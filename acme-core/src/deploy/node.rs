@@ -18,7 +18,7 @@ const VERIFY_FOR: Duration = Duration::from_secs(5);
 /// Rounds in a row that must all show the new leaf.
 const CONFIRM_ROUNDS: u32 = 3;
 /// Pause between confirmation rounds.
-const CONFIRM_GAP: Duration = Duration::from_millis(50);
+const CONFIRM_GAP: Duration = Duration::from_millis(40);
 
 /// A stored version, loaded once and shared by every node.
 pub(crate) struct CertJob {
@@ -153,7 +153,8 @@ impl NodeCtx<'_> {
     /// must be seen on [`CONFIRM_ROUNDS`] rounds in a row, [`CONFIRM_GAP`] apart.
     async fn verify(&self, snis: &[String], leaf: &[u8]) -> Result<(), NodeError> {
         let addr = self.node.probe_address();
-        let deadline = Instant::now() + VERIFY_FOR;
+        let started = Instant::now();
+        let deadline = started + VERIFY_FOR;
         let mut delay = Duration::from_millis(20);
         let mut good_rounds = 0;
         loop {
@@ -192,7 +193,14 @@ impl NodeCtx<'_> {
                 Some(_) => {
                     good_rounds = 0;
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(400));
+                    // A reload normally lands within tens of milliseconds:
+                    // poll finely for a while, then gently.
+                    let cap = if started.elapsed() < Duration::from_millis(1500) {
+                        Duration::from_millis(40)
+                    } else {
+                        Duration::from_millis(400)
+                    };
+                    delay = (delay * 2).min(cap);
                 }
             }
         }
@@ -258,7 +266,7 @@ impl NodeCtx<'_> {
                 NodeError::Validate {
                     node: self.name(),
                     command: self.node.validate.clone(),
-                    output,
+                    output: said(output),
                 },
                 true,
             )),
@@ -266,7 +274,7 @@ impl NodeCtx<'_> {
                 NodeError::Reload {
                     node: self.name(),
                     command: self.node.reload.clone(),
-                    output,
+                    output: said(output),
                 },
                 true,
             )),
@@ -453,7 +461,7 @@ impl NodeCtx<'_> {
                         error: NodeError::Validate {
                             node: self.name(),
                             command: self.node.validate.clone(),
-                            output,
+                            output: said(output),
                         },
                     }
                 }
@@ -462,7 +470,7 @@ impl NodeCtx<'_> {
                         error: NodeError::Reload {
                             node: self.name(),
                             command: self.node.reload.clone(),
-                            output,
+                            output: said(output),
                         },
                     }
                 }
@@ -501,4 +509,13 @@ impl NodeCtx<'_> {
 
 fn fail_all(n: usize, e: impl Fn() -> NodeError) -> Vec<Outcome> {
     (0..n).map(|_| Outcome::Failed { error: e() }).collect()
+}
+
+/// A command's output for a message; says so when there was none.
+fn said(output: String) -> String {
+    if output.trim().is_empty() {
+        "it printed nothing and exited non-zero".into()
+    } else {
+        output
+    }
 }

@@ -145,7 +145,12 @@ struct ControlDir(PathBuf);
 impl ControlDir {
     fn new() -> Result<Self, DeployError> {
         use std::os::unix::fs::DirBuilderExt;
-        let parent = std::env::temp_dir();
+        // Unix socket paths are short (108 bytes) and ssh adds ~40 of its
+        // own: a long TMPDIR falls back to /tmp.
+        let mut parent = std::env::temp_dir();
+        if parent.as_os_str().len() > 48 {
+            parent = PathBuf::from("/tmp");
+        }
         Self::clean_stale(&parent);
         let dir = parent.join(format!(
             "certctl-ssh-{}-{:08x}",

@@ -320,37 +320,53 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
         )
     })?;
     let now = OffsetDateTime::now_utc();
+    let by_name: std::collections::HashMap<&str, &acme_core::inventory::CertificateConfig> = inv
+        .certificates
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
     let mut names: Vec<String> = inv
         .certificates
         .iter()
         .map(|c| c.name.to_string())
         .collect();
     for n in store.names()? {
-        if !names.contains(&n) {
+        if !by_name.contains_key(n.as_str()) {
             names.push(n);
         }
     }
     let mut entries = Vec::new();
     for name in names {
-        let cfg = inv.certificate(&name);
+        let cfg = by_name.get(name.as_str()).copied();
         let live = store.current(&name)?;
-        let record: acme::RenewalRecord = store
-            .read_state(&name, "renewal")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let deployments = inv
-            .nodes
+        // One directory listing tells which records exist; only those are read.
+        let records = store.state_records(&name).unwrap_or_default();
+        let record: acme::RenewalRecord = if records.iter().any(|r| r == "renewal") {
+            store
+                .read_state(&name, "renewal")
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        } else {
+            Default::default()
+        };
+        let deployments = records
             .iter()
-            .filter(|n| cfg.is_some_and(|c| n.groups.iter().any(|g| c.groups.contains(g))))
-            .filter_map(|n| {
+            .filter_map(|r| r.strip_prefix("node-"))
+            .filter(|node| {
+                cfg.is_some_and(|c| {
+                    inv.node(node)
+                        .is_some_and(|n| n.groups.iter().any(|g| c.groups.contains(g)))
+                })
+            })
+            .filter_map(|node| {
                 store
-                    .read_state::<serde_json::Value>(&name, &format!("node-{}", n.name))
+                    .read_state::<serde_json::Value>(&name, &format!("node-{node}"))
                     .ok()
                     .flatten()
                     .map(|mut v| {
                         if let Some(o) = v.as_object_mut() {
-                            o.insert("node".into(), n.name.to_string().into());
+                            o.insert("node".into(), node.to_string().into());
                         }
                         v
                     })
