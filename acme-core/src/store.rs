@@ -212,6 +212,17 @@ impl Store {
     }
 
     fn repair_modes(&self) -> Result<Vec<Repair>> {
+        self.check_modes(true)
+    }
+
+    /// Paths whose modes are looser than the store wants (keys and accounts
+    /// 0600, directories 0700), without changing them: for read-only commands,
+    /// which report them; a writing command repairs them.
+    pub fn loose_modes(&self) -> Result<Vec<Repair>> {
+        self.check_modes(false)
+    }
+
+    fn check_modes(&self, repair: bool) -> Result<Vec<Repair>> {
         let mut repairs = Vec::new();
         let mut fix = |p: &Path, want: u32| -> Result<()> {
             let meta = fs::symlink_metadata(p).map_err(io_err("inspect", p))?;
@@ -220,8 +231,10 @@ impl Store {
             }
             let mode = meta.permissions().mode() & 0o777;
             if mode & !want != 0 {
-                fs::set_permissions(p, fs::Permissions::from_mode(want))
-                    .map_err(io_err("chmod", p))?;
+                if repair {
+                    fs::set_permissions(p, fs::Permissions::from_mode(want))
+                        .map_err(io_err("chmod", p))?;
+                }
                 repairs.push(Repair {
                     path: p.to_path_buf(),
                     was: mode,
@@ -695,6 +708,28 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn read_only_check_reports_loose_modes_without_changing_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        let r = store
+            .install(&CertName::new("www").expect("name"), &material("ee05"))
+            .expect("install");
+        fs::set_permissions(r.file("privkey"), fs::Permissions::from_mode(0o640)).expect("chmod");
+        let loose = Store::open_existing(dir.path())
+            .expect("open")
+            .loose_modes()
+            .expect("check");
+        assert_eq!(loose.len(), 1);
+        assert_eq!(loose[0].path, r.file("privkey"));
+        let mode = fs::metadata(r.file("privkey"))
+            .expect("key")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o640, "a read-only check must not change modes");
     }
 
     #[test]

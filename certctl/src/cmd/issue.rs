@@ -68,6 +68,20 @@ pub(crate) async fn renew(ctx: &Ctx, args: RenewArgs) -> anyhow::Result<ExitCode
     renew_with(ctx, opts, args.json).await
 }
 
+/// Warns about loose modes in a store opened read-only (a writing command repairs them).
+pub(crate) fn warn_loose_modes(store: &Store) {
+    for r in store.loose_modes().unwrap_or_default() {
+        eprintln!(
+            "certctl: warning: {} has mode {:o}, should be {:o}: run `chmod {:o} {}` (or any writing command, which repairs it)",
+            r.path.display(),
+            r.was,
+            r.now,
+            r.now,
+            r.path.display()
+        );
+    }
+}
+
 /// Opens the inventory's store, tells about repaired modes, and takes the lock.
 pub(crate) fn open_store_locked(
     ctx: &Ctx,
@@ -319,6 +333,7 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
             inv.store.display()
         )
     })?;
+    warn_loose_modes(&store);
     let now = OffsetDateTime::now_utc();
     let by_name: std::collections::HashMap<&str, &acme_core::inventory::CertificateConfig> = inv
         .certificates

@@ -130,6 +130,9 @@ pub(crate) async fn report(ctx: &Ctx, args: ReportArgs) -> anyhow::Result<ExitCo
     } else {
         None
     };
+    if let Some(s) = &store {
+        super::issue::warn_loose_modes(s);
+    }
     let opts = ReportOptions {
         certificates: args.names,
         nodes: args.nodes,
