@@ -56,7 +56,15 @@ if ((was_up == 0)) && [[ -z ${CERTCTL_KEEP_LAB:-} ]]; then
 fi
 
 step "tests (unit, API, lab)"
-cargo test --workspace --locked --no-fail-fast
+test_log=$(mktemp)
+set +e
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$test_log"
+test_status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -E '^test result:' "$test_log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -E '^test result:' "$test_log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')
+rm -f "$test_log"
+((test_status == 0)) || { echo "tests: ${passed:-0} passed, ${failed:-?} failed"; exit "$test_status"; }
 
 step "docs"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked --quiet
@@ -67,3 +75,4 @@ if [[ -x fuzz/smoke.sh ]]; then
 fi
 
 step "done"
+echo "tests: ${passed} passed, ${failed} failed"
