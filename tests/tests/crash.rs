@@ -103,8 +103,15 @@ fn complete(link: &Path, files: &[&str]) -> String {
     );
     for f in files {
         let p = link.join(f);
-        let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-        assert!(len > 0, "{} is missing or empty", p.display());
+        let len = std::fs::metadata(&p).map(|m| m.len());
+        // The lab's self-signed bootstrap versions (not written by certctl)
+        // have no issuer chain: an empty chain.pem is how they come.
+        let may_be_empty = *f == "chain.pem" && version.contains("bootstrap");
+        assert!(
+            len.as_ref().is_ok_and(|l| *l > 0 || may_be_empty),
+            "{} is missing or empty",
+            p.display()
+        );
     }
     let mode = std::fs::metadata(link.join("privkey.pem"))
         .expect("key")
