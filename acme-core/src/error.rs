@@ -28,8 +28,9 @@ pub enum Error {
     Inspect(#[from] crate::inspect::InspectError),
 }
 
-/// An error and its sources on one line, `: `-separated (for logs and state files).
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// An error and its sources on one line, `: `-separated, leaving out a
+/// source whose message is already there (for logs, state files and tables).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -29,7 +29,7 @@ pub mod report;
 pub mod secret;
 pub mod store;
 
-pub use error::Error;
+pub use error::{chain as error_chain, Error};
 pub use inventory::Inventory;
 pub use names::{CertName, DomainName};
 pub use store::Store;

@@ -202,17 +202,7 @@ pub(crate) fn error_line(e: &acme_core::Error) -> String {
 }
 
 fn anyhow_chain(e: &acme_core::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = std::error::Error::source(e);
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
+    acme_core::error_chain(e)
 }
 
 /// One outcome, for `--json`.
