@@ -182,3 +182,34 @@ pub fn show(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A unique label (pid and a counter), so concurrent tests never share a DNS name.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// TXT values at `name`, asked of the lab's primary with recursion off.
+pub fn txt(name: &str) -> String {
+    let out = Command::new("dig")
+        .args(["+short", "+norec", "@127.0.0.1", "TXT", name])
+        .output()
+        .expect("dig");
+    assert!(out.status.success(), "dig failed: {}", show(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Runs `lab.sh` with these arguments when dropped, so a test puts the fault
+/// it injected right even when it fails.
+pub struct Restore<'a>(pub &'a Lab, pub &'static [&'static str]);
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.sh(self.1);
+    }
+}

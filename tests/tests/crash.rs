@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use acme_core::inspect::{Prober, Trust};
-use certctl_lab_tests::{certctl, certctl_bin, lab, show, Lab};
+use certctl_lab_tests::{certctl, certctl_bin, lab, show, txt, Lab};
 
 const NODES: usize = 3;
 
@@ -166,15 +166,6 @@ fn temps_in(dir: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn txt(name: &str) -> String {
-    let out = Command::new("dig")
-        .args(["+short", "+norec", "@127.0.0.1", "TXT", name])
-        .output()
-        .expect("dig");
-    assert!(out.status.success(), "dig: {}", show(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn leaf_of(version: &Path) -> Vec<u8> {

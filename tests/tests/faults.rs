@@ -9,18 +9,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use acme_core::inspect::{Prober, Trust};
-use certctl_lab_tests::{certctl, certctl_bin, lab, show, Lab};
-
-/// A unique label, so concurrent tests never share a DNS name.
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+use certctl_lab_tests::{certctl, certctl_bin, lab, show, txt, unique, Lab, Restore};
 
 fn cert(name: &str, domains: &[&str], extra: &str) -> String {
     let list = domains
@@ -74,16 +63,6 @@ fn set_node(text: &str, node: &str, key: &str, value: &str) -> String {
         block.trim_end(),
         &text[end..]
     )
-}
-
-/// TXT values at `name`, asked of the primary with recursion off.
-fn txt(name: &str) -> String {
-    let out = Command::new("dig")
-        .args(["+short", "+norec", "@127.0.0.1", "TXT", name])
-        .output()
-        .expect("dig");
-    assert!(out.status.success(), "dig failed: {}", show(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn no_txt_left(domains: &[&str]) {
@@ -176,15 +155,6 @@ fn leaf_of(version: &Path) -> Vec<u8> {
     let pem = std::fs::read(version.join("cert.pem")).expect("cert.pem");
     let (_, p) = x509_parser::pem::parse_x509_pem(&pem).expect("pem");
     p.contents
-}
-
-/// Runs `lab.sh` commands when dropped (puts faults right even on failure).
-struct Restore<'a>(&'a Lab, &'static [&'static str]);
-
-impl Drop for Restore<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.sh(self.1);
-    }
 }
 
 #[test]

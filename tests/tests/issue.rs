@@ -5,18 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use certctl_lab_tests::{certctl, lab, show, Lab};
-
-/// A unique label, so concurrent tests never share a DNS name.
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+use certctl_lab_tests::{certctl, lab, show, txt, unique, Lab, Restore};
 
 /// An inventory with the lab's account and solver and only `certs`.
 fn inventory(lab: &Lab, dir: &Path, certs: &str) -> PathBuf {
@@ -41,16 +30,6 @@ fn cert(name: &str, domains: &[&str], extra: &str) -> String {
 
 fn ok(out: &Output) {
     assert!(out.status.success(), "{}", show(out));
-}
-
-/// TXT values at `_acme-challenge.<name>` (and at a CNAME target), asked of
-/// the primary with recursion off.
-fn txt(name: &str) -> String {
-    let out = Command::new("dig")
-        .args(["+short", "+norec", "@127.0.0.1", "TXT", name])
-        .output()
-        .expect("dig");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn live(dir: &Path, name: &str) -> PathBuf {
@@ -306,14 +285,6 @@ fn wrong_tsig_secret_names_key_and_server_and_leaves_nothing() {
     );
     assert_eq!(txt(&format!("_acme-challenge.{d}")), "");
     assert!(!dir.path().join("store/live/t").exists());
-}
-
-/// Restores a stopped lab component even when the test fails.
-struct Restore<'a>(&'a Lab, &'static [&'static str]);
-impl Drop for Restore<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.sh(self.1);
-    }
 }
 
 #[test]

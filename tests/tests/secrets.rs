@@ -8,20 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use certctl_lab_tests::{certctl, lab, show, Lab};
+use certctl_lab_tests::{certctl, lab, show, unique, Lab};
 
 const NODES: usize = 2;
-
-/// A unique label, so concurrent tests never share a DNS name.
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// The lab's inventory with only `certs`, the first `nodes` nodes, after `edit`.
 fn inventory(

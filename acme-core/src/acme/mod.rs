@@ -305,6 +305,20 @@ impl Issuer {
         })
     }
 
+    /// Maps a failed request during `step` to [`AcmeError::RateLimited`]
+    /// when the CA said so, else to [`AcmeError::Server`].
+    fn server_error(&self, step: &'static str) -> impl FnOnce(instant_acme::Error) -> AcmeError {
+        let directory = self.directory.clone();
+        let log = self.log.clone();
+        move |source| {
+            rate_limited(&directory, &log, &source).unwrap_or(AcmeError::Server {
+                directory,
+                step,
+                source,
+            })
+        }
+    }
+
     /// The directory URL.
     pub fn directory(&self) -> &str {
         &self.directory
@@ -366,17 +380,7 @@ impl Issuer {
         order_timeout: Duration,
     ) -> Result<Release, crate::Error> {
         let started = Instant::now();
-        let server = |step: &'static str| {
-            let directory = self.directory.clone();
-            let log = self.log.clone();
-            move |source: instant_acme::Error| {
-                rate_limited(&directory, &log, &source).unwrap_or(AcmeError::Server {
-                    directory,
-                    step,
-                    source,
-                })
-            }
-        };
+        let server = |step| self.server_error(step);
         let identifiers: Vec<Identifier> = cert
             .domains
             .iter()
@@ -516,17 +520,7 @@ impl Issuer {
         order_timeout: Duration,
         started: Instant,
     ) -> Result<Release, crate::Error> {
-        let server = |step: &'static str| {
-            let directory = self.directory.clone();
-            let log = self.log.clone();
-            move |source: instant_acme::Error| {
-                rate_limited(&directory, &log, &source).unwrap_or(AcmeError::Server {
-                    directory,
-                    step,
-                    source,
-                })
-            }
-        };
+        let server = |step| self.server_error(step);
         // Present every record at once; keep what succeeded for cleanup.
         let results = futures::future::join_all(pending.iter().map(|(d, v)| {
             solver
