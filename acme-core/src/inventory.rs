@@ -157,7 +157,7 @@ pub struct ReportConfig {
     /// Bound on one TLS probe (connect and handshake).
     #[serde(default = "default_probe_timeout", with = "duration")]
     pub probe_timeout: Duration,
-    /// How many probes run at once.
+    /// How many TLS probes run at once (the report, and a rollout's verification).
     #[serde(default = "default_probe_concurrency")]
     pub concurrency: usize,
     /// Command run on warning or critical, the report's JSON on its stdin.

@@ -19,6 +19,8 @@ const VERIFY_FOR: Duration = Duration::from_secs(5);
 const CONFIRM_ROUNDS: u32 = 3;
 /// Pause between confirmation rounds.
 const CONFIRM_GAP: Duration = Duration::from_millis(40);
+/// Names probed by one confirmation round.
+const CONFIRM_SAMPLE: usize = 8;
 
 /// A stored version, loaded once and shared by every node.
 pub(crate) struct CertJob {
@@ -36,20 +38,14 @@ pub(crate) struct CertJob {
 }
 
 impl CertJob {
-    fn sizes(&self) -> [usize; 4] {
+    /// The four files, in payload order.
+    fn files(&self) -> [&[u8]; 4] {
         [
-            self.key.expose().len(),
-            self.public[0].len(),
-            self.public[1].len(),
-            self.public[2].len(),
+            self.key.expose(),
+            &self.public[0],
+            &self.public[1],
+            &self.public[2],
         ]
-    }
-
-    fn append_payload(&self, buf: &mut Vec<u8>) {
-        buf.extend_from_slice(self.key.expose());
-        for p in &self.public {
-            buf.extend_from_slice(p);
-        }
     }
 }
 
@@ -147,62 +143,90 @@ impl NodeCtx<'_> {
         }
     }
 
-    /// Polls until every SNI name presents `leaf`, or the deadline. A reload
-    /// is asynchronous and the old worker keeps accepting for a moment after
-    /// the new one starts, so one good answer is not enough: the new leaf
-    /// must be seen on [`CONFIRM_ROUNDS`] rounds in a row, [`CONFIRM_GAP`] apart.
-    async fn verify(&self, snis: &[String], leaf: &[u8]) -> Result<(), NodeError> {
+    /// Polls until every SNI name of every certificate presents its new
+    /// leaf, or the deadline; one result per certificate. A reload is
+    /// asynchronous and the old worker keeps accepting for a moment after
+    /// the new one starts, so one good answer is not enough: once every name
+    /// has shown its new leaf, [`CONFIRM_ROUNDS`] rounds in a row,
+    /// [`CONFIRM_GAP`] apart, must show only new leaves. Which worker answers
+    /// is a property of the node, not of a name, so with many names a
+    /// confirmation round probes [`CONFIRM_SAMPLE`] of them, in turn.
+    async fn verify(&self, certs: &[(&[String], &[u8])]) -> Vec<Result<(), NodeError>> {
         let addr = self.node.probe_address();
+        let pairs: Vec<(usize, &str)> = certs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (snis, _))| snis.iter().map(move |s| (i, s.as_str())))
+            .collect();
+        let n = pairs.len();
+        let deadline = Instant::now() + VERIFY_FOR;
         let started = Instant::now();
-        let deadline = started + VERIFY_FOR;
-        let mut delay = Duration::from_millis(20);
+        let mut good = vec![false; n];
+        let mut errors: Vec<Option<NodeError>> = vec![None; n];
         let mut good_rounds = 0;
+        let mut delay = Duration::from_millis(20);
+        let mut turn = 0;
         loop {
-            let results =
-                futures::future::join_all(snis.iter().map(|sni| self.prober.probe(&addr, sni)))
-                    .await;
-            let mut last: Option<NodeError> = None;
-            for (sni, r) in snis.iter().zip(results) {
-                match r {
-                    Ok(s) if s.leaf().is_some_and(|l| l.as_ref() == leaf) => {}
-                    Ok(_) => {
-                        last = Some(NodeError::StillServingOld {
-                            node: self.name(),
-                            sni: sni.clone(),
-                            address: addr.clone(),
-                        })
-                    }
-                    Err(failure) => {
-                        last = Some(NodeError::Probe {
-                            node: self.name(),
-                            sni: sni.clone(),
-                            failure,
-                        })
-                    }
-                }
+            let round_started = Instant::now();
+            let probe: Vec<usize> = if good.contains(&false) {
+                (0..n).filter(|&i| !good[i]).collect()
+            } else if n <= CONFIRM_SAMPLE {
+                (0..n).collect()
+            } else {
+                turn += CONFIRM_SAMPLE;
+                (turn..turn + CONFIRM_SAMPLE).map(|k| k % n).collect()
+            };
+            let results = futures::future::join_all(
+                probe.iter().map(|&i| self.prober.probe(&addr, pairs[i].1)),
+            )
+            .await;
+            for (&i, r) in probe.iter().zip(results) {
+                let (cert, sni) = pairs[i];
+                let e = match r {
+                    Ok(s) if s.leaf().is_some_and(|l| l.as_ref() == certs[cert].1) => None,
+                    Ok(_) => Some(NodeError::StillServingOld {
+                        node: self.name(),
+                        sni: sni.to_string(),
+                        address: addr.clone(),
+                    }),
+                    Err(failure) => Some(NodeError::Probe {
+                        node: self.name(),
+                        sni: sni.to_string(),
+                        failure,
+                    }),
+                };
+                good[i] = e.is_none();
+                errors[i] = e;
             }
-            match last {
-                None => {
-                    good_rounds += 1;
-                    if good_rounds >= CONFIRM_ROUNDS {
-                        return Ok(());
-                    }
-                    tokio::time::sleep(CONFIRM_GAP).await;
+            if !good.contains(&false) {
+                good_rounds += 1;
+                if good_rounds >= CONFIRM_ROUNDS {
+                    return vec![Ok(()); certs.len()];
                 }
-                Some(e) if Instant::now() + delay > deadline => return Err(e),
-                Some(_) => {
-                    good_rounds = 0;
-                    tokio::time::sleep(delay).await;
-                    // A reload normally lands within tens of milliseconds:
-                    // poll finely for a while, then gently.
-                    let cap = if started.elapsed() < Duration::from_millis(1500) {
-                        Duration::from_millis(40)
-                    } else {
-                        Duration::from_millis(400)
-                    };
-                    delay = (delay * 2).min(cap);
-                }
+                tokio::time::sleep(CONFIRM_GAP).await;
+                continue;
             }
+            good_rounds = 0;
+            // Only a round begun after the deadline fails: under load a
+            // round may wait for probe slots well past it.
+            if round_started + delay > deadline {
+                let mut out = vec![Ok(()); certs.len()];
+                for (i, e) in errors.into_iter().enumerate() {
+                    if let (Some(e), Ok(())) = (e, &out[pairs[i].0]) {
+                        out[pairs[i].0] = Err(e);
+                    }
+                }
+                return out;
+            }
+            tokio::time::sleep(delay).await;
+            // A reload normally lands within tens of milliseconds: poll
+            // finely for a while, then gently.
+            let cap = if started.elapsed() < Duration::from_millis(1500) {
+                Duration::from_millis(40)
+            } else {
+                Duration::from_millis(400)
+            };
+            delay = (delay * 2).min(cap);
         }
     }
 
@@ -211,21 +235,29 @@ impl NodeCtx<'_> {
     /// outcome per job, in order.
     pub(crate) async fn deploy(&self, jobs: &[Arc<CertJob>], served: &[bool]) -> Vec<Outcome> {
         let base = self.base();
-        // Sized up front so no copy of a key is left behind by a reallocation.
-        let mut payload =
-            Vec::with_capacity(jobs.iter().map(|j| j.sizes().iter().sum::<usize>()).sum());
+        let files: Vec<(&str, &str, [&[u8]; 4])> = jobs
+            .iter()
+            .map(|j| (j.name.as_str(), j.version.as_str(), j.files()))
+            .collect();
+        // Holds the private keys: wiped when dropped.
+        let payload = match script::payload(&files) {
+            Ok(p) => p,
+            Err(e) => {
+                return fail_all(jobs.len(), || NodeError::Script {
+                    node: self.name(),
+                    status: None,
+                    stderr: format!("cannot build the upload: {e}"),
+                })
+            }
+        };
         let certs = jobs
             .iter()
             .zip(served)
-            .map(|(j, s)| {
-                j.append_payload(&mut payload);
-                CertDeploy {
-                    name: j.name.clone(),
-                    version: j.version.clone(),
-                    served: *s,
-                    sums: j.sums.clone(),
-                    sizes: j.sizes(),
-                }
+            .map(|(j, s)| CertDeploy {
+                name: j.name.clone(),
+                version: j.version.clone(),
+                served: *s,
+                sums: j.sums.clone(),
             })
             .collect();
         let d = DeployScript {
@@ -244,8 +276,6 @@ impl NodeCtx<'_> {
             force: self.force,
             certs,
         };
-        // The payload holds the private keys: wiped when dropped.
-        let payload = Secret::new(payload);
         let started = Instant::now();
         let ran = self
             .transport
@@ -316,11 +346,12 @@ impl NodeCtx<'_> {
         }
 
         // Verify every linked certificate at once.
-        let checks = linked
+        let checks: Vec<(&[String], &[u8])> = linked
             .iter()
-            .map(|(i, _)| self.verify(&jobs[*i].snis, &jobs[*i].leaf));
+            .map(|(i, _)| (jobs[*i].snis.as_slice(), jobs[*i].leaf.as_slice()))
+            .collect();
         let started = Instant::now();
-        let verified = futures::future::join_all(checks).await;
+        let verified = self.verify(&checks).await;
         tracing::debug!(elapsed = ?started.elapsed(), "verified");
         let mut to_restore = Vec::new();
         let mut reasons = BTreeMap::new();
@@ -482,7 +513,13 @@ impl NodeCtx<'_> {
             },
         };
         let verified = match leaf_der(cert_pem.as_bytes()) {
-            Some(leaf) => self.verify(snis, &leaf).await,
+            // One certificate in, one result out.
+            Some(leaf) => self
+                .verify(&[(snis, leaf.as_slice())])
+                .await
+                .into_iter()
+                .find(Result::is_err)
+                .unwrap_or(Ok(())),
             None => Err(NodeError::Probe {
                 node: self.name(),
                 sni: snis.first().cloned().unwrap_or_default(),

@@ -467,7 +467,9 @@ pub async fn deploy(
         inv,
         store,
         jobs,
-        prober: Prober::new(&Trust::default(), PROBE_TIMEOUT).map_err(DeployError::Prober)?,
+        prober: Prober::new(&Trust::default(), PROBE_TIMEOUT)
+            .map_err(DeployError::Prober)?
+            .with_limit(inv.report.concurrency),
         force: opts.force,
         progress,
     };
@@ -562,7 +564,9 @@ pub async fn rollback(
         .filter(|n| node_selected(n, nodes, &[]))
         .collect();
     let snis: Vec<String> = cert.domains.iter().map(DomainName::sni).collect();
-    let prober = Prober::new(&Trust::default(), PROBE_TIMEOUT).map_err(DeployError::Prober)?;
+    let prober = Prober::new(&Trust::default(), PROBE_TIMEOUT)
+        .map_err(DeployError::Prober)?
+        .with_limit(inv.report.concurrency);
     let control = ControlDir::new()?;
     progress.planned(targets.len());
     let concurrency = inv.deploy.concurrency.max(1);

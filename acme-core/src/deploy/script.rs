@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::names::shell_quote;
+use crate::secret::Secret;
 
 /// What `live/<name>` is on a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,10 +129,9 @@ pub(crate) struct CertDeploy {
     /// Whether the node was seen serving this version's leaf for every SNI
     /// name just before (then a node already linked to it is unchanged).
     pub(crate) served: bool,
-    /// SHA-256 hex of privkey, cert, chain, fullchain.
+    /// SHA-256 hex of privkey, cert, chain, fullchain; the files themselves
+    /// are in the payload (see [`payload`]).
     pub(crate) sums: [String; 4],
-    /// Their sizes; the bytes follow on stdin in this order, per certificate.
-    pub(crate) sizes: [usize; 4],
 }
 
 /// Everything the `deploy` script needs for one node.
@@ -167,6 +167,16 @@ pub(crate) struct Relink {
     pub(crate) target: Option<String>,
 }
 
+/// Serializes certctl's scripts on a node (another controller, or a killed
+/// run whose SSH master still finishes its script): `flock` on
+/// `<base>/.certctl.lock`, where the node has `flock`.
+const LOCK: &str = r#"[ -d "$b" ] || mkdir -p "$b" || fail base "$b"
+if command -v flock >/dev/null 2>&1; then
+  exec 9>>"$b/.certctl.lock" || fail lock "$b/.certctl.lock"
+  flock -w 60 9 || fail lock "$b/.certctl.lock (another certctl run held it for 60 s)"
+fi
+"#;
+
 const FUNCTIONS: &str = r#"# Few processes: forks are the cost of a node's step, so tests and globs are
 # builtins and each external command does all its files at once.
 # check DIR SUM1..4: the four files of DIR have these SHA-256 sums.
@@ -178,27 +188,37 @@ $4  $1/chain.pem
 $5  $1/fullchain.pem
 EOF
 }
-# stage NAME VERSION SUM1..4 SIZE1..4: reads the files from stdin into a
-# temporary directory, checks them, fsyncs, renames it into place.
-stage() {
-  a="$b/archive/$1"; t="$a/.tmp-$2-$r"
-  [ -d "$a" ] || mkdir -p "$a" || fail stage "$a"
-  for x in "$a"/.tmp-* "$a"/.old-*; do [ -e "$x" ] && rm -rf "$x"; done
-  mkdir -m 755 "$t" || fail stage "$t"
-  umask 077
-  head -c "$7" > "$t/privkey.pem" || { rm -rf "$t"; fail stage "$t/privkey.pem"; }
+# Versions to stage, as NAME/VERSION words, and the sums their files must have.
+s="$b/archive/.stage-$r"; need=; sums=; dirs=
+# stage_all: unpacks the versions in $need from the tar payload on stdin into
+# a private directory, checks every sum, fsyncs, then renames each version
+# directory into place, so a half-uploaded version never exists.
+stage_all() {
+  # what a killed run left (the node lock is held)
+  for x in "$b"/archive/.stage-*; do [ -e "$x" ] && rm -rf "$x"; done
+  [ -n "$need" ] || return 0
+  [ -d "$b/archive" ] || mkdir -p "$b/archive" || fail stage "$b/archive"
+  mkdir -m 700 "$s" || fail stage "$s"
   umask 022
-  head -c "$8" > "$t/cert.pem" || { rm -rf "$t"; fail stage "$t/cert.pem"; }
-  head -c "$9" > "$t/chain.pem" || { rm -rf "$t"; fail stage "$t/chain.pem"; }
-  head -c "${10}" > "$t/fullchain.pem" || { rm -rf "$t"; fail stage "$t/fullchain.pem"; }
+  tar -x -f - -C "$s" --no-same-owner $need || { rm -rf "$s"; fail stage "$s"; }
   umask 077
-  check "$t" "$3" "$4" "$5" "$6" || { rm -rf "$t"; fail stage "$t"; }
-  if [ -n "$own" ]; then chown "$own" "$t" "$t"/*.pem || { rm -rf "$t"; fail stage "$t"; }; fi
-  sync "$t"/*.pem "$t" || { rm -rf "$t"; fail stage "$t"; }
-  if [ -e "$a/$2" ]; then mv -T "$a/$2" "$a/.old-$2-$r" || { rm -rf "$t"; fail stage "$a/$2"; }; fi
-  mv -T "$t" "$a/$2" || { rm -rf "$t"; fail stage "$a/$2"; }
-  [ -e "$a/.old-$2-$r" ] && rm -rf "$a/.old-$2-$r"
-  dirs="$dirs $a"
+  sha256sum -c --status <<EOF || { rm -rf "$s"; fail stage "$s"; }
+$sums
+EOF
+  if [ -n "$own" ]; then chown -R "$own" "$s" || { rm -rf "$s"; fail stage "$s"; }; fi
+  sync "$s"/*/*/*.pem "$s"/*/* || { rm -rf "$s"; fail stage "$s"; }
+  mk=
+  for x in $need; do [ -d "$b/archive/${x%%/*}" ] || mk="$mk $b/archive/${x%%/*}"; done
+  if [ -n "$mk" ]; then mkdir $mk || { rm -rf "$s"; fail stage "$mk"; }; fi
+  for x in $need; do
+    a="$b/archive/${x%%/*}"; v="${x#*/}"
+    for y in "$a"/.tmp-* "$a"/.old-*; do [ -e "$y" ] && rm -rf "$y"; done
+    if [ -e "$a/$v" ]; then mv -T "$a/$v" "$a/.old-$v-$r" || { rm -rf "$s"; fail stage "$a/$v"; }; fi
+    mv -T "$s/$x" "$a/$v" || { rm -rf "$s"; fail stage "$a/$v"; }
+    [ -e "$a/.old-$v-$r" ] && rm -rf "$a/.old-$v-$r"
+    dirs="$dirs $a"
+  done
+  rm -rf "$s"
 }
 adopt() {
   a="$b/archive/$1"; l="$b/live/$1"; t="$a/.tmp-$2-$r"
@@ -214,25 +234,30 @@ link() {
   ln -s "$2" "$t" && mv -T "$t" "$l" || { rm -f "$t"; return 1; }
 }
 relink() { if [ -n "$2" ]; then link "$1" "$2"; else rm -f "$b/live/$1"; fi; }
-skip() { [ "$1" -gt 0 ] && head -c "$1" > /dev/null; return 0; }
-# cert NAME VERSION SERVED SUM1..4 SIZE1..4: stages if needed; sets $cur
-# (the previous link target) and $go (1 if it must be linked).
+# cert NAME VERSION SERVED SUM1..4: queues the version for staging if the
+# node lacks it whole; sets $cur (the previous link target) and $go (1 if it
+# must be linked).
 cert() {
   n=$1; v=$2; l="$b/live/$1"; go=0; cur=
   if [ -L "$l" ]; then cur=$(readlink "$l"); kind=link
   elif [ -d "$l" ]; then kind=dir
   elif [ -e "$l" ]; then kind=other
   else kind=missing; fi
-  whole=$(( $8 + $9 + ${10} + ${11} ))
-  if [ "$kind" = other ]; then skip "$whole"; printf '@cert %s other\n' "$n"; return 0; fi
+  if [ "$kind" = other ]; then printf '@cert %s other\n' "$n"; return 0; fi
   complete=0
   [ -d "$b/archive/$n/$v" ] && check "$b/archive/$n/$v" "$4" "$5" "$6" "$7" && complete=1
   if [ "$kind" = link ] && [ "${cur##*/}" = "$v" ] && [ $complete = 1 ] && [ "$3" = 1 ]; then
-    skip "$whole"; printf '@cert %s unchanged\n' "$n"; return 0
+    printf '@cert %s unchanged\n' "$n"; return 0
   fi
   if [ "$kind" = dir ]; then adopt "$n" "$adopt"; cur="../archive/$n/$adopt"; fi
-  if [ $complete = 1 ]; then skip "$whole"
-  else stage "$n" "$v" "$4" "$5" "$6" "$7" "$8" "$9" "${10}" "${11}"; fi
+  if [ $complete = 0 ]; then
+    need="$need $n/$v"
+    sums="$sums$4  $s/$n/$v/privkey.pem
+$5  $s/$n/$v/cert.pem
+$6  $s/$n/$v/chain.pem
+$7  $s/$n/$v/fullchain.pem
+"
+  fi
   go=1
   printf '@cert %s activate %s\n' "$n" "$cur"
 }
@@ -269,7 +294,47 @@ fn header(s: &mut String, base: &str, token: &str, chown: Option<&str>) {
     let _ = writeln!(s, "b={}", shell_quote(base));
     let _ = writeln!(s, "r={}", shell_quote(token));
     let _ = writeln!(s, "own={}", shell_quote(chown.unwrap_or("")));
+    s.push_str(LOCK);
     s.push_str(FUNCTIONS);
+}
+
+/// The four files of a version, in payload order.
+pub(crate) const FILES: [&str; 4] = ["privkey.pem", "cert.pem", "chain.pem", "fullchain.pem"];
+
+/// The `deploy` script's payload: a tar stream holding
+/// `<name>/<version>/<file>` for each certificate, the key with mode 0600
+/// and the others 0644, so one `tar` process on the node unpacks every
+/// version it needs. The buffer is sized up front, so no copy of a key is
+/// left behind by a reallocation, and it is wiped when dropped.
+pub(crate) fn payload(certs: &[(&str, &str, [&[u8]; 4])]) -> std::io::Result<Secret> {
+    let block = |n: usize| n.div_ceil(512) * 512;
+    // A header, a long-name header and its name block, the data; two end blocks.
+    let size: usize = certs
+        .iter()
+        .flat_map(|(name, version, files)| {
+            files
+                .iter()
+                .map(move |f| 3 * 512 + block(name.len() + version.len() + 16) + block(f.len()))
+        })
+        .sum::<usize>()
+        + 2 * 512;
+    let mut tar = tar::Builder::new(Vec::with_capacity(size));
+    let mtime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for (name, version, files) in certs {
+        for (file, data) in FILES.iter().zip(files) {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(data.len() as u64);
+            h.set_mode(if *file == "privkey.pem" { 0o600 } else { 0o644 });
+            h.set_mtime(mtime);
+            tar.append_data(&mut h, format!("{name}/{version}/{file}"), *data)?;
+        }
+    }
+    let bytes = tar.into_inner()?;
+    debug_assert!(bytes.len() <= size, "the payload outgrew its buffer");
+    Ok(Secret::new(bytes))
 }
 
 /// The relative link target of `version` of `name`, as seen from `live/`.
@@ -297,7 +362,7 @@ pub(crate) fn deploy(d: &DeployScript) -> String {
     for (i, c) in d.certs.iter().enumerate() {
         let _ = writeln!(
             s,
-            "cert {} {} {} {} {} {} {} {} {} {} {}; g{i}=$go; p{i}=$cur",
+            "cert {} {} {} {} {} {} {}; g{i}=$go; p{i}=$cur",
             shell_quote(&c.name),
             shell_quote(&c.version),
             u8::from(c.served && !d.force),
@@ -305,12 +370,9 @@ pub(crate) fn deploy(d: &DeployScript) -> String {
             shell_quote(&c.sums[1]),
             shell_quote(&c.sums[2]),
             shell_quote(&c.sums[3]),
-            c.sizes[0],
-            c.sizes[1],
-            c.sizes[2],
-            c.sizes[3],
         );
     }
+    s.push_str("stage_all\n");
     s.push_str("restore_all() {\n  :\n");
     for (i, c) in d.certs.iter().enumerate() {
         let _ = writeln!(
@@ -327,6 +389,7 @@ pub(crate) fn deploy(d: &DeployScript) -> String {
     );
     // The renamed version directories are durable before any link points there.
     s.push_str("if [ -n \"$dirs\" ]; then sync $dirs || fail stage \"$dirs\"; fi\n");
+    s.push_str("[ -d \"$b/live\" ] || mkdir -p \"$b/live\" || fail swap \"$b/live\"\n");
     for (i, c) in d.certs.iter().enumerate() {
         let _ = writeln!(
             s,
@@ -502,7 +565,10 @@ mod tests {
     const PARTS: [&[u8]; 4] = [b"KEY\n", b"CERT\n", b"", b"CERT\nCHAIN\n"];
 
     fn payload() -> Vec<u8> {
-        PARTS.concat()
+        super::payload(&[("www", "v2", PARTS)])
+            .expect("payload")
+            .expose()
+            .to_vec()
     }
 
     fn script(base: &str, validate: &str, served: bool) -> DeployScript {
@@ -520,7 +586,6 @@ mod tests {
                 version: "v2".into(),
                 served,
                 sums: PARTS.map(super::super::node::sha256_hex),
-                sizes: PARTS.map(|p| p.len()),
             }],
         }
     }
@@ -614,15 +679,17 @@ mod tests {
     fn short_upload_never_becomes_a_version() {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = dir.path().to_str().expect("utf8");
-        let (code, out) = sh(&deploy(&script(base, "true", false)), b"KEY\nCE");
+        let whole = payload();
+        let (code, out) = sh(&deploy(&script(base, "true", false)), &whole[..1000]);
         assert_eq!(code, 1, "{out}");
         assert!(matches!(marker(&out), Marker::Fail { step, .. } if step == "stage"));
         assert!(!dir.path().join("archive/www/v2").exists());
         assert!(!dir.path().join("live/www").exists());
-        let left: Vec<_> = std::fs::read_dir(dir.path().join("archive/www"))
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("archive"))
             .expect("dir")
+            .map(|e| e.expect("entry").file_name())
             .collect();
-        assert!(left.is_empty(), "temp dir removed");
+        assert!(left.is_empty(), "staging directory removed: {left:?}");
     }
 
     #[test]
@@ -653,6 +720,109 @@ mod tests {
             Some(previous)
         );
         assert_eq!(marker(&out), Marker::Ok("OLD".into()));
+    }
+
+    /// Runs `script` the way a node does: through the launcher, on stdin.
+    fn launched(script: &str, payload: &[u8]) -> (i32, String) {
+        let mut stdin = super::super::transport::framed(script).into_bytes();
+        stdin.extend_from_slice(payload);
+        sh(super::super::transport::LAUNCHER, &stdin)
+    }
+
+    #[test]
+    fn six_hundred_certificates_in_one_script_and_one_upload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_str().expect("utf8");
+        let names: Vec<String> = (0..600).map(|i| format!("c{i:03}")).collect();
+        let mut d = script(base, "true", false);
+        d.certs = names
+            .iter()
+            .map(|n| CertDeploy {
+                name: n.clone(),
+                version: "v1".into(),
+                served: false,
+                sums: PARTS.map(super::super::node::sha256_hex),
+            })
+            .collect();
+        let text = deploy(&d);
+        assert!(text.len() > 128 * 1024, "larger than one argument may be");
+        let files: Vec<(&str, &str, [&[u8]; 4])> =
+            names.iter().map(|n| (n.as_str(), "v1", PARTS)).collect();
+        let upload = super::payload(&files).expect("payload");
+        let (code, out) = launched(&text, upload.expose());
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(marker(&out), Marker::Ok(String::new()));
+        for n in [&names[0], &names[599]] {
+            let v = dir.path().join("archive").join(n).join("v1");
+            assert_eq!(std::fs::read(v.join("cert.pem")).expect("cert"), b"CERT\n");
+            let mode = std::fs::metadata(v.join("privkey.pem"))
+                .expect("key")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{n}");
+            let link = std::fs::read_link(dir.path().join("live").join(n)).expect("link");
+            assert_eq!(link, Path::new("../archive").join(n).join("v1"));
+        }
+    }
+
+    #[test]
+    fn a_script_cut_short_is_not_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_str().expect("utf8");
+        let text = deploy(&script(base, "true", false));
+        let framed = super::super::transport::framed(&text);
+        // the connection dropped after the first half of the script
+        let (code, out) = sh(
+            super::super::transport::LAUNCHER,
+            &framed.as_bytes()[..framed.len() / 2],
+        );
+        assert_eq!(code, 125, "{out}");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("dir").count(),
+            0,
+            "nothing done"
+        );
+    }
+
+    #[test]
+    fn scripts_on_one_node_wait_for_each_other() {
+        if Command::new("flock").arg("--version").output().is_err() {
+            eprintln!("skipped: no flock(1) here");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_str().expect("utf8");
+        let lock = dir.path().join(".certctl.lock");
+        let done = dir.path().join("first-done");
+        // Another run holds the node: it finishes (writes first-done) only
+        // after the second script has started.
+        let mut first = Command::new("flock")
+            .arg(&lock)
+            .args([
+                "sh",
+                "-c",
+                "sleep 0.5; touch \"$0\"",
+                done.to_str().expect("utf8"),
+            ])
+            .spawn()
+            .expect("flock");
+        while Command::new("flock")
+            .arg("-n")
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .expect("flock")
+            .success()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let validate = format!("test -e {}", shell_quote(done.to_str().expect("utf8")));
+        let (code, out) = launched(&deploy(&script(base, &validate, false)), &payload());
+        let _ = first.wait();
+        assert_eq!(
+            code, 0,
+            "the second script ran before the first let go: {out}"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! How commands reach a node: over one multiplexed SSH master connection per
 //! node (the `openssh` crate, native mux), or on the controller itself
-//! (`transport = "local"`). Every step is a POSIX shell script run with
-//! `sh -c`, fed its payload on stdin, so the steps do not care which.
+//! (`transport = "local"`). Every step is a POSIX shell script that reaches
+//! `sh` on stdin, ahead of its payload (see [`LAUNCHER`]), so the steps do
+//! not care which.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,7 +41,7 @@ impl ScriptOutput {
 /// A way to run steps on one node.
 #[async_trait]
 pub trait Transport: Send + Sync {
-    /// Runs `script` with `sh -c` on the node (through `sudo -n` if the node
+    /// Runs `script` with `sh` on the node (through `sudo -n` if the node
     /// asks for it), writing `stdin` to it, bounded by the node's command
     /// timeout. A non-zero exit is not an error here: the caller reads it.
     async fn run(&self, script: &str, stdin: &[u8]) -> Result<ScriptOutput, TransportError>;
@@ -192,12 +193,40 @@ pub async fn connect(
     }
 }
 
-fn wrap_sudo(sudo: bool) -> &'static str {
-    if sudo {
-        "sudo -n sh -c "
-    } else {
-        "sh -c "
+/// The one command a node runs: it reads a length line, then that many bytes
+/// of script, and evaluates the script, which reads its payload from the
+/// rest of stdin. A script of any size passes this way (Linux limits one
+/// argument to 128 KiB, about 200 certificates' worth), and a script cut
+/// short by a lost connection is refused, not half run: it must end with
+/// [`SCRIPT_END`].
+pub const LAUNCHER: &str = r#"IFS= read -r n && s=$(head -c "$n") && case "$s" in *': certctl-script-end') eval "$s" ;; *) echo 'certctl: the script arrived incomplete' >&2; exit 125 ;; esac"#;
+
+/// The last line of every script sent through [`LAUNCHER`].
+const SCRIPT_END: &str = ": certctl-script-end\n";
+
+/// What precedes the payload on stdin: the length line and the script.
+pub(crate) fn framed(script: &str) -> String {
+    let body_len = script.len() + 1 + SCRIPT_END.len();
+    format!("{body_len}\n{script}\n{SCRIPT_END}")
+}
+
+/// Writes the framed script, then the payload, to a script's stdin, then
+/// closes it. A script that exits early closes its stdin; that is its
+/// answer, read from its status, so a failed write is not an error here.
+async fn feed(mut input: impl tokio::io::AsyncWrite + Unpin, script: &str, payload: &[u8]) {
+    if input.write_all(framed(script).as_bytes()).await.is_ok() {
+        let _ = input.write_all(payload).await;
     }
+    let _ = input.shutdown().await;
+}
+
+fn launcher_argv(sudo: bool) -> Vec<&'static str> {
+    let mut v = Vec::with_capacity(5);
+    if sudo {
+        v.extend(["sudo", "-n"]);
+    }
+    v.extend(["sh", "-c", LAUNCHER]);
+    v
 }
 
 /// Commands on the controller itself.
@@ -222,15 +251,9 @@ impl LocalTransport {
 #[async_trait]
 impl Transport for LocalTransport {
     async fn run(&self, script: &str, stdin: &[u8]) -> Result<ScriptOutput, TransportError> {
-        let mut cmd = if self.sudo {
-            let mut c = tokio::process::Command::new("sudo");
-            c.args(["-n", "sh", "-c", script]);
-            c
-        } else {
-            let mut c = tokio::process::Command::new("sh");
-            c.args(["-c", script]);
-            c
-        };
+        let argv = launcher_argv(self.sudo);
+        let mut cmd = tokio::process::Command::new(argv[0]);
+        cmd.args(&argv[1..]);
         cmd.stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -241,13 +264,16 @@ impl Transport for LocalTransport {
         };
         let work = async {
             let mut child = cmd.spawn().map_err(spawn_err)?;
-            if let Some(mut input) = child.stdin.take() {
-                // A script that exits early closes its stdin; that is its
-                // answer, read from the status below.
-                let _ = input.write_all(stdin).await;
-                drop(input);
-            }
-            let out = child.wait_with_output().await.map_err(spawn_err)?;
+            let input = child.stdin.take();
+            // Fed while the output is read: a script may print before it
+            // has read all of its payload.
+            let fed = async {
+                if let Some(input) = input {
+                    feed(input, script, stdin).await;
+                }
+            };
+            let ((), out) = tokio::join!(fed, child.wait_with_output());
+            let out = out.map_err(spawn_err)?;
             Ok(ScriptOutput {
                 status: out.status.code(),
                 stdout: out.stdout,
@@ -420,8 +446,13 @@ impl Transport for SshTransport {
                 other => other.to_string(),
             },
         };
-        // The remote user's shell gets one word: `sh -c '<script>'`.
-        let command = format!("{}{}", wrap_sudo(self.sudo), shell_quote(script));
+        // The remote user's shell gets `sh -c '<launcher>'`; the script
+        // follows on stdin.
+        let command = launcher_argv(self.sudo)
+            .into_iter()
+            .map(shell_quote)
+            .collect::<Vec<_>>()
+            .join(" ");
         let work = async {
             let mut child = self
                 .session
@@ -432,12 +463,14 @@ impl Transport for SshTransport {
                 .spawn()
                 .await
                 .map_err(session_err)?;
-            if let Some(mut input) = child.stdin().take() {
-                let _ = input.write_all(stdin).await;
-                let _ = input.shutdown().await;
-                drop(input);
-            }
-            let out = child.wait_with_output().await.map_err(session_err)?;
+            let input = child.stdin().take();
+            let fed = async {
+                if let Some(input) = input {
+                    feed(input, script, stdin).await;
+                }
+            };
+            let ((), out) = tokio::join!(fed, child.wait_with_output());
+            let out = out.map_err(session_err)?;
             Ok(ScriptOutput {
                 status: out.status.code(),
                 stdout: out.stdout,

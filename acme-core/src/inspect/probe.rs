@@ -113,6 +113,8 @@ pub struct Prober {
     config: Arc<ClientConfig>,
     verifier: Option<Arc<WebPkiServerVerifier>>,
     timeout: Duration,
+    /// Bounds the probes in flight across every clone, if set.
+    limit: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl std::fmt::Debug for Prober {
@@ -171,7 +173,17 @@ impl Prober {
             config: Arc::new(config),
             verifier,
             timeout,
+            limit: None,
         })
+    }
+
+    /// The same prober with at most `n` probes in flight at once, shared by
+    /// its clones: each holds a socket, so this bounds the file descriptors
+    /// a large rollout uses. The wait for a slot is not part of a probe's
+    /// timeout.
+    pub fn with_limit(mut self, n: usize) -> Self {
+        self.limit = Some(Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+        self
     }
 
     /// The bound on one probe.
@@ -182,6 +194,10 @@ impl Prober {
     /// Handshakes with `address` (`host:port`) sending `sni`, and returns the
     /// chain and its verification result, or why no chain was seen.
     pub async fn probe(&self, address: &str, sni: &str) -> Result<Served, ProbeFailure> {
+        let _slot = match &self.limit {
+            Some(s) => s.acquire().await.ok(),
+            None => None,
+        };
         let start = Instant::now();
         match tokio::time::timeout(self.timeout, self.handshake(address, sni)).await {
             Ok(Ok(chain)) => {
