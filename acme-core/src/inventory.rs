@@ -476,6 +476,10 @@ pub struct NodeConfig {
     /// known_hosts file checked strictly (the user's default when absent).
     #[serde(default)]
     pub known_hosts: Option<PathBuf>,
+    /// An ssh_config file read instead of `~/.ssh/config` and
+    /// `/etc/ssh/ssh_config` (`ssh -F`), e.g. for `ProxyJump` or `KexAlgorithms`.
+    #[serde(default)]
+    pub ssh_config: Option<PathBuf>,
     /// Groups it belongs to.
     #[serde(default)]
     pub groups: Vec<String>,
@@ -655,6 +659,9 @@ impl Inventory {
                 fix(p)
             }
             if let Some(p) = n.known_hosts.as_mut() {
+                fix(p)
+            }
+            if let Some(p) = n.ssh_config.as_mut() {
                 fix(p)
             }
         }

@@ -397,6 +397,9 @@ SSH_KEY="$LAB/ssh/id_ed25519"
 # found there by procpeak.py); short, as a socket path has at most 107 bytes.
 SSHTMP=""
 KNOWN_HOSTS="$LAB/ssh/known_hosts"
+# The lab's ssh client settings (KexAlgorithms curve25519-sha256), used by every
+# tool; certctl-sntrup is certctl with ssh's own default key exchange instead.
+SSH_CONFIG="$LAB/ssh/config"
 
 # node_field I KEY: KEY's value (a TOML string) in the lab inventory's node I.
 node_field() {
@@ -454,15 +457,18 @@ deploy_new_version() {
     [[ -n "$VERSION" && "$SERIAL" == serial=* ]] || die "no new version of www in $dir/store"
 }
 
+# deploy_certctl RUN N [TOOL]: TOOL certctl (the lab's ssh_config) or
+# certctl-sntrup (ssh's default key exchange).
 deploy_certctl() {
-    local run="$1" n="$2" dir="$TMP/deploy/certctl-$2" rc=0 ok=0
+    local run="$1" n="$2" tool="${3:-certctl}" rc=0 ok=0
+    local dir="$TMP/deploy/$tool-$n"
     deploy_new_version "$dir"
     local version="$VERSION" serial="$SERIAL"
     WRAP=(env TMPDIR="$SSHTMP/$n")
     timed 120 "$dir/time" "$dir/log" "$CERTCTL" --config "$dir/certctl.toml" deploy www || rc=$?
     WRAP=()
     ((rc == 0)) && served_ok "$n" "$serial" && ok=1
-    row deploy certctl "$n-nodes" "$run" "$ok" "$rc" "$dir/time" "$dir/log" \
+    row deploy "$tool" "$n-nodes" "$run" "$ok" "$rc" "$dir/time" "$dir/log" \
         "expected exit 0 and $serial ($version) served by nodes 1..$n"
 }
 
@@ -483,7 +489,7 @@ deploy_runbook() {
     local version="$VERSION" serial="$SERIAL"
     stage="$(deploy_stage "$n" runbook "$version")"
     timed 300 "$dir/time" "$dir/log" sh "$BENCH/runbook.sh" "$dir/nodes.tsv" "$stage" "$version" \
-        "$SSH_KEY" "$KNOWN_HOSTS" || rc=$?
+        "$SSH_KEY" "$KNOWN_HOSTS" "$SSH_CONFIG" || rc=$?
     ((rc == 0)) && served_ok "$n" "$serial" && ok=1
     row deploy runbook "$n-nodes" "$run" "$ok" "$rc" "$dir/time" "$dir/log" \
         "expected exit 0 and $serial ($version) served by nodes 1..$n (checked after the run)"
@@ -520,14 +526,17 @@ deploy_ansible() {
 # Per case: certctl's inventory and store (one untimed issuance and deploy), the
 # runbook's node list, Ansible's inventory and configuration.
 deploy_prepare() {
-    local n="$1" i d rc=0
-    d="$TMP/deploy/certctl-$n"
-    deploy_config "$d" "$n"
+    local n="$1" i d rc=0 tool
     mkdir -p "$SSHTMP/$n"
-    deploy_new_version "$d"
-    TMPDIR="$SSHTMP/$n" timeout 120 "$CERTCTL" --config "$d/certctl.toml" deploy www \
-        >"$d/warm.log" 2>&1 || rc=$?
-    ((rc == 0)) || { tail -n 15 "$d/warm.log" >&2; die "certctl warm-up deploy to $n nodes failed (exit $rc)"; }
+    for tool in certctl certctl-sntrup; do
+        d="$TMP/deploy/$tool-$n"
+        deploy_config "$d" "$n"
+        [[ $tool == certctl ]] || sed -i '/^ssh_config = /d' "$d/certctl.toml"
+        deploy_new_version "$d"
+        TMPDIR="$SSHTMP/$n" timeout 120 "$CERTCTL" --config "$d/certctl.toml" deploy www \
+            >"$d/warm.log" 2>&1 || rc=$?
+        ((rc == 0)) || { tail -n 15 "$d/warm.log" >&2; die "$tool warm-up deploy to $n nodes failed (exit $rc)"; }
+    done
 
     mkdir -p "$TMP/deploy/runbook-$n" "$TMP/deploy/ansible-$n/home"
     : >"$TMP/deploy/runbook-$n/nodes.tsv"
@@ -536,7 +545,7 @@ deploy_prepare() {
         echo "  vars:"
         echo "    ansible_user: certctl-edge"
         echo "    ansible_ssh_private_key_file: '$SSH_KEY'"
-        echo "    ansible_ssh_common_args: '-o UserKnownHostsFile=$KNOWN_HOSTS'"
+        echo "    ansible_ssh_common_args: '-F $SSH_CONFIG -o UserKnownHostsFile=$KNOWN_HOSTS'"
         echo "    ansible_python_interpreter: /usr/bin/python3"
         echo "  hosts:"
     } >"$TMP/deploy/ansible-$n/inventory.yml"
@@ -584,6 +593,7 @@ section_deploy() {
         info "deploy: run $run of $RUNS"
         for n in "${DEPLOY_CASES[@]}"; do
             deploy_certctl "$run" "$n"
+            deploy_certctl "$run" "$n" certctl-sntrup
             deploy_runbook "$run" "$n"
             deploy_ansible "$run" "$n"
         done
@@ -612,6 +622,7 @@ section_deploy() {
         echo "One new version of the \`www\` certificate (www.example.test, example.test; issued untimed by certctl before every run) deployed to the first 5 and to all 20 lab nodes; $RUNS runs per tool and case, tools interleaved; medians over the runs that succeeded."
         echo "A run counts only if the tool exited 0 and afterwards every node served the new serial for www.example.test (openssl s_client, untimed)."
         echo "certctl $("$CERTCTL" --version | awk '{print $2}'): \`certctl deploy www\`, default [deploy] settings (concurrency 20, first node as canary): stage, atomic swap, validate, reload, TLS verification of both SNI names on every node."
+        echo "ssh: certctl, the runbook and Ansible all read the lab's ssh_config ($SSH_CONFIG: KexAlgorithms curve25519-sha256); certctl-sntrup is certctl with ssh's own default key exchange (OpenSSH $(ssh -V 2>&1 | sed -n 's/^OpenSSH_\([^ ,]*\).*/\1/p'): sntrup761x25519-sha512), which costs each new connection about 70 ms more client CPU."
         echo "runbook: tests/bench/runbook.sh, node after node: \`scp -r\` of the version directory, then one \`ssh\` running \`ln -sfn\`, the node's validate and reload commands; no ControlMaster, no verification."
         echo "ansible-core $(dpkg-query -W -f '${Version}' ansible-core 2>/dev/null) (Debian): tests/bench/deploy.yml with forks = 20, pipelining, ControlPersist default (60 s; a fresh control directory per run, masters stopped after it), gather_facts off, python3 named: file, copy ×4 (key 0600), temp link + \`mv -T\`, validate, reload handler, then \`openssl s_client | openssl x509 -serial\` on each node for both SNI names."
         echo "Wall, CPU (user+sys) and peak RSS from /usr/bin/time around the tool's own process; CPU includes waited-for children (runbook: every scp and ssh; Ansible: its workers and ssh clients). certctl's ssh masters fork into the background, so neither its CPU nor its RSS includes them; see the next line."

@@ -17,7 +17,7 @@ import sys
 TOOLS = ["certctl", "lego", "certbot"]
 CASES = ["one-name", "five-names"]
 
-DEPLOY_TOOLS = ["certctl", "runbook", "ansible"]
+DEPLOY_TOOLS = ["certctl", "certctl-sntrup", "runbook", "ansible"]
 DEPLOY_CASES = ["5-nodes", "20-nodes"]
 
 
@@ -136,6 +136,14 @@ def deploy_report(rows, notes):
     lines.append("| target | limit | measured | |")
     lines.append("|---|---|---|---|")
     lines.append(target_line("certctl 20 nodes, median wall", s.get(c20, {}).get("wall"), 2.0, "s"))
+    lines.append(
+        target_line(
+            "certctl-sntrup 20 nodes (ssh's default key exchange), median wall",
+            s.get(("certctl-sntrup", "20-nodes"), {}).get("wall"),
+            2.0,
+            "s",
+        )
+    )
     lines.append(target_line("certctl 20 nodes, wall ÷ Ansible's", share(s, c20, ("ansible", "20-nodes")), 0.2, "", 3))
     lines.append(
         target_line("certctl 20 nodes, wall ÷ runbook's", share(s, c20, ("runbook", "20-nodes")), 1, "", 3, strict=True)

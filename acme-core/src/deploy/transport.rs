@@ -333,6 +333,9 @@ impl SshTransport {
         if let Some(k) = &node.identity_file {
             b.keyfile(k);
         }
+        if let Some(c) = &node.ssh_config {
+            b.config_file(c);
+        }
         // ssh's ConnectTimeout bounds TCP and the banner; this bounds the rest
         // (key exchange, authentication).
         let bound = node.connect_timeout + Duration::from_secs(5);
