@@ -328,6 +328,8 @@ fn record(store: &Store, results: &[NodeResult]) {
 
 struct Runner<'a> {
     inv: &'a Inventory,
+    /// The SSH control sockets' directory.
+    control: &'a Path,
     store: &'a Store,
     jobs: HashMap<String, Arc<CertJob>>,
     prober: Prober,
@@ -362,7 +364,16 @@ impl Runner<'_> {
         });
         let (conn, served) = tokio::join!(conn, futures::future::join_all(probes));
         tracing::debug!(elapsed = ?start.elapsed(), "connected and probed");
-        let outcomes = match connected(conn, &pn.node) {
+        let mut conn = connected(conn, &pn.node);
+        if let Ok(t) = &conn {
+            if !t.alive().await {
+                tracing::debug!("the master connection closed while waiting; connecting again");
+                conn = transport::connect(node, self.control)
+                    .await
+                    .map_err(NodeError::from);
+            }
+        }
+        let outcomes = match conn {
             Err(e) => jobs
                 .iter()
                 .map(|_| Outcome::Failed { error: e.clone() })
@@ -463,8 +474,10 @@ pub async fn deploy(
             }
         }
     }
+    let control = ControlDir::new()?;
     let runner = Runner {
         inv,
+        control: control.path(),
         store,
         jobs,
         prober: Prober::new(&Trust::default(), PROBE_TIMEOUT)
@@ -474,7 +487,6 @@ pub async fn deploy(
         progress,
     };
     progress.planned(plan.nodes.len());
-    let control = ControlDir::new()?;
     let concurrency = inv.deploy.concurrency.max(1);
     let max_failures = opts.max_failures.or(inv.deploy.max_failures);
     let limit = Arc::new(Semaphore::new(concurrency));

@@ -237,9 +237,26 @@ relink() { if [ -n "$2" ]; then link "$1" "$2"; else rm -f "$b/live/$1"; fi; }
 # cert NAME VERSION SERVED SUM1..4: queues the version for staging if the
 # node lacks it whole; sets $cur (the previous link target) and $go (1 if it
 # must be linked).
+# read_links: one `ls -l live/` gives every certificate's link target: l<i>
+# for the certificate with index i (see idx, written per script). Each line is
+# cut apart on its own: large strings make sh's pattern matching slow.
+read_links() {
+  out=$(ls -l "$b/live" 2>/dev/null)
+  while IFS= read -r x; do
+    case "$x" in *" -> "*) ;; *) continue ;; esac
+    nm=${x%% -> *}; nm=${nm##* }; idx "$nm"
+    if [ -n "$i" ]; then eval "l$i=\${x#* -> }"; fi
+  done <<EOF
+$out
+EOF
+}
+# cert NAME VERSION SERVED SUM1..4, with $i its index: see below.
 cert() {
   n=$1; v=$2; l="$b/live/$1"; go=0; cur=
-  if [ -L "$l" ]; then cur=$(readlink "$l"); kind=link
+  if [ -L "$l" ]; then
+    eval "cur=\${l$i-}"
+    [ -n "$cur" ] || cur=$(readlink "$l")
+    kind=link
   elif [ -d "$l" ]; then kind=dir
   elif [ -e "$l" ]; then kind=other
   else kind=missing; fi
@@ -261,22 +278,41 @@ $7  $s/$n/$v/fullchain.pem
   go=1
   printf '@cert %s activate %s\n' "$n" "$cur"
 }
-# prune NAME VERSION PREVIOUS-TARGET: keeps the newest $keep (with VERSION)
-# and the previous one; deletes only names certctl could have made.
+# prune NAME VERSION PREVIOUS-TARGET, with $i its index: queues NAME for
+# prune_all if its archive holds more versions than it keeps.
+pn=
 prune() {
   set -- "$1" "$2" "${3##*/}" "$b/archive/$1"/*
   [ $# -le $((keep + 4)) ] && return 0
-  ls -1t "$b/archive/$1" 2>/dev/null | {
-    i=0
-    while read -r x; do
-      [ "$x" = "$2" ] && continue
-      i=$((i + 1))
-      [ "$i" -lt "$keep" ] && continue
-      [ "$x" = "$3" ] && continue
-      case "$x" in .*|*..*|*[!A-Za-z0-9._-]*) continue ;; esac
-      rm -rf "$b/archive/$1/$x"
-    done
-  }
+  pn="$pn $1"; eval "pv$i=\$2 pp$i=\$3"
+}
+# pick NAME: sets $v and $p, the version and previous version queued for NAME.
+pick() { idx "$1"; eval "v=\${pv$i-} p=\${pp$i-}"; }
+# prune_all: one `ls -t` over every queued archive, one `rm`; per archive keeps
+# the newest $keep (with the version) and the previous one, and deletes only
+# names certctl could have made.
+prune_all() {
+  [ -n "$pn" ] || return 0
+  set --; for x in $pn; do set -- "$@" "$b/archive/$x"; done
+  nm=; del=; i=0
+  if [ $# -eq 1 ]; then nm=${1##*/}; pick "$nm"; fi
+  out=$(ls -1t "$@" 2>/dev/null)
+  while IFS= read -r x; do
+    case "$x" in
+      '') continue ;;
+      "$b"/archive/*:) nm=${x%:}; nm=${nm##*/}; pick "$nm"; i=0; continue ;;
+    esac
+    [ -n "$nm" ] || continue
+    [ "$x" = "$v" ] && continue
+    i=$((i + 1))
+    [ "$i" -lt "$keep" ] && continue
+    [ "$x" = "$p" ] && continue
+    case "$x" in .*|*..*|*[!A-Za-z0-9._-]*) continue ;; esac
+    del="$del $b/archive/$nm/$x"
+  done <<EOF
+$out
+EOF
+  if [ -n "$del" ]; then rm -rf $del; fi
 }
 "#;
 
@@ -359,10 +395,16 @@ pub(crate) fn deploy(d: &DeployScript) -> String {
     let _ = writeln!(s, "validate={}", shell_quote(&d.validate));
     let _ = writeln!(s, "reload={}", shell_quote(&d.reload));
     s.push_str("dirs=\n");
+    // idx NAME: sets $i to the certificate's index in this script, or empty.
+    s.push_str("idx() {\n  case \"$1\" in\n");
+    for (i, c) in d.certs.iter().enumerate() {
+        let _ = writeln!(s, "    {}) i={i} ;;", shell_quote(&c.name));
+    }
+    s.push_str("    *) i= ;;\n  esac\n}\nread_links\n");
     for (i, c) in d.certs.iter().enumerate() {
         let _ = writeln!(
             s,
-            "cert {} {} {} {} {} {} {}; g{i}=$go; p{i}=$cur",
+            "i={i}; cert {} {} {} {} {} {} {}; g{i}=$go; p{i}=$cur",
             shell_quote(&c.name),
             shell_quote(&c.version),
             u8::from(c.served && !d.force),
@@ -402,11 +444,12 @@ pub(crate) fn deploy(d: &DeployScript) -> String {
     for (i, c) in d.certs.iter().enumerate() {
         let _ = writeln!(
             s,
-            "if [ \"$g{i}\" = 1 ]; then prune {} {} \"$p{i}\"; fi",
+            "if [ \"$g{i}\" = 1 ]; then i={i}; prune {} {} \"$p{i}\"; fi",
             shell_quote(&c.name),
             shell_quote(&c.version)
         );
     }
+    s.push_str("prune_all\n");
     s.push_str("printf '@ok\\n'\n");
     s
 }
@@ -720,6 +763,51 @@ mod tests {
             Some(previous)
         );
         assert_eq!(marker(&out), Marker::Ok("OLD".into()));
+    }
+
+    #[test]
+    fn one_prune_pass_keeps_each_certificates_newest_and_previous() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_str().expect("utf8");
+        std::fs::create_dir_all(dir.path().join("live")).expect("mkdir");
+        for name in ["a", "b"] {
+            for v in ["v0", "v1", "v9"] {
+                std::fs::create_dir_all(dir.path().join("archive").join(name).join(v))
+                    .expect("mkdir");
+                std::thread::sleep(std::time::Duration::from_millis(15));
+            }
+            std::os::unix::fs::symlink(
+                format!("../archive/{name}/v1"),
+                dir.path().join("live").join(name),
+            )
+            .expect("link");
+        }
+        let mut d = script(base, "true", false);
+        d.certs = ["a", "b"]
+            .iter()
+            .map(|n| CertDeploy {
+                name: (*n).into(),
+                version: "v2".into(),
+                served: false,
+                sums: PARTS.map(super::super::node::sha256_hex),
+            })
+            .collect();
+        let upload = super::payload(&[("a", "v2", PARTS), ("b", "v2", PARTS)]).expect("payload");
+        let (code, out) = sh(&deploy(&d), upload.expose());
+        assert_eq!(code, 0, "{out}");
+        for name in ["a", "b"] {
+            let mut left: Vec<String> = std::fs::read_dir(dir.path().join("archive").join(name))
+                .expect("archive")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            left.sort();
+            // keep 2: v2 (live) and the newest other (v9), plus v1 (previous)
+            assert_eq!(left, ["v1", "v2", "v9"], "{name}");
+            assert_eq!(
+                parse_steps(&out)[name],
+                CertStep::Activate(Some(format!("../archive/{name}/v1")))
+            );
+        }
     }
 
     /// Runs `script` the way a node does: through the launcher, on stdin.

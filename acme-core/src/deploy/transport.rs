@@ -72,6 +72,12 @@ pub trait Transport: Send + Sync {
     /// The node's name (for messages).
     fn node(&self) -> &str;
 
+    /// Whether the connection still works (an SSH master exits once idle
+    /// for its ControlPersist time, e.g. while a slow canary runs).
+    async fn alive(&self) -> bool {
+        true
+    }
+
     /// Closes the connection (a no-op for `local`).
     async fn close(self: Box<Self>);
 }
@@ -491,6 +497,10 @@ impl Transport for SshTransport {
 
     fn node(&self) -> &str {
         &self.node
+    }
+
+    async fn alive(&self) -> bool {
+        self.session.check().await.is_ok()
     }
 
     async fn close(self: Box<Self>) {
