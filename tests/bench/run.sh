@@ -8,6 +8,7 @@
 #   deploy  one new version to 5 and 20 nodes: certctl vs an scp runbook vs ansible-core
 #   scan    1,000 TLS endpoints: certctl scan vs an openssl loop vs blackbox exporter
 #   list    certctl list and certctl inspect over 10,000 certificates
+#   load    one run renewing 200 certificates and deploying them to 20 nodes
 #
 # Every (tool, case) runs N times; the table shows medians over the runs that
 # produced a certificate. Results: target/bench/<section>.md (the table) and
@@ -22,7 +23,7 @@ LAB="${CERTCTL_LAB_DIR:-/tmp/certctl-lab}"
 OUT="$ROOT/target/bench"
 CERTCTL="$ROOT/target/release/certctl"
 PROG="tests/bench/run.sh"
-SECTIONS=(issue deploy scan list)
+SECTIONS=(issue deploy scan list load)
 LAB_NODES=20
 ACME_DIR="https://127.0.0.1:14000/dir"
 EMAIL="bench@example.test"
@@ -890,6 +891,78 @@ section_list() {
     info "wrote $OUT/list.md and $OUT/list.csv"
 }
 
+# ---------------------------------------------------------------- section: load
+
+LOAD_CERTS=200
+LOAD_RUNS=3 # at most; each run renews and deploys every load certificate
+
+# One certctl run that renews $LOAD_CERTS certificates and deploys them to all
+# 20 nodes (then reports), watched by loadwatch.py; checked by served.py.
+section_load() {
+    CSV="$OUT/load.csv"
+    echo "section,tool,case,run,ok,rc,wall_s,cpu_s,maxrss_kib" >"$CSV"
+    local d="$TMP/load" runs=$((RUNS < LOAD_RUNS ? RUNS : LOAD_RUNS)) run rc
+    mkdir -p "$d"
+    # A fresh pebble: its in-memory store slows (and, in 2.4, can deadlock) as
+    # orders pile up, which is not what this section measures.
+    bash "$ROOT/lab/lab.sh" pebble-restart >"$d/lab.log" 2>&1 || { cat "$d/lab.log" >&2; die "lab.sh pebble-restart failed"; }
+    info "load: the lab's nodes serve $LOAD_CERTS more certificates (lab.sh load $LOAD_CERTS)"
+    bash "$ROOT/lab/lab.sh" load "$LOAD_CERTS" >>"$d/lab.log" 2>&1 || { cat "$d/lab.log" >&2; die "lab.sh load $LOAD_CERTS failed"; }
+    LOAD_ON=1
+    sed "s#^store = .*#store = \"$d/store\"#" "$LAB/load/certctl.toml" >"$d/certctl.toml"
+    info "load: first issuance and deployment (untimed)"
+    rc=0
+    timeout 600 "$CERTCTL" --config "$d/certctl.toml" run >"$d/warm.log" 2>&1 || rc=$?
+    ((rc == 0)) || { tail -n 15 "$d/warm.log" >&2; die "the untimed first load run failed (exit $rc)"; }
+    # From now on every certificate is due at every run.
+    printf '\n[renewal]\nrenew_before = "3000d"\n' >>"$d/certctl.toml"
+    ls "$d/store/live" >"$d/names.txt"
+    local addrs=()
+    for ((i = 1; i <= LAB_NODES; i++)); do addrs+=("127.0.0.$((10 + i))"); done
+    : >"$d/watch.all"
+    for ((run = 1; run <= runs; run++)); do
+        info "load: run $run of $runs"
+        # A new ACME account for every run (untimed): pebble 2.4 deadlocks when
+        # one account renews many names at once (a lock-order inversion around
+        # FindValidAuthorization, seen in its goroutine dump); certctl registers
+        # the account again, as it does after any CA reset.
+        rm -f "$d/store/accounts/"*.json
+        rc=0
+        WRAP=(python3 "$BENCH/loadwatch.py" "$LAB" "$LAB_NODES" 600 "$d/watch.txt")
+        timed 600 "$d/time" "$d/log" "$CERTCTL" --config "$d/certctl.toml" run || rc=$?
+        WRAP=()
+        local renewed deployed ok=0 served
+        renewed="$(grep -c 'renew: .* issued' "$d/log" || true)"
+        deployed="$(grep -c 'deploy: .*: deployed' "$d/log" || true)"
+        served="$(python3 "$BENCH/served.py" "$d/store" 'l{num}.load.example.test' "$d/names.txt" "${addrs[@]}" 2>"$d/served.err")" || true
+        if ((rc == 0)) && [[ "$renewed" == "$LOAD_CERTS" && "$deployed" == "$((LOAD_CERTS * LAB_NODES))" ]] &&
+            [[ "$served" == "served_ok=$((LOAD_CERTS * LAB_NODES)) "* ]]; then
+            ok=1
+        fi
+        row load certctl "$LOAD_CERTS-certs-$LAB_NODES-nodes" "$run" "$ok" "$rc" "$d/time" "$d/log" \
+            "expected exit 0, $LOAD_CERTS renewed, $((LOAD_CERTS * LAB_NODES)) deployed and served; got $renewed, $deployed, $served"
+        echo "$run renewed=$renewed deployed=$deployed $served $(cat "$d/watch.txt" 2>/dev/null)" >>"$d/watch.all"
+        echo "  $(tail -n 1 "$d/watch.all")" >&2
+    done
+    bash "$ROOT/lab/lab.sh" load 0 >>"$d/lab.log" 2>&1 || info "warning: lab.sh load 0 failed; see $d/lab.log"
+    LOAD_ON=0
+
+    local notes="$TMP/load.notes"
+    {
+        echo "One \`certctl run\` (renew what is due, deploy, report) with $LOAD_CERTS certificates (one name each, l001..l$LOAD_CERTS.load.example.test) on all $LAB_NODES lab nodes, every certificate due (\`renew_before = \"3000d\"\`, pebble's certificates live 5 years); after one untimed first issuance and deployment. $runs runs; each renews $LOAD_CERTS certificates through DNS-01, deploys $((LOAD_CERTS * LAB_NODES)) (certificate, node) pairs with verification, and probes them all for the report."
+        echo "Every node serves the $LOAD_CERTS load certificates besides the lab's own (lab.sh load $LOAD_CERTS): an \`nginx -t\` on a node takes about 0.25 s of CPU, and every node's validate and reload run on the same $(nproc) CPUs as certctl, pebble and bind9."
+        echo "A run counts when certctl exited 0, its output names $LOAD_CERTS renewals and $((LOAD_CERTS * LAB_NODES)) deployments, and tests/bench/served.py (Python's ssl, not certctl) finds every node serving every certificate's new leaf."
+        echo "Wall, CPU and peak RSS from /usr/bin/time around certctl (its ssh masters are not in its CPU)."
+        echo "Watched every 50 ms by tests/bench/loadwatch.py (peaks are lower bounds): certctl's open file descriptors and soft limit, its resident set, the ssh processes, and on the nodes' side the SSH connections each node's sshd holds (pre-authentication ones included, as MaxStartups counts them) and the sessions running on them (MaxSessions bounds them per connection). Per run:"
+        while read -r line; do echo "run $line"; done <"$d/watch.all"
+        load_note
+    } >"$notes"
+    echo
+    python3 "$BENCH/summarise.py" load "$CSV" "$OUT/load.md" "$notes"
+    echo
+    info "wrote $OUT/load.md and $OUT/load.csv"
+}
+
 # ---------------------------------------------------------------- main
 
 # The machine may be shared (other lab tests, builds): say how busy it was.
@@ -898,8 +971,10 @@ load_note() {
     echo "1-minute load average when the section started: $LOAD0, when it ended: $(cut -d' ' -f1 /proc/loadavg) ($(nproc) CPUs)."
 }
 
+LOAD_ON=0
 cleanup() {
     blackbox_stop
+    ((LOAD_ON == 0)) || bash "$ROOT/lab/lab.sh" load 0 >/dev/null 2>&1 || true
     [[ -n "${TMP:-}" && -d "$TMP" ]] && rm -rf "$TMP"
     [[ -n "${SSHTMP:-}" && -d "$SSHTMP" ]] && rm -rf "$SSHTMP"
     return 0

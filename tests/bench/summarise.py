@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarise the per-run CSV of a benchmark section into one Markdown table.
 
-Usage: summarise.py SECTION CSV OUT_MD NOTES_FILE   (SECTION: issue, deploy, scan, list)
+Usage: summarise.py SECTION CSV OUT_MD NOTES_FILE   (SECTION: issue, deploy, scan, list, load)
 
 Reads rows `section,tool,case,run,ok,rc,wall_s,cpu_s,maxrss_kib`, prints the
 table (medians over successful runs), the ratios of certctl to each peer and
@@ -260,11 +260,74 @@ def list_report(rows, notes):
     return with_notes(lines, notes)
 
 
+def load_report(rows, notes):
+    cases = sorted({r["case"] for r in rows})
+    s = summarise(rows, ["certctl"], cases)
+    lines = ["## Load (one certctl run: 200 certificates renewed and deployed to 20 nodes)", ""]
+    lines += figures_table(s)
+    watched = []
+    for n in notes:
+        if n.startswith("run "):
+            kv = dict(w.split("=", 1) for w in n.split()[2:] if "=" in w)
+            watched.append((n.split()[1], kv))
+    lines += ["", "Watched during each run (tests/bench/loadwatch.py, every 50 ms):", ""]
+    lines.append(
+        "| run | renewed | deployed | served (checked by Python) | certctl peak fds / soft limit | "
+        "certctl peak RSS MiB | ssh processes | SSH connections per node / MaxStartups | "
+        "sessions per node / MaxSessions |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for run, kv in watched:
+        g = lambda k: kv.get(k, "?")  # noqa: E731
+        rss = g("peak_rss_kib")
+        rss = f"{int(rss) / 1024:.1f}" if rss.isdigit() else "?"
+        lines.append(
+            f"| {run} | {g('renewed')} | {g('deployed')} | {g('served_ok')} | {g('peak_fds')} / {g('fd_soft_limit')} | "
+            f"{rss} | {g('peak_ssh_procs')} | {g('peak_conns_per_node')} / {g('max_startups')} | "
+            f"{g('peak_sessions_per_node')} / {g('max_sessions')} |"
+        )
+
+    def worst(key):
+        vals = [int(kv[key]) for _, kv in watched if kv.get(key, "").isdigit()]
+        return max(vals) if vals else None
+
+    def first_int(key, default):
+        for _, kv in watched:
+            v = kv.get(key, "").split(":")[0]
+            if v.isdigit():
+                return int(v)
+        return default
+
+    rss = worst("peak_rss_kib")
+    lines += ["", "Targets (printed, not asserted):", ""]
+    lines.append("| target | limit | measured | |")
+    lines.append("|---|---|---|---|")
+    lines.append(target_line("certctl's open fds, worst run (1024 is the usual default soft limit)", worst("peak_fds"), 1024, "", 0))
+    lines.append(
+        target_line(
+            "SSH connections at once on one node (sshd's MaxStartups starts refusing at its first number)",
+            worst("peak_conns_per_node"),
+            first_int("max_startups", 10),
+            "",
+            0,
+            strict=True,
+        )
+    )
+    lines.append(
+        target_line(
+            "sessions at once on one node (MaxSessions)", worst("peak_sessions_per_node"), first_int("max_sessions", 10), "", 0
+        )
+    )
+    lines.append(target_line("certctl's peak RSS, worst run", None if rss is None else rss / 1024, 100, "MiB", 1))
+    return with_notes(lines, notes)
+
+
 REPORTS = {
     "issue": issue_report,
     "deploy": deploy_report,
     "scan": scan_report,
     "list": list_report,
+    "load": load_report,
 }
 
 

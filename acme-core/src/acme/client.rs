@@ -17,6 +17,19 @@ use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 
 use super::AcmeError;
 
+/// Bound on one request to the CA, connection included: a CA that accepts
+/// the request but never answers (pebble deadlocks under load, for one) is
+/// an error, not a run that hangs until a timer kills it.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The CA did not answer one request in time.
+#[derive(Debug, thiserror::Error)]
+#[error("the ACME server at {uri} did not answer within {} s (is it overloaded or stuck?)", .after.as_secs())]
+pub(crate) struct NoAnswer {
+    uri: String,
+    after: std::time::Duration,
+}
+
 type Inner = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
 
 /// What the CA last said about when to come back.
@@ -41,6 +54,7 @@ impl RetryLog {
 pub(crate) struct CaClient {
     inner: Inner,
     log: RetryLog,
+    timeout: std::time::Duration,
 }
 
 impl CaClient {
@@ -88,7 +102,11 @@ impl CaClient {
             .enable_http1()
             .wrap_connector(http);
         let inner = HyperClient::builder(TokioExecutor::new()).build(connector);
-        Ok(Self { inner, log })
+        Ok(Self {
+            inner,
+            log,
+            timeout: REQUEST_TIMEOUT,
+        })
     }
 }
 
@@ -97,10 +115,24 @@ impl HttpClient for CaClient {
         &self,
         req: Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let uri = format!(
+            "{}://{}{}",
+            req.uri().scheme_str().unwrap_or("https"),
+            req.uri().authority().map_or("", |a| a.as_str()),
+            req.uri().path()
+        );
         let fut = HttpClient::request(&self.inner, req);
-        let log = self.log.clone();
+        let (log, after) = (self.log.clone(), self.timeout);
         Box::pin(async move {
-            let rsp = fut.await?;
+            let rsp = match tokio::time::timeout(after, fut).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(instant_acme::Error::Other(Box::new(NoAnswer {
+                        uri,
+                        after,
+                    })))
+                }
+            };
             let status = rsp.parts.status;
             if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
             {
@@ -136,6 +168,34 @@ pub(crate) fn parse_retry_after(v: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_ca_that_never_answers_is_an_error_naming_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // Accepts, reads, never answers.
+        let held = tokio::spawn(async move {
+            let (conn, _) = listener.accept().await.expect("accept");
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            drop(conn);
+        });
+        let mut client = CaClient::new(None, RetryLog::default()).expect("client");
+        client.timeout = std::time::Duration::from_millis(300);
+        let req = Request::get(format!("http://{addr}/dir"))
+            .body(BodyWrapper::from(Vec::new()))
+            .expect("request");
+        let err = match client.request(req).await {
+            Ok(_) => panic!("a silent server gave an answer"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains(&format!("http://{addr}/dir")) && err.contains("did not answer within"),
+            "{err}"
+        );
+        held.abort();
+    }
 
     #[test]
     fn retry_after_forms() {
