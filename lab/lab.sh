@@ -366,7 +366,7 @@ start_named() {
         die "$which: named-checkconf failed for $d/named.conf"
     fi
     # named daemonizes; the parent exits only after the child has started (or failed)
-    if ! named -4 -c "$d/named.conf" </dev/null >>"$d/named.out" 2>&1 9>&-; then
+    if ! named -4 -c "$d/named.conf" </dev/null >>"$d/named.out" 2>&1 8>&- 9>&-; then
         log_tail "$d/named.out"
         log_tail "$d/named.log"
         die "$which failed to start"
@@ -455,7 +455,7 @@ start_pebble() {
     echo "=== $(date -Is) start PEBBLE_WFE_NONCEREJECT=$reject" >>"$d/pebble.log"
     PEBBLE_VA_NOSLEEP=1 PEBBLE_AUTHZREUSE=0 PEBBLE_WFE_NONCEREJECT="$reject" \
         setsid pebble -config "$d/pebble-config.json" -dnsserver 127.0.0.1:53 \
-        </dev/null >>"$d/pebble.log" 2>&1 9>&- &
+        </dev/null >>"$d/pebble.log" 2>&1 8>&- 9>&- &
     pid=$!
     echo "$pid" >"$d/pebble.pid"
     if ! wait_for 15 pebble_answers; then
@@ -672,7 +672,7 @@ start_nginx() {
     nd="$(node_dir "$i")"
     if pid_alive "$nd/nginx/nginx.pid" nginx; then return 0; fi
     rm -f "$nd/nginx/nginx.pid"
-    if ! nginx_cmd "$i" -e "$nd/nginx/error.log" </dev/null >>"$nd/nginx/start.log" 2>&1 9>&-; then
+    if ! nginx_cmd "$i" -e "$nd/nginx/error.log" </dev/null >>"$nd/nginx/start.log" 2>&1 8>&- 9>&-; then
         log_tail "$nd/nginx/error.log"
         die "node$i: nginx failed to start"
     fi
@@ -691,7 +691,7 @@ start_sshd() {
     if pid_alive "$nd/sshd.pid" sshd; then return 0; fi
     rm -f "$nd/sshd.pid"
     mkdir -p /run/sshd
-    if ! /usr/sbin/sshd -f "$nd/sshd_config" -E "$nd/sshd.log" </dev/null >>"$nd/sshd.log" 2>&1 9>&-; then
+    if ! /usr/sbin/sshd -f "$nd/sshd_config" -E "$nd/sshd.log" </dev/null >>"$nd/sshd.log" 2>&1 8>&- 9>&-; then
         log_tail "$nd/sshd.log"
         die "node$i: sshd failed to start"
     fi

@@ -540,19 +540,26 @@ async fn full_disk_fails_cleanly_and_keeps_the_old_certificate() {
         }
     }
     assert_eq!(serving_now(lab, 3).await, before);
+    let archive = base_dir(lab, 3).join("archive");
+    let staged: Vec<_> = std::fs::read_dir(&archive)
+        .expect("archive")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".stage-"))
+        .collect();
+    assert!(
+        staged.is_empty(),
+        "temporary upload left in {}: {staged:?}",
+        archive.display()
+    );
     for (name, _) in CERTS {
         assert_live_link_valid(lab, 3, name);
-        let archive = base_dir(lab, 3).join("archive").join(name);
-        let temps: Vec<_> = std::fs::read_dir(&archive)
+        let temps: Vec<_> = std::fs::read_dir(archive.join(name))
             .expect("archive")
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
             .collect();
-        assert!(
-            temps.is_empty(),
-            "temporary upload left in {}",
-            archive.display()
-        );
+        assert!(temps.is_empty(), "temporary directory left in {name}'s archive");
     }
 }
 
@@ -763,5 +770,26 @@ fn measure_rollout_wall_time() {
     if std::env::var_os("CERTCTL_BENCH_KEEP").is_some() {
         eprintln!("kept {}", fleet.config.display());
         let _ = fleet.dir.keep();
+    }
+}
+
+/// The other nodes connect while the canary deploys; a canary slower than
+/// the SSH masters' idle limit (ControlPersist, 30 s) must not cost them
+/// their connections.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_canary_does_not_strand_the_other_nodes() {
+    let lab = lab();
+    let _x = lab.exclusive();
+    let nginx = lab.dir.join("nodes/node1/nginx/");
+    let slow = format!(
+        "\"sleep 35 && nginx -t -q -p {} -c nginx.conf\"",
+        nginx.display()
+    );
+    let fleet = Fleet::new(lab, |t| set_node(&t, "node1", "validate", &slow));
+    let leaves = fleet.issue();
+    let r = fleet.deploy().await;
+    all_deployed(&r, 1..=NODES);
+    for i in 1..=NODES {
+        assert_serves(lab, i, &leaves).await;
     }
 }
