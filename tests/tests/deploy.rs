@@ -559,7 +559,10 @@ async fn full_disk_fails_cleanly_and_keeps_the_old_certificate() {
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
             .collect();
-        assert!(temps.is_empty(), "temporary directory left in {name}'s archive");
+        assert!(
+            temps.is_empty(),
+            "temporary directory left in {name}'s archive"
+        );
     }
 }
 
