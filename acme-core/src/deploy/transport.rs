@@ -204,7 +204,7 @@ pub async fn connect(
 /// rest of stdin. A script of any size passes this way (Linux limits one
 /// argument to 128 KiB, about 200 certificates' worth), and a script cut
 /// short by a lost connection is refused, not half run: it must end with
-/// [`SCRIPT_END`].
+/// the line `: certctl-script-end`.
 pub const LAUNCHER: &str = r#"IFS= read -r n && s=$(head -c "$n") && case "$s" in *': certctl-script-end') eval "$s" ;; *) echo 'certctl: the script arrived incomplete' >&2; exit 125 ;; esac"#;
 
 /// The last line of every script sent through [`LAUNCHER`].
