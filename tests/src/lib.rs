@@ -129,15 +129,21 @@ impl Lab {
         self.lock(true)
     }
 
-    /// The generated inventory text.
-    pub fn inventory_text(&self) -> String {
-        std::fs::read_to_string(self.dir.join("certctl.toml")).expect("read lab inventory")
-    }
-
     /// Writes an inventory into `dir` with the store at `dir/store`, after
     /// applying `edit` to the lab's text; returns the file's path.
     pub fn inventory_in(&self, dir: &Path, edit: impl FnOnce(String) -> String) -> PathBuf {
-        let text = self.inventory_text();
+        self.inventory_from(&self.dir.join("certctl.toml"), dir, edit)
+    }
+
+    /// Like [`Lab::inventory_in`], starting from the inventory at `source`
+    /// (e.g. `load/certctl.toml`, written by `lab.sh load`).
+    pub fn inventory_from(
+        &self,
+        source: &Path,
+        dir: &Path,
+        edit: impl FnOnce(String) -> String,
+    ) -> PathBuf {
+        let text = std::fs::read_to_string(source).expect("read lab inventory");
         let store_line = text
             .lines()
             .find(|l| l.starts_with("store = "))
@@ -212,4 +218,25 @@ impl Drop for Restore<'_> {
     fn drop(&mut self) {
         let _ = self.0.sh(self.1);
     }
+}
+
+/// Replaces (or adds) `key = value` in node `node`'s block.
+pub fn set_node(text: &str, node: &str, key: &str, value: &str) -> String {
+    let marker = format!("name = \"{node}\"\n");
+    let start = text.find(&marker).expect("node block") + marker.len();
+    let end = text[start..]
+        .find("[[node]]")
+        .map(|e| start + e)
+        .unwrap_or(text.len());
+    let block: String = text[start..end]
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{key} = ")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    format!(
+        "{}{key} = {value}\n{}{}",
+        &text[..start],
+        block.trim_end_matches('\n').to_string() + "\n\n",
+        &text[end..]
+    )
 }

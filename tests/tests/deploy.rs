@@ -16,7 +16,7 @@ use acme_core::inspect::{Prober, Trust};
 use acme_core::inventory::KeyType;
 use acme_core::store::{Material, ReleaseMeta};
 use acme_core::{CertName, Inventory, Store};
-use certctl_lab_tests::{certctl, lab, show, Lab};
+use certctl_lab_tests::{certctl, lab, set_node, show, Lab};
 
 /// Nodes used by these tests (node1 is the canary).
 const NODES: usize = 5;
@@ -49,27 +49,6 @@ fn keep_nodes(text: &str, n: usize) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Replaces (or adds) `key = value` in node `node`'s block.
-fn set_node(text: &str, node: &str, key: &str, value: &str) -> String {
-    let marker = format!("name = \"{node}\"\n");
-    let start = text.find(&marker).expect("node block") + marker.len();
-    let end = text[start..]
-        .find("[[node]]")
-        .map(|e| start + e)
-        .unwrap_or(text.len());
-    let block: String = text[start..end]
-        .lines()
-        .filter(|l| !l.starts_with(&format!("{key} = ")))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    format!(
-        "{}{key} = {value}\n{}{}",
-        &text[..start],
-        block.trim_end_matches('\n').to_string() + "\n\n",
-        &text[end..]
-    )
 }
 
 struct Fleet {

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use acme_core::inspect::{Prober, Trust};
-use certctl_lab_tests::{certctl, certctl_bin, lab, show, txt, unique, Lab, Restore};
+use certctl_lab_tests::{certctl, certctl_bin, lab, set_node, show, txt, unique, Lab, Restore};
 
 fn cert(name: &str, domains: &[&str], extra: &str) -> String {
     let list = domains
@@ -42,27 +42,6 @@ fn inventory(
         }
         edit(out)
     })
-}
-
-/// Replaces `key = value` in node `node`'s block.
-fn set_node(text: &str, node: &str, key: &str, value: &str) -> String {
-    let marker = format!("name = \"{node}\"\n");
-    let start = text.find(&marker).expect("node block") + marker.len();
-    let end = text[start..]
-        .find("[[node]]")
-        .map(|e| start + e)
-        .unwrap_or(text.len());
-    let block: String = text[start..end]
-        .lines()
-        .filter(|l| !l.starts_with(&format!("{key} = ")))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    format!(
-        "{}{key} = {value}\n{}\n{}",
-        &text[..start],
-        block.trim_end(),
-        &text[end..]
-    )
 }
 
 fn no_txt_left(domains: &[&str]) {

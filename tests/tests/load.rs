@@ -49,20 +49,9 @@ fn one_run_renews_and_deploys_two_hundred_certificates_within_1024_open_files() 
     lab.must(&["load", &CERTS.to_string()]);
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = std::fs::read_to_string(lab.dir.join("load/certctl.toml")).expect("load inventory");
     let store = dir.path().join("store");
-    let text: String = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("store = ") {
-                format!("store = \"{}\"\n", store.display())
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    let config = dir.path().join("certctl.toml");
-    std::fs::write(&config, &text).expect("write inventory");
+    let config = lab.inventory_from(&lab.dir.join("load/certctl.toml"), dir.path(), |t| t);
+    let text = std::fs::read_to_string(&config).expect("read inventory");
 
     // First issuance, and the nodes' bootstrap versions replaced.
     let first = run_limited(&config);

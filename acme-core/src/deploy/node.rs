@@ -159,8 +159,8 @@ impl NodeCtx<'_> {
             .flat_map(|(i, (snis, _))| snis.iter().map(move |s| (i, s.as_str())))
             .collect();
         let n = pairs.len();
-        let deadline = Instant::now() + VERIFY_FOR;
         let started = Instant::now();
+        let deadline = started + VERIFY_FOR;
         let mut good = vec![false; n];
         let mut errors: Vec<Option<NodeError>> = vec![None; n];
         let mut good_rounds = 0;

@@ -394,7 +394,6 @@ pub(crate) fn deploy(d: &DeployScript) -> String {
     let _ = writeln!(s, "adopt={}", shell_quote(&d.adopt_as));
     let _ = writeln!(s, "validate={}", shell_quote(&d.validate));
     let _ = writeln!(s, "reload={}", shell_quote(&d.reload));
-    s.push_str("dirs=\n");
     // idx NAME: sets $i to the certificate's index in this script, or empty.
     s.push_str("idx() {\n  case \"$1\" in\n");
     for (i, c) in d.certs.iter().enumerate() {

@@ -226,6 +226,42 @@ async fn feed(mut input: impl tokio::io::AsyncWrite + Unpin, script: &str, paylo
     let _ = input.shutdown().await;
 }
 
+/// Feeds a started script its framed text and payload while its output is
+/// read (a script may print before it has read all of its payload).
+async fn exchange<E>(
+    input: Option<impl tokio::io::AsyncWrite + Unpin>,
+    script: &str,
+    payload: &[u8],
+    output: impl std::future::Future<Output = Result<std::process::Output, E>>,
+) -> Result<ScriptOutput, E> {
+    let fed = async {
+        if let Some(input) = input {
+            feed(input, script, payload).await;
+        }
+    };
+    let ((), out) = tokio::join!(fed, output);
+    let out = out?;
+    Ok(ScriptOutput {
+        status: out.status.code(),
+        stdout: out.stdout,
+        stderr: out.stderr,
+    })
+}
+
+/// `work` bounded by the node's command timeout.
+async fn within(
+    node: &str,
+    after: Duration,
+    work: impl std::future::Future<Output = Result<ScriptOutput, TransportError>>,
+) -> Result<ScriptOutput, TransportError> {
+    tokio::time::timeout(after, work).await.unwrap_or_else(|_| {
+        Err(TransportError::Timeout {
+            node: node.to_string(),
+            after,
+        })
+    })
+}
+
 fn launcher_argv(sudo: bool) -> Vec<&'static str> {
     let mut v = Vec::with_capacity(5);
     if sudo {
@@ -271,28 +307,11 @@ impl Transport for LocalTransport {
         let work = async {
             let mut child = cmd.spawn().map_err(spawn_err)?;
             let input = child.stdin.take();
-            // Fed while the output is read: a script may print before it
-            // has read all of its payload.
-            let fed = async {
-                if let Some(input) = input {
-                    feed(input, script, stdin).await;
-                }
-            };
-            let ((), out) = tokio::join!(fed, child.wait_with_output());
-            let out = out.map_err(spawn_err)?;
-            Ok(ScriptOutput {
-                status: out.status.code(),
-                stdout: out.stdout,
-                stderr: out.stderr,
-            })
+            exchange(input, script, stdin, child.wait_with_output())
+                .await
+                .map_err(spawn_err)
         };
-        match tokio::time::timeout(self.timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err(TransportError::Timeout {
-                node: self.node.clone(),
-                after: self.timeout,
-            }),
-        }
+        within(&self.node, self.timeout, work).await
     }
 
     fn node(&self) -> &str {
@@ -473,26 +492,11 @@ impl Transport for SshTransport {
                 .await
                 .map_err(session_err)?;
             let input = child.stdin().take();
-            let fed = async {
-                if let Some(input) = input {
-                    feed(input, script, stdin).await;
-                }
-            };
-            let ((), out) = tokio::join!(fed, child.wait_with_output());
-            let out = out.map_err(session_err)?;
-            Ok(ScriptOutput {
-                status: out.status.code(),
-                stdout: out.stdout,
-                stderr: out.stderr,
-            })
+            exchange(input, script, stdin, child.wait_with_output())
+                .await
+                .map_err(session_err)
         };
-        match tokio::time::timeout(self.timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err(TransportError::Timeout {
-                node: self.node.clone(),
-                after: self.timeout,
-            }),
-        }
+        within(&self.node, self.timeout, work).await
     }
 
     fn node(&self) -> &str {
