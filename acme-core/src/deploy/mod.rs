@@ -218,6 +218,18 @@ pub enum NodeError {
         /// What the shell said.
         stderr: String,
     },
+    /// A path certctl would replace on the node holds something certctl did
+    /// not make (no marker); it is left alone.
+    #[error(
+        "{path} on {node} exists but was not made by certctl (it has no .certctl-version \
+         marker), so certctl leaves it alone: move it away and rerun"
+    )]
+    NotOurs {
+        /// Node name.
+        node: String,
+        /// The path.
+        path: String,
+    },
     /// `live/<name>` is neither a symlink nor a directory.
     #[error("{path} on {node} is neither a symlink nor a directory: move it away and rerun")]
     LiveNotLink {

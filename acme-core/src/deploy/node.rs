@@ -128,6 +128,12 @@ impl NodeCtx<'_> {
 
     fn step_error(&self, step: String, path: String, out: &ScriptOutput) -> NodeError {
         let stderr = out.stderr_text();
+        if step == "foreign" {
+            return NodeError::NotOurs {
+                node: self.name(),
+                path,
+            };
+        }
         if stderr.contains("No space left on device") || stderr.contains("Disk quota exceeded") {
             NodeError::NoSpace {
                 node: self.name(),
@@ -139,6 +145,42 @@ impl NodeCtx<'_> {
                 step,
                 path,
                 stderr,
+            }
+        }
+    }
+
+    /// Says what the deploy script adopted, and warns (once per certificate
+    /// and run) that certbot still manages a lineage certctl now serves.
+    fn tell_ownership(&self, stdout: &str) {
+        use std::sync::{Mutex, OnceLock};
+        static CERTBOT_WARNED: OnceLock<Mutex<std::collections::BTreeSet<String>>> =
+            OnceLock::new();
+        for line in stdout.lines() {
+            if let Some(rest) = line.strip_prefix("@adopted ") {
+                let (name, kept) = rest.split_once(' ').unwrap_or((rest, ""));
+                tracing::info!(
+                    node = %self.node.name,
+                    "live/{name} was not made by certctl: copied as an adopted version \
+                     (kept for rollback, never pruned); the original is kept at {kept}"
+                );
+            } else if let Some(rest) = line.strip_prefix("@certbot ") {
+                let (name, conf) = rest.split_once(' ').unwrap_or((rest, ""));
+                let first = CERTBOT_WARNED
+                    .get_or_init(Default::default)
+                    .lock()
+                    .map(|mut w| w.insert(name.to_string()))
+                    .unwrap_or(true);
+                if first {
+                    tracing::warn!(
+                        node = %self.node.name,
+                        "certbot still manages the lineage `{name}` ({conf} exists): stop its \
+                         renewals, or they fight certctl's: move that file aside (e.g. to \
+                         {conf}.disabled; certbot reads only *.conf) or disable certbot's timer \
+                         if it manages nothing else. Do not run `certbot delete` on this \
+                         lineage now: it removes the files under live/{name}/ and the whole \
+                         archive/{name}/, which hold certctl's versions"
+                    );
+                }
             }
         }
     }
@@ -288,6 +330,7 @@ impl NodeCtx<'_> {
             Err(e) => return fail_all(jobs.len(), || e.clone().into()),
         };
         let text = out.stdout_text();
+        self.tell_ownership(&text);
         let steps = script::parse_steps(&text);
         let failure: Option<(NodeError, bool)> = match script::marker(&text) {
             Marker::Ok(_) => None,

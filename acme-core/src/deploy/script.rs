@@ -5,6 +5,16 @@
 //! One script per node keeps round trips down: `deploy` (look, adopt, stage,
 //! swap, validate, reload, prune), and `restore` only when verification
 //! fails. `rollback` uses `inspect` (read-only), then `restore`.
+//!
+//! Ownership on a node: certctl removes only what it can prove it made.
+//! Every version directory it stages carries [`VERSION_MARKER`], every copy
+//! it adopts [`ADOPTED_MARKER`], every upload directory [`STAGE_MARKER`];
+//! prune deletes marked versions only, and the sweeps of leftovers delete
+//! marked directories only. A `live/<name>` certctl did not make (a real
+//! directory, certbot's lineage of file links, a link pointing elsewhere) is
+//! copied as the version `adopted-<time>` and the original is kept, renamed
+//! at the same depth to `live/.<name>.adopted-<time>` (its relative links
+//! still resolve); nothing of it is deleted. Adopted copies are never pruned.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -56,6 +66,15 @@ impl Default for Inspected {
     }
 }
 
+/// The file in every version directory certctl staged on a node: what
+/// prune may delete.
+pub(crate) const VERSION_MARKER: &str = ".certctl-version";
+/// The file in every copy certctl made of a `live/<name>` it adopted: kept
+/// until the user removes it.
+pub(crate) const ADOPTED_MARKER: &str = ".certctl-adopted";
+/// The file in every upload directory (`archive/.stage-<rand>`).
+pub(crate) const STAGE_MARKER: &str = ".certctl-stage";
+
 const PRELUDE: &str = r#"set -u
 fail() { printf '@fail %s %s\n' "$1" "$2"; exit 1; }
 "#;
@@ -76,7 +95,10 @@ pub(crate) fn inspect(base: &str, certs: &[(&str, &str)]) -> String {
     (cd "$d" && sha256sum privkey.pem cert.pem chain.pem fullchain.pem 2>/dev/null) |
       while read -r h f; do printf 'sum %s %s %s\n' "$n" "$f" "$h"; done
   fi
-  ls -1t "$b/archive/$n" 2>/dev/null | while read -r x; do printf 'ver %s %s\n' "$n" "$x"; done
+  # versions are directories holding a certificate: certbot's cert1.pem... are not
+  ls -1t "$b/archive/$n" 2>/dev/null | while read -r x; do
+    [ -f "$b/archive/$n/$x/cert.pem" ] && printf 'ver %s %s\n' "$n" "$x"
+  done
 }
 "#,
     );
@@ -188,23 +210,27 @@ $4  $1/chain.pem
 $5  $1/fullchain.pem
 EOF
 }
+# mine DIR: DIR is a version directory certctl staged (it carries the marker).
+mine() { [ -f "$1/.certctl-version" ] && [ ! -L "$1" ]; }
 # Versions to stage, as NAME/VERSION words, and the sums their files must have.
 s="$b/archive/.stage-$r"; need=; sums=; dirs=
 # stage_all: unpacks the versions in $need from the tar payload on stdin into
 # a private directory, checks every sum, fsyncs, then renames each version
 # directory into place, so a half-uploaded version never exists.
 stage_all() {
-  # what a killed run left (the node lock is held)
-  for x in "$b"/archive/.stage-*; do [ -e "$x" ] && rm -rf "$x"; done
+  # what a killed run left (the node lock is held); only marked upload directories
+  for x in "$b"/archive/.stage-*; do [ -f "$x/.certctl-stage" ] && rm -rf "$x"; done
   [ -n "$need" ] || return 0
   [ -d "$b/archive" ] || mkdir -p "$b/archive" || fail stage "$b/archive"
   mkdir -m 700 "$s" || fail stage "$s"
+  true >"$s/.certctl-stage" || { rm -rf "$s"; fail stage "$s"; }
   umask 022
   tar -x -f - -C "$s" --no-same-owner $need || { rm -rf "$s"; fail stage "$s"; }
   umask 077
   sha256sum -c --status <<EOF || { rm -rf "$s"; fail stage "$s"; }
 $sums
 EOF
+  for x in $need; do true >"$s/$x/.certctl-version" || { rm -rf "$s"; fail stage "$s/$x"; }; done
   if [ -n "$own" ]; then chown -R "$own" "$s" || { rm -rf "$s"; fail stage "$s"; }; fi
   sync "$s"/*/*/*.pem "$s"/*/* || { rm -rf "$s"; fail stage "$s"; }
   mk=
@@ -212,21 +238,34 @@ EOF
   if [ -n "$mk" ]; then mkdir $mk || { rm -rf "$s"; fail stage "$mk"; }; fi
   for x in $need; do
     a="$b/archive/${x%%/*}"; v="${x#*/}"
-    for y in "$a"/.tmp-* "$a"/.old-*; do [ -e "$y" ] && rm -rf "$y"; done
-    if [ -e "$a/$v" ]; then mv -T "$a/$v" "$a/.old-$v-$r" || { rm -rf "$s"; fail stage "$a/$v"; }; fi
+    for y in "$a"/.tmp-* "$a"/.old-*; do
+      if mine "$y" || { [ -f "$y/.certctl-adopted" ] && [ ! -L "$y" ]; }; then rm -rf "$y"; fi
+    done
+    # an incomplete version is replaced only if certctl made it
+    if [ -e "$a/$v" ] || [ -L "$a/$v" ]; then
+      mine "$a/$v" || { rm -rf "$s"; fail foreign "$a/$v"; }
+      mv -T "$a/$v" "$a/.old-$v-$r" || { rm -rf "$s"; fail stage "$a/$v"; }
+    fi
     mv -T "$s/$x" "$a/$v" || { rm -rf "$s"; fail stage "$a/$v"; }
     [ -e "$a/.old-$v-$r" ] && rm -rf "$a/.old-$v-$r"
     dirs="$dirs $a"
   done
   rm -rf "$s"
 }
+# adopt NAME AS: copies a live/NAME certctl did not make (a directory, or a
+# link elsewhere) as the version AS (marked adopted: never pruned), keeps the
+# original as live/.NAME.AS (same depth, so its relative links still
+# resolve), and links live/NAME to the copy. Deletes nothing it did not make.
 adopt() {
-  a="$b/archive/$1"; l="$b/live/$1"; t="$a/.tmp-$2-$r"
+  a="$b/archive/$1"; l="$b/live/$1"; t="$a/.tmp-$2-$r"; k="$b/live/.$1.$2"
+  if [ -e "$k" ] || [ -L "$k" ]; then fail adopt "$k"; fi
   [ -d "$a" ] || mkdir -p "$a" || fail adopt "$a"
-  cp -RL "$l" "$t" && chmod 755 "$t" && sync "$t" && mv -T "$t" "$a/$2" || { rm -rf "$t"; fail adopt "$a/$2"; }
-  mv -T "$l" "$b/live/.$1.old-$r" || fail adopt "$l"
-  ln -s "../archive/$1/$2" "$l" || { mv -T "$b/live/.$1.old-$r" "$l"; fail adopt "$l"; }
-  rm -rf "$b/live/.$1.old-$r"
+  mkdir "$t" || fail adopt "$t"
+  { true >"$t/.certctl-adopted" && cp -RL "$l/." "$t/" && chmod 755 "$t" && sync "$t" && mv -T "$t" "$a/$2"; } ||
+    { rm -rf "$t"; fail adopt "$a/$2"; }
+  mv -T "$l" "$k" || fail adopt "$l"
+  ln -s "../archive/$1/$2" "$l" || { mv -T "$k" "$l"; fail adopt "$l"; }
+  printf '@adopted %s %s\n' "$1" "$k"
 }
 link() {
   l="$b/live/$1"; t="$b/live/.$1.tmp-$r"
@@ -261,8 +300,16 @@ cert() {
   elif [ -e "$l" ]; then kind=other
   else kind=missing; fi
   if [ "$kind" = other ]; then printf '@cert %s other\n' "$n"; return 0; fi
+  # a link certctl did not make (pointing outside archive/NAME/) is adopted, not replaced
+  if [ "$kind" = link ]; then case "$cur" in "../archive/$n/"*) ;; *) kind=dir ;; esac; fi
+  # certbot still renews this lineage: say so (the controller warns once)
+  [ -f "$b/renewal/$n.conf" ] && printf '@certbot %s %s\n' "$n" "$b/renewal/$n.conf"
   complete=0
-  [ -d "$b/archive/$n/$v" ] && check "$b/archive/$n/$v" "$4" "$5" "$6" "$7" && complete=1
+  if [ -d "$b/archive/$n/$v" ] && check "$b/archive/$n/$v" "$4" "$5" "$6" "$7"; then
+    complete=1
+    # the store's exact files: certctl's own (a version staged before markers existed)
+    [ -f "$b/archive/$n/$v/.certctl-version" ] || true >"$b/archive/$n/$v/.certctl-version" 2>/dev/null
+  fi
   if [ "$kind" = link ] && [ "${cur##*/}" = "$v" ] && [ $complete = 1 ] && [ "$3" = 1 ]; then
     printf '@cert %s unchanged\n' "$n"; return 0
   fi
@@ -289,8 +336,9 @@ prune() {
 # pick NAME: sets $v and $p, the version and previous version queued for NAME.
 pick() { idx "$1"; eval "v=\${pv$i-} p=\${pp$i-}"; }
 # prune_all: one `ls -t` over every queued archive, one `rm`; per archive keeps
-# the newest $keep (with the version) and the previous one, and deletes only
-# names certctl could have made.
+# the newest $keep certctl versions (with the version) and the previous one,
+# and deletes only version directories certctl made and marked: adopted
+# copies, certbot's files and anything else in the archive stay.
 prune_all() {
   [ -n "$pn" ] || return 0
   set --; for x in $pn; do set -- "$@" "$b/archive/$x"; done
@@ -303,11 +351,12 @@ prune_all() {
       "$b"/archive/*:) nm=${x%:}; nm=${nm##*/}; pick "$nm"; i=0; continue ;;
     esac
     [ -n "$nm" ] || continue
+    case "$x" in .*|*..*|*[!A-Za-z0-9._-]*) continue ;; esac
+    mine "$b/archive/$nm/$x" || continue
     [ "$x" = "$v" ] && continue
     i=$((i + 1))
     [ "$i" -lt "$keep" ] && continue
     [ "$x" = "$p" ] && continue
-    case "$x" in .*|*..*|*[!A-Za-z0-9._-]*) continue ;; esac
     del="$del $b/archive/$nm/$x"
   done <<EOF
 $out
@@ -632,9 +681,15 @@ mod tests {
         }
     }
 
+    /// A version directory as certctl stages it: marked as its own.
+    fn certctl_version(dir: &Path) {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        std::fs::write(dir.join(VERSION_MARKER), b"").expect("marker");
+    }
+
     fn node_with(base: &Path, versions: &[&str], live: &str) {
         for v in versions {
-            std::fs::create_dir_all(base.join("archive/www").join(v)).expect("mkdir");
+            certctl_version(&base.join("archive/www").join(v));
             // distinct mtimes, oldest first
             std::thread::sleep(std::time::Duration::from_millis(15));
         }
@@ -648,7 +703,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = dir.path().to_str().expect("utf8");
         node_with(dir.path(), &["v0", "v1", "v9"], "v1");
-        std::fs::create_dir_all(dir.path().join("archive/www/.tmp-v9-dead")).expect("mkdir");
+        certctl_version(&dir.path().join("archive/www/.tmp-v9-dead"));
+        std::fs::create_dir_all(dir.path().join("archive/www/.tmp-not-ours")).expect("mkdir");
         let (code, out) = sh(&deploy(&script(base, "true", false)), &payload());
         assert_eq!(code, 0, "{out}");
         assert_eq!(marker(&out), Marker::Ok(String::new()));
@@ -673,6 +729,14 @@ mod tests {
         assert!(dir.path().join("archive/www/v1").exists(), "previous kept");
         assert!(!dir.path().join("archive/www/v0").exists(), "pruned");
         assert!(!dir.path().join("archive/www/.tmp-v9-dead").exists());
+        assert!(
+            dir.path().join("archive/www/.tmp-not-ours").exists(),
+            "an unmarked leftover is not certctl's to remove"
+        );
+        assert!(
+            v2.join(VERSION_MARKER).exists(),
+            "a staged version is marked"
+        );
 
         // Linked, complete and served: nothing to do (a failing validate
         // command proves it is not run), stdin consumed.
@@ -751,6 +815,22 @@ mod tests {
         );
         let adopted = dir.path().join("archive/www/adopted-x/cert.pem");
         assert_eq!(std::fs::read(&adopted).expect("adopted copy"), b"OLD\n");
+        assert!(dir
+            .path()
+            .join("archive/www/adopted-x")
+            .join(ADOPTED_MARKER)
+            .exists());
+        // The original is kept whole, at the same depth: its relative link still resolves.
+        let kept = dir.path().join("live/.www.adopted-x");
+        assert_eq!(
+            std::fs::read_link(kept.join("cert.pem")).expect("kept link"),
+            Path::new("../../old-cert.pem")
+        );
+        assert_eq!(
+            std::fs::read(kept.join("cert.pem")).expect("kept"),
+            b"OLD\n"
+        );
+        assert!(out.contains("@adopted www "), "{out}");
         let go = [Relink {
             name: "www".into(),
             target: Some(previous.into()),
@@ -771,8 +851,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("live")).expect("mkdir");
         for name in ["a", "b"] {
             for v in ["v0", "v1", "v9"] {
-                std::fs::create_dir_all(dir.path().join("archive").join(name).join(v))
-                    .expect("mkdir");
+                certctl_version(&dir.path().join("archive").join(name).join(v));
                 std::thread::sleep(std::time::Duration::from_millis(15));
             }
             std::os::unix::fs::symlink(
@@ -814,6 +893,160 @@ mod tests {
         let mut stdin = super::super::transport::framed(script).into_bytes();
         stdin.extend_from_slice(payload);
         sh(super::super::transport::LAUNCHER, &stdin)
+    }
+
+    /// Every file under `dir` (links as their targets), with its bytes.
+    fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        let mut m = BTreeMap::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).expect("read_dir") {
+                let p = e.expect("entry").path();
+                let rel = p.strip_prefix(dir).expect("under").display().to_string();
+                let meta = std::fs::symlink_metadata(&p).expect("lstat");
+                if meta.file_type().is_symlink() {
+                    let t = std::fs::read_link(&p).expect("readlink");
+                    m.insert(rel, format!("-> {}", t.display()).into_bytes());
+                } else if meta.is_dir() {
+                    todo.push(p);
+                } else {
+                    m.insert(rel, std::fs::read(&p).expect("read"));
+                }
+            }
+        }
+        m
+    }
+
+    /// A certbot lineage of two issuances under `base`, as certbot lays it out.
+    fn certbot_lineage(base: &Path) {
+        let a = base.join("archive/www");
+        std::fs::create_dir_all(&a).expect("mkdir");
+        for n in 1..=2 {
+            for f in ["cert", "chain", "fullchain", "privkey"] {
+                std::fs::write(a.join(format!("{f}{n}.pem")), format!("{f} {n}\n")).expect("w");
+            }
+        }
+        let l = base.join("live/www");
+        std::fs::create_dir_all(&l).expect("mkdir");
+        for f in ["cert", "chain", "fullchain", "privkey"] {
+            std::os::unix::fs::symlink(
+                format!("../../archive/www/{f}2.pem"),
+                l.join(format!("{f}.pem")),
+            )
+            .expect("link");
+        }
+        std::fs::write(l.join("README"), b"certbot's README\n").expect("w");
+        std::fs::create_dir_all(base.join("renewal")).expect("mkdir");
+        std::fs::write(base.join("renewal/www.conf"), b"version = 2.1.0\n").expect("w");
+    }
+
+    #[test]
+    fn prune_and_adoption_never_remove_a_file_of_a_certbot_lineage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_str().expect("utf8");
+        certbot_lineage(dir.path());
+        let before = tree(dir.path());
+        // Five deploys of new versions, keep 2: prune runs on every one after the second.
+        for n in 2..7 {
+            let v = format!("v{n}");
+            let mut d = script(base, "true", false);
+            d.certs[0].version = v.clone();
+            d.adopt_as = "adopted-20261202T000000Z".into();
+            let upload = super::payload(&[("www", &v, PARTS)]).expect("payload");
+            let (code, out) = sh(&deploy(&d), upload.expose());
+            assert_eq!(code, 0, "{out}");
+            assert!(
+                out.contains("@certbot www "),
+                "certbot's renewal file is reported: {out}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(15));
+        }
+        let after = tree(dir.path());
+        for (path, bytes) in &before {
+            // certbot's live directory is kept whole, renamed at the same depth
+            let now = path.replace("live/www/", "live/.www.adopted-20261202T000000Z/");
+            assert_eq!(
+                after.get(&now),
+                Some(bytes),
+                "{path} (now {now}) is certbot's"
+            );
+        }
+        // Its links still resolve to certbot's files.
+        let kept = dir.path().join("live/.www.adopted-20261202T000000Z");
+        assert_eq!(
+            std::fs::read(kept.join("fullchain.pem")).expect("kept"),
+            b"fullchain 2\n"
+        );
+        // The adopted copy is certctl's, holds what certbot served, and is never pruned.
+        let adopted = dir.path().join("archive/www/adopted-20261202T000000Z");
+        assert_eq!(
+            std::fs::read(adopted.join("fullchain.pem")).expect("copy"),
+            b"fullchain 2\n"
+        );
+        // certctl's own versions were pruned to keep 2 (the live v6 and the previous v5).
+        let ours: Vec<_> = ["v2", "v3", "v4", "v5", "v6"]
+            .into_iter()
+            .filter(|v| dir.path().join("archive/www").join(v).exists())
+            .collect();
+        assert_eq!(ours, ["v5", "v6"]);
+        // inspect (rollback) sees versions and the adopted copy, never certbot's files.
+        let (_, out) = sh(&inspect(base, &[("www", "")]), b"");
+        let versions = &parse_inspect(&out)["www"].versions;
+        assert!(
+            versions.iter().all(|v| !v.ends_with(".pem")),
+            "{versions:?}"
+        );
+        assert!(
+            versions.iter().any(|v| v.starts_with("adopted-")),
+            "{versions:?}"
+        );
+    }
+
+    #[test]
+    fn a_link_pointing_elsewhere_is_adopted_not_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_str().expect("utf8");
+        let elsewhere = dir.path().join("letsencrypt-live-www");
+        std::fs::create_dir_all(&elsewhere).expect("mkdir");
+        std::fs::write(elsewhere.join("cert.pem"), b"ELSEWHERE\n").expect("w");
+        std::fs::create_dir_all(dir.path().join("live")).expect("mkdir");
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("live/www")).expect("link");
+        let (code, out) = sh(&deploy(&script(base, "true", false)), &payload());
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(
+            parse_steps(&out)["www"],
+            CertStep::Activate(Some("../archive/www/adopted-x".into()))
+        );
+        assert_eq!(
+            std::fs::read_link(dir.path().join("live/.www.adopted-x")).expect("kept link"),
+            elsewhere
+        );
+        assert_eq!(
+            std::fs::read(elsewhere.join("cert.pem")).expect("untouched"),
+            b"ELSEWHERE\n"
+        );
+    }
+
+    #[test]
+    fn a_directory_at_the_version_path_that_certctl_did_not_make_is_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_str().expect("utf8");
+        node_with(dir.path(), &["v1"], "v1");
+        let foreign = dir.path().join("archive/www/v2");
+        std::fs::create_dir_all(&foreign).expect("mkdir");
+        std::fs::write(foreign.join("notes.txt"), b"mine\n").expect("w");
+        let (code, out) = sh(&deploy(&script(base, "true", false)), &payload());
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            matches!(marker(&out), Marker::Fail { ref step, .. } if step == "foreign"),
+            "{out}"
+        );
+        assert_eq!(
+            std::fs::read(foreign.join("notes.txt")).expect("kept"),
+            b"mine\n"
+        );
+        let link = std::fs::read_link(dir.path().join("live/www")).expect("link");
+        assert_eq!(link.to_str(), Some("../archive/www/v1"));
     }
 
     #[test]
