@@ -14,7 +14,7 @@ step() { printf '\n=== %s\n' "$*"; }
 
 step "packages"
 need=()
-for p in pebble bind9 bind9-dnsutils nginx-light openssh-server openssh-client openssl prometheus time; do
+for p in pebble bind9 bind9-dnsutils nginx-light openssh-server openssh-client openssl prometheus time certbot python3-certbot-dns-rfc2136; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
 done
 if ((${#need[@]})); then

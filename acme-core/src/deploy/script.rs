@@ -211,7 +211,7 @@ $5  $1/fullchain.pem
 EOF
 }
 # mine DIR: DIR is a version directory certctl staged (it carries the marker).
-mine() { [ -f "$1/.certctl-version" ] && [ ! -L "$1" ]; }
+mine() { [ -f "$1/$vm" ] && [ ! -L "$1" ]; }
 # Versions to stage, as NAME/VERSION words, and the sums their files must have.
 s="$b/archive/.stage-$r"; need=; sums=; dirs=
 # stage_all: unpacks the versions in $need from the tar payload on stdin into
@@ -219,18 +219,18 @@ s="$b/archive/.stage-$r"; need=; sums=; dirs=
 # directory into place, so a half-uploaded version never exists.
 stage_all() {
   # what a killed run left (the node lock is held); only marked upload directories
-  for x in "$b"/archive/.stage-*; do [ -f "$x/.certctl-stage" ] && rm -rf "$x"; done
+  for x in "$b"/archive/.stage-*; do [ -f "$x/$sm" ] && rm -rf "$x"; done
   [ -n "$need" ] || return 0
   [ -d "$b/archive" ] || mkdir -p "$b/archive" || fail stage "$b/archive"
   mkdir -m 700 "$s" || fail stage "$s"
-  true >"$s/.certctl-stage" || { rm -rf "$s"; fail stage "$s"; }
+  true >"$s/$sm" || { rm -rf "$s"; fail stage "$s"; }
   umask 022
   tar -x -f - -C "$s" --no-same-owner $need || { rm -rf "$s"; fail stage "$s"; }
   umask 077
   sha256sum -c --status <<EOF || { rm -rf "$s"; fail stage "$s"; }
 $sums
 EOF
-  for x in $need; do true >"$s/$x/.certctl-version" || { rm -rf "$s"; fail stage "$s/$x"; }; done
+  for x in $need; do true >"$s/$x/$vm" || { rm -rf "$s"; fail stage "$s/$x"; }; done
   if [ -n "$own" ]; then chown -R "$own" "$s" || { rm -rf "$s"; fail stage "$s"; }; fi
   sync "$s"/*/*/*.pem "$s"/*/* || { rm -rf "$s"; fail stage "$s"; }
   mk=
@@ -239,7 +239,7 @@ EOF
   for x in $need; do
     a="$b/archive/${x%%/*}"; v="${x#*/}"
     for y in "$a"/.tmp-* "$a"/.old-*; do
-      if mine "$y" || { [ -f "$y/.certctl-adopted" ] && [ ! -L "$y" ]; }; then rm -rf "$y"; fi
+      if mine "$y" || { [ -f "$y/$am" ] && [ ! -L "$y" ]; }; then rm -rf "$y"; fi
     done
     # an incomplete version is replaced only if certctl made it
     if [ -e "$a/$v" ] || [ -L "$a/$v" ]; then
@@ -261,7 +261,7 @@ adopt() {
   if [ -e "$k" ] || [ -L "$k" ]; then fail adopt "$k"; fi
   [ -d "$a" ] || mkdir -p "$a" || fail adopt "$a"
   mkdir "$t" || fail adopt "$t"
-  { true >"$t/.certctl-adopted" && cp -RL "$l/." "$t/" && chmod 755 "$t" && sync "$t" && mv -T "$t" "$a/$2"; } ||
+  { true >"$t/$am" && cp -RL "$l/." "$t/" && chmod 755 "$t" && sync "$t" && mv -T "$t" "$a/$2"; } ||
     { rm -rf "$t"; fail adopt "$a/$2"; }
   mv -T "$l" "$k" || fail adopt "$l"
   ln -s "../archive/$1/$2" "$l" || { mv -T "$k" "$l"; fail adopt "$l"; }
@@ -308,7 +308,7 @@ cert() {
   if [ -d "$b/archive/$n/$v" ] && check "$b/archive/$n/$v" "$4" "$5" "$6" "$7"; then
     complete=1
     # the store's exact files: certctl's own (a version staged before markers existed)
-    [ -f "$b/archive/$n/$v/.certctl-version" ] || true >"$b/archive/$n/$v/.certctl-version" 2>/dev/null
+    [ -f "$b/archive/$n/$v/$vm" ] || true >"$b/archive/$n/$v/$vm" 2>/dev/null
   fi
   if [ "$kind" = link ] && [ "${cur##*/}" = "$v" ] && [ $complete = 1 ] && [ "$3" = 1 ]; then
     printf '@cert %s unchanged\n' "$n"; return 0
@@ -379,6 +379,10 @@ fn header(s: &mut String, base: &str, token: &str, chown: Option<&str>) {
     let _ = writeln!(s, "b={}", shell_quote(base));
     let _ = writeln!(s, "r={}", shell_quote(token));
     let _ = writeln!(s, "own={}", shell_quote(chown.unwrap_or("")));
+    let _ = writeln!(
+        s,
+        "vm={VERSION_MARKER} am={ADOPTED_MARKER} sm={STAGE_MARKER}"
+    );
     s.push_str(LOCK);
     s.push_str(FUNCTIONS);
 }
