@@ -1339,4 +1339,391 @@ mod tests {
         assert!(left.contains(&versions[4]));
         assert_eq!(removed.len(), 2);
     }
+
+    fn mode(p: &Path) -> u32 {
+        fs::symlink_metadata(p).expect("stat").permissions().mode() & 0o7777
+    }
+
+    fn refused(path: &Path) -> Found {
+        match Store::open(path) {
+            Err(StoreError::Refused { found, .. }) => found,
+            other => panic!("{} should be refused, got {other:?}", path.display()),
+        }
+    }
+
+    /// Every path below `dir`, with its mode and (for files) contents.
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, u32, Vec<u8>)> {
+        let mut out = vec![(dir.to_path_buf(), mode(dir), Vec::new())];
+        for (p, _, ft) in entries(dir).expect("list") {
+            if ft.is_dir() {
+                out.extend(snapshot(&p));
+            } else {
+                let bytes = if ft.is_file() {
+                    fs::read(&p).expect("read")
+                } else {
+                    Vec::new()
+                };
+                out.push((p.clone(), mode(&p), bytes));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_new_store_is_created_with_the_marker_and_reopened_as_marked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("a/b/store");
+        assert_eq!(validate_location(&root).expect("check"), Location::Missing);
+        Store::open(&root).expect("open");
+        let marker = fs::read_to_string(root.join(MARKER)).expect("marker");
+        assert!(marker.starts_with("certctl-store 1\n"), "{marker}");
+        assert_eq!(validate_location(&root).expect("check"), Location::Marked);
+        Store::open(&root).expect("reopen");
+    }
+
+    #[test]
+    fn an_empty_directory_is_adopted_and_marked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(
+            validate_location(dir.path()).expect("check"),
+            Location::EmptyDirectory
+        );
+        Store::open(dir.path()).expect("open");
+        assert_eq!(
+            validate_location(dir.path()).expect("check"),
+            Location::Marked
+        );
+        assert!(dir.path().join("archive").is_dir());
+    }
+
+    #[test]
+    fn empty_path_and_root_are_refused() {
+        assert_eq!(refused(Path::new("")), Found::EmptyPath);
+        assert_eq!(refused(Path::new("/")), Found::FilesystemRoot);
+        assert_eq!(refused(Path::new("/tmp/..")), Found::FilesystemRoot);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let link = dir.path().join("to-root");
+        std::os::unix::fs::symlink("/", &link).expect("symlink");
+        assert_eq!(refused(&link), Found::FilesystemRoot);
+    }
+
+    #[test]
+    fn a_regular_file_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("store");
+        fs::write(&file, "mine").expect("write");
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = Store::open(&file).expect_err("file");
+        let text = e.to_string();
+        assert!(
+            text.contains("regular file") && text.contains("set `store`"),
+            "{text}"
+        );
+        assert_eq!(fs::read(&file).expect("read"), b"mine");
+        assert_eq!(mode(&file), 0o644);
+    }
+
+    #[test]
+    fn a_device_is_refused() {
+        assert_eq!(refused(Path::new("/dev/null")), Found::Device);
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_opening_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(st.success());
+        // Opening a FIFO for reading would block: the check must not.
+        assert_eq!(refused(&fifo), Found::Fifo);
+        assert!(matches!(
+            Store::open_read_only(&fifo),
+            Err(StoreError::Refused {
+                found: Found::Fifo,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_socket_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock = dir.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+        assert_eq!(refused(&sock), Found::Socket);
+    }
+
+    #[test]
+    fn a_symlink_to_a_file_is_refused_naming_its_target_and_a_dangling_one_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("file");
+        fs::write(&file, "x").expect("write");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        let e = Store::open(&link).expect_err("link to file");
+        assert!(
+            matches!(
+                &e,
+                StoreError::Refused {
+                    found: Found::RegularFile,
+                    resolved: Some(_),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("symbolic link to"), "{e}");
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).expect("symlink");
+        assert!(matches!(refused(&dangling), Found::DanglingLink { .. }));
+        assert!(
+            !dir.path().join("nowhere").exists(),
+            "nothing created through the link"
+        );
+    }
+
+    #[test]
+    fn a_symlink_to_a_store_directory_is_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("real");
+        fs::create_dir(&real).expect("mkdir");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        Store::open(&link).expect("open through the link");
+        assert!(real.join(MARKER).is_file());
+    }
+
+    #[test]
+    fn a_foreign_directory_is_refused_and_nothing_in_it_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("etc");
+        fs::create_dir(&root).expect("mkdir");
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).expect("chmod");
+        for f in ["passwd", "hosts"] {
+            fs::write(root.join(f), f).expect("write");
+            fs::set_permissions(root.join(f), fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        // Even with some of certctl's names beside the foreign files.
+        fs::create_dir(root.join("archive")).expect("mkdir");
+        let before = snapshot(&root);
+        let e = Store::open(&root).expect_err("foreign");
+        let StoreError::Refused {
+            found: Found::ForeignDirectory { count, examples },
+            ..
+        } = &e
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!(*count, 2);
+        assert_eq!(examples, &[PathBuf::from("hosts"), PathBuf::from("passwd")]);
+        assert!(e.to_string().contains("\"hosts\""), "{e}");
+        assert!(Store::open_existing(&root).is_err() && Store::open_read_only(&root).is_err());
+        assert_eq!(snapshot(&root), before);
+    }
+
+    #[test]
+    fn a_marker_that_is_not_certctls_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join(MARKER), "something else\n").expect("write");
+        assert_eq!(
+            refused(dir.path()),
+            Found::BadMarker {
+                problem: MarkerProblem::Unrecognised
+            }
+        );
+        fs::write(dir.path().join(MARKER), "certctl-store 7\n").expect("write");
+        assert_eq!(
+            refused(dir.path()),
+            Found::BadMarker {
+                problem: MarkerProblem::NewerFormat { format: 7 }
+            }
+        );
+        fs::remove_file(dir.path().join(MARKER)).expect("rm");
+        fs::create_dir(dir.path().join(MARKER)).expect("mkdir");
+        assert_eq!(
+            refused(dir.path()),
+            Found::BadMarker {
+                problem: MarkerProblem::NotAFile
+            }
+        );
+    }
+
+    #[test]
+    fn an_unmarked_store_with_only_certctls_layout_is_migrated_with_a_marker() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        let name = CertName::new("www").expect("name");
+        store.install(&name, &material("ab12")).expect("install");
+        store
+            .write_state("www", "renewal", &serde_json::json!({}))
+            .expect("state");
+        store
+            .save_account("https://ca.test/dir", b"{}")
+            .expect("account");
+        drop(store.lock(Duration::ZERO).expect("lock"));
+        // As certctl left stores before it marked them.
+        fs::remove_file(dir.path().join(MARKER)).expect("rm marker");
+        assert_eq!(
+            validate_location(dir.path()).expect("check"),
+            Location::UnmarkedLayout
+        );
+        let (store, _) = Store::open(dir.path()).expect("migrate");
+        assert_eq!(
+            validate_location(dir.path()).expect("check"),
+            Location::Marked
+        );
+        assert!(store.current("www").expect("cur").is_some());
+    }
+
+    #[test]
+    fn an_unmarked_directory_with_certctls_names_and_anything_else_is_not_migrated() {
+        for extra in [
+            "notes.txt",
+            "accounts/key.pem",
+            "live/regular-file",
+            "archive/file",
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            for d in ["accounts", "archive", "live", "state"] {
+                fs::create_dir(dir.path().join(d)).expect("mkdir");
+            }
+            fs::write(dir.path().join(extra), "x").expect("write");
+            match Store::open(dir.path()) {
+                Err(StoreError::Refused {
+                    found: Found::ForeignDirectory { examples, .. },
+                    ..
+                }) => {
+                    assert_eq!(examples, vec![PathBuf::from(extra)], "{extra}")
+                }
+                other => panic!("{extra}: {other:?}"),
+            }
+            assert!(!dir.path().join(MARKER).exists(), "{extra}: not marked");
+        }
+        // A lone `lock` file is no evidence of a store.
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("lock"), "1\n").expect("write");
+        assert!(matches!(
+            refused(dir.path()),
+            Found::ForeignDirectory { .. }
+        ));
+    }
+
+    #[test]
+    fn mode_repair_leaves_foreign_files_alone_and_never_adds_execute() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        let r = store
+            .install(&CertName::new("www").expect("name"), &material("cd34"))
+            .expect("install");
+        // Someone drops files into the store after it was made.
+        let foreign = [
+            dir.path().join("README"),
+            dir.path().join("accounts/backup.tar"),
+            r.dir.join("notes.txt"),
+            dir.path().join("archive/www/old-certs"),
+        ];
+        for f in &foreign[..3] {
+            fs::write(f, "x").expect("write");
+            fs::set_permissions(f, fs::Permissions::from_mode(0o666)).expect("chmod");
+        }
+        fs::create_dir(&foreign[3]).expect("mkdir");
+        fs::set_permissions(&foreign[3], fs::Permissions::from_mode(0o777)).expect("chmod");
+        fs::set_permissions(r.file("cert"), fs::Permissions::from_mode(0o666)).expect("chmod");
+        fs::set_permissions(r.file("privkey"), fs::Permissions::from_mode(0o640)).expect("chmod");
+        fs::set_permissions(r.file("chain"), fs::Permissions::from_mode(0o400)).expect("chmod");
+        fs::set_permissions(&r.dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+
+        let (_, repairs) = Store::open(dir.path()).expect("reopen");
+        let fixed: Vec<&Path> = repairs.iter().map(|r| r.path.as_path()).collect();
+        assert_eq!(fixed.len(), 3, "{repairs:?}");
+        assert_eq!(mode(&r.file("cert")), 0o644);
+        assert_eq!(mode(&r.file("privkey")), 0o600);
+        assert_eq!(
+            mode(&r.file("chain")),
+            0o400,
+            "tight modes are not loosened"
+        );
+        assert_eq!(mode(&r.dir), 0o700);
+        for f in &foreign[..3] {
+            assert_eq!(mode(f), 0o666, "{} is not certctl's", f.display());
+        }
+        assert_eq!(mode(&foreign[3]), 0o777);
+        for r in &repairs {
+            assert_eq!(r.now & !r.was, 0, "a repair only removes bits: {r:?}");
+        }
+        for f in RELEASE_FILES {
+            assert_eq!(
+                mode(&r.file(f)) & 0o111,
+                0,
+                "{f} never gets the execute bit"
+            );
+        }
+    }
+
+    #[test]
+    fn a_read_only_store_refuses_every_write_and_a_missing_one_reads_as_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing");
+        let store = Store::open_read_only(&missing).expect("dry run on a missing store");
+        assert!(store.names().expect("names").is_empty());
+        assert!(store.current("www").expect("current").is_none());
+        assert!(store
+            .load_account("https://ca.test/dir")
+            .expect("account")
+            .is_none());
+        assert!(matches!(
+            store.lock(Duration::ZERO),
+            Err(StoreError::ReadOnly { .. })
+        ));
+        assert!(matches!(
+            store.write_state("www", "renewal", &1),
+            Err(StoreError::ReadOnly { .. })
+        ));
+        assert!(matches!(
+            store.install(&CertName::new("www").expect("name"), &material("ef56")),
+            Err(StoreError::ReadOnly { .. })
+        ));
+        assert!(matches!(
+            store.save_account("d", b"{}"),
+            Err(StoreError::ReadOnly { .. })
+        ));
+        assert!(matches!(
+            store.prune("www", 1),
+            Err(StoreError::ReadOnly { .. })
+        ));
+        assert!(!missing.exists(), "nothing was created");
+    }
+
+    #[test]
+    fn prune_leaves_a_version_directory_certctl_did_not_complete_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        let name = CertName::new("www").expect("name");
+        let mut versions = Vec::new();
+        for i in 0..4 {
+            let mut m = material(&format!("{i:02}000000"));
+            m.meta.stored_at += time::Duration::seconds(i);
+            versions.push(store.install(&name, &m).expect("install").version);
+        }
+        // Oldest: someone added a file; a lookalike with only meta.json; a
+        // certbot-style lineage file beside them.
+        let archive = dir.path().join("archive/www");
+        fs::write(archive.join(&versions[0]).join("keep-me.txt"), "mine").expect("write");
+        let lookalike = archive.join("20000101T000000Z-00");
+        fs::create_dir(&lookalike).expect("mkdir");
+        fs::write(lookalike.join("meta.json"), "{}").expect("write");
+        fs::write(archive.join("cert1.pem"), "certbot's").expect("write");
+
+        let removed = store.prune("www", 1).expect("prune");
+        assert_eq!(removed, vec![versions[1].clone()]);
+        assert!(archive.join(&versions[0]).join("keep-me.txt").exists());
+        assert!(lookalike.join("meta.json").exists());
+        assert_eq!(
+            fs::read(archive.join("cert1.pem")).expect("read"),
+            b"certbot's"
+        );
+    }
 }
