@@ -159,3 +159,118 @@ fn dry_runs_and_read_only_commands_refuse_a_foreign_directory_and_change_nothing
     assert!(!out.status.success(), "{}", show(&out));
     assert_eq!(snapshot(dir.path()), before, "{}", show(&out));
 }
+
+#[test]
+fn a_store_path_that_is_a_file_device_fifo_socket_or_root_is_refused_by_every_command() {
+    let lab = lab();
+    let _g = lab.shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "mine\n").expect("write");
+    let fifo = dir.path().join("a-fifo");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(st.success());
+    let sock = dir.path().join("a-socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let link = dir.path().join("link-to-file");
+    std::os::unix::fs::symlink(&file, &link).expect("symlink");
+    let cases: [(&Path, &str); 6] = [
+        (&file, "regular file"),
+        (Path::new("/dev/null"), "device"),
+        (&fifo, "FIFO"),
+        (&sock, "socket"),
+        (&link, "symbolic link to"),
+        (Path::new("/"), "file system root"),
+    ];
+    // The inventory lives elsewhere, so the tree holds only what is tested.
+    let cfg_dir = tempfile::tempdir().expect("tempdir");
+    let before = snapshot(dir.path());
+    for (store, says) in cases {
+        let cfg = inventory_with_store(cfg_dir.path(), store);
+        for args in [
+            &["renew"][..],
+            &["deploy"],
+            &["renew", "--dry-run"],
+            &["list"],
+        ] {
+            let out = certctl(&cfg, args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                // `/` is refused already by the inventory, at file:line:col.
+                !out.status.success()
+                    && stderr.contains(says)
+                    && (stderr.contains("set `store`") || stderr.contains("certctl.toml:2:9:")),
+                "{} with {args:?}:\n{}",
+                store.display(),
+                show(&out)
+            );
+        }
+        assert_eq!(snapshot(dir.path()), before, "{}", store.display());
+    }
+}
+
+#[test]
+fn a_writing_command_repairs_only_certctls_files_and_never_adds_execute() {
+    use acme_core::store::{Material, ReleaseMeta};
+    let lab = lab();
+    let _g = lab.shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_dir = dir.path().join("store");
+    let cfg = inventory_with_store(dir.path(), &store_dir);
+    let inv = acme_core::Inventory::load(&cfg).expect("inventory");
+    let cert = inv.certificates.first().expect("a certificate");
+    let (store, _) = acme_core::Store::open(&store_dir).expect("store");
+    let now = time::OffsetDateTime::now_utc();
+    let release = store
+        .install(
+            &cert.name,
+            &Material {
+                cert_pem: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
+                chain_pem: String::new(),
+                key_pem: acme_core::secret::Secret::new(
+                    b"-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n".to_vec(),
+                ),
+                meta: ReleaseMeta {
+                    domains: cert.domains.iter().map(|d| d.to_string()).collect(),
+                    key_type: cert.key,
+                    serial: "0123abcd".into(),
+                    issuer: "CN=test".into(),
+                    not_before: now,
+                    not_after: now + time::Duration::days(90),
+                    directory: inv.account.directory.clone(),
+                    ari_id: None,
+                    stored_at: now,
+                },
+            },
+        )
+        .expect("install");
+    drop(store);
+    let chmod = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+    };
+    let foreign = [store_dir.join("notes.txt"), release.dir.join("README")];
+    for f in &foreign {
+        std::fs::write(f, "not certctl's\n").expect("write");
+        chmod(f, 0o666);
+    }
+    chmod(&release.file("cert"), 0o777);
+    chmod(&release.file("privkey"), 0o644);
+    chmod(&store_dir.join("archive"), 0o755);
+
+    // Not due (90 days left, no ARI id): `renew <name>` only opens the store.
+    let out = certctl(&cfg, &["renew", cert.name.as_str()]);
+    assert!(out.status.success(), "{}", show(&out));
+    let mode = |p: &Path| std::fs::symlink_metadata(p).expect("stat").mode() & 0o7777;
+    assert_eq!(mode(&release.file("cert")), 0o644, "{}", show(&out));
+    assert_eq!(mode(&release.file("privkey")), 0o600);
+    assert_eq!(mode(&store_dir.join("archive")), 0o700);
+    for f in &foreign {
+        assert_eq!(mode(f), 0o666, "{} is not certctl's", f.display());
+        assert_eq!(std::fs::read(f).expect("read"), b"not certctl's\n");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("left alone"), "{}", show(&out));
+}
