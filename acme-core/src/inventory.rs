@@ -608,6 +608,9 @@ impl Inventory {
             invalid_at(path, text, offset, message)
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        check_store_path(&raw.store, base, path).map_err(|message| {
+            invalid_at(path, text, locate(text, &[Key::Name("store")]), message)
+        })?;
         let mut inv = Inventory {
             path: path.to_path_buf(),
             store: resolve(base, &raw.store),
@@ -879,6 +882,38 @@ fn list(set: &BTreeSet<&str>) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// Refuses a `store` value that cannot name a store of its own: empty (it
+/// would resolve to the inventory's directory), the file system root, or a
+/// path that resolves to the inventory's directory or to the inventory file.
+/// What is on disk there is judged when the store is opened.
+fn check_store_path(raw: &Path, base: &Path, inventory: &Path) -> Result<(), String> {
+    let fix = "expected a directory of certctl's own, e.g. \"/var/lib/certctl\"";
+    if raw.as_os_str().is_empty() {
+        return Err(format!("store is empty; {fix}"));
+    }
+    let resolved = crate::store::lexically_normal(&resolve(base, raw));
+    if resolved == Path::new("/") {
+        return Err(format!(
+            "store `{}` is the file system root; {fix}",
+            raw.display()
+        ));
+    }
+    let inv_dir = crate::store::lexically_normal(base);
+    if resolved == inv_dir || resolved == crate::store::lexically_normal(inventory) {
+        return Err(format!(
+            "store `{}` resolves to {}, the inventory's own {}; {fix}",
+            raw.display(),
+            resolved.display(),
+            if resolved == inv_dir {
+                "directory"
+            } else {
+                "file"
+            }
+        ));
+    }
+    Ok(())
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
@@ -1243,5 +1278,33 @@ solver = "ns"
             Ok("::1".to_string())
         );
         assert!(parse_server("ns1:x", 53).is_err());
+    }
+
+    #[test]
+    fn store_that_is_empty_root_or_the_inventory_itself_is_refused_at_its_line() {
+        for (value, says) in [
+            ("", "store is empty"),
+            ("/", "file system root"),
+            ("/var/..", "file system root"),
+            ("//", "file system root"),
+            (".", "the inventory's own directory"),
+            ("./", "the inventory's own directory"),
+            ("sub/..", "the inventory's own directory"),
+            ("certctl.toml", "the inventory's own file"),
+        ] {
+            let e = err(&format!("store = \"{value}\"\n{MINIMAL}"));
+            assert!(
+                e.starts_with("/etc/certctl/certctl.toml:1:9: "),
+                "{value:?}: {e}"
+            );
+            assert!(
+                e.contains(says) && e.contains("/var/lib/certctl"),
+                "{value:?}: {e}"
+            );
+        }
+        for fine in ["/var/lib/certctl", "store", "../certctl-store"] {
+            let inv = parse(&format!("store = \"{fine}\"\n{MINIMAL}")).expect(fine);
+            assert_ne!(inv.store, PathBuf::from("/etc/certctl"));
+        }
     }
 }

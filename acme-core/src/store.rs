@@ -4,7 +4,14 @@
 //! fsync of the directory); keys are 0600 and directories 0700; one lock per
 //! store keeps two certctl processes from interleaving.
 //!
+//! A store is certctl's only when certctl made it: [`Store::open`] writes the
+//! marker [`MARKER`] into a directory it creates or adopts (missing or empty),
+//! and refuses everything else that is not already marked (see
+//! [`validate_location`]). Mode repair, pruning and every other change touch
+//! only the paths below, never a file certctl did not write.
+//!
 //! ```text
+//! <root>/.certctl-store
 //! <root>/lock
 //! <root>/accounts/<sha256 of directory URL>.json
 //! <root>/archive/<name>/<version>/{cert,chain,fullchain,privkey}.pem, meta.json
@@ -67,6 +74,184 @@ pub enum StoreError {
         /// Version.
         version: String,
     },
+    /// The path cannot be a store: certctl did not make it and will not
+    /// write there. Nothing was changed.
+    #[error("store {path}{via} cannot be used: {found}; {fix}", via = via_link(.resolved), fix = .found.fix())]
+    Refused {
+        /// The store path as configured.
+        path: PathBuf,
+        /// Where the path leads when it is a symbolic link.
+        resolved: Option<PathBuf>,
+        /// What is there.
+        found: Found,
+    },
+    /// A write on a store opened read-only (`--dry-run`, `list`, `report`).
+    #[error("store {path} is open read-only: refusing to {action}")]
+    ReadOnly {
+        /// The store root.
+        path: PathBuf,
+        /// The write that was refused.
+        action: &'static str,
+    },
+}
+
+fn via_link(resolved: &Option<PathBuf>) -> String {
+    resolved
+        .as_ref()
+        .map(|r| format!(" (a symbolic link to {})", r.display()))
+        .unwrap_or_default()
+}
+
+/// The name of the marker file certctl writes into the root of a store it
+/// created or adopted.
+pub const MARKER: &str = ".certctl-store";
+
+/// The marker's first line; the number is the store format.
+const MARKER_HEAD: &str = "certctl-store";
+/// The store format this certctl writes and reads.
+const STORE_FORMAT: u32 = 1;
+/// A marker is one short line and a comment; anything larger is not ours.
+const MARKER_MAX: u64 = 4096;
+
+/// What was found at a store path that cannot be a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Found {
+    /// The path is empty (`store = ""`).
+    EmptyPath,
+    /// The file system root.
+    FilesystemRoot,
+    /// A regular file.
+    RegularFile,
+    /// A block or character device.
+    Device,
+    /// A named pipe (FIFO).
+    Fifo,
+    /// A Unix domain socket.
+    Socket,
+    /// A symbolic link to nothing.
+    DanglingLink {
+        /// The link's target.
+        target: PathBuf,
+    },
+    /// A directory that holds other things and is not a certctl store.
+    ForeignDirectory {
+        /// How many entries are not certctl's.
+        count: usize,
+        /// The first few of them, relative to the path.
+        examples: Vec<PathBuf>,
+    },
+    /// A marker this certctl cannot accept.
+    BadMarker {
+        /// What is wrong with it.
+        problem: MarkerProblem,
+    },
+}
+
+/// What is wrong with a store's marker file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MarkerProblem {
+    /// It is not a regular file (a directory, a link, a FIFO…).
+    NotAFile,
+    /// It is larger than a marker can be.
+    TooLarge {
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// Its first line is not certctl's.
+    Unrecognised,
+    /// A newer certctl made the store.
+    NewerFormat {
+        /// The store format in the marker.
+        format: u32,
+    },
+}
+
+impl std::fmt::Display for Found {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Found::EmptyPath => f.write_str("the path is empty"),
+            Found::FilesystemRoot => f.write_str("it is the file system root"),
+            Found::RegularFile => f.write_str("it is a regular file, not a directory"),
+            Found::Device => f.write_str("it is a device, not a directory"),
+            Found::Fifo => f.write_str("it is a named pipe (FIFO), not a directory"),
+            Found::Socket => f.write_str("it is a socket, not a directory"),
+            Found::DanglingLink { target } => write!(
+                f,
+                "it is a symbolic link to {}, which does not exist",
+                target.display()
+            ),
+            Found::ForeignDirectory { count, examples } => {
+                write!(
+                    f,
+                    "it is a non-empty directory that is not a certctl store (no {MARKER} marker; {count} foreign entr{}: ",
+                    if *count == 1 { "y" } else { "ies" }
+                )?;
+                for (i, e) in examples.iter().enumerate() {
+                    // Debug quotes and escapes control characters in untrusted names.
+                    write!(f, "{}{:?}", if i > 0 { ", " } else { "" }, e)?;
+                }
+                if *count > examples.len() {
+                    f.write_str(", …")?;
+                }
+                f.write_str(")")
+            }
+            Found::BadMarker { problem } => match problem {
+                MarkerProblem::NotAFile => write!(f, "its {MARKER} is not a regular file"),
+                MarkerProblem::TooLarge { size } => write!(
+                    f,
+                    "its {MARKER} has {size} bytes, more than a marker's {MARKER_MAX}"
+                ),
+                MarkerProblem::Unrecognised => {
+                    write!(f, "its {MARKER} does not start with `{MARKER_HEAD} <format>`")
+                }
+                MarkerProblem::NewerFormat { format } => write!(
+                    f,
+                    "it is a store of format {format}, made by a newer certctl (this one reads format {STORE_FORMAT})"
+                ),
+            },
+        }
+    }
+}
+
+impl Found {
+    /// What to do about it.
+    pub fn fix(&self) -> &'static str {
+        match self {
+            Found::EmptyPath | Found::FilesystemRoot => {
+                "set `store` to a directory of certctl's own, e.g. \"/var/lib/certctl\" (certctl creates it)"
+            }
+            Found::RegularFile | Found::Device | Found::Fifo | Found::Socket | Found::DanglingLink { .. } => {
+                "set `store` to a new or empty directory (certctl creates a missing one), or to an existing certctl store"
+            }
+            Found::ForeignDirectory { .. } => {
+                "set `store` to a new or empty directory, or to an existing certctl store; certctl never writes into a directory it did not make"
+            }
+            Found::BadMarker { problem: MarkerProblem::NewerFormat { .. } } => {
+                "run the newer certctl that made it, or set `store` to another directory"
+            }
+            Found::BadMarker { .. } => {
+                "if this is a certctl store, move the marker away and point `store` at it again (certctl re-marks a store it recognises); otherwise set `store` to another directory"
+            }
+        }
+    }
+}
+
+/// What a store path holds, as far as certctl is concerned: a place it may
+/// use. Anything else is a [`StoreError::Refused`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Location {
+    /// Nothing there yet: a writing command creates and marks the store.
+    Missing,
+    /// An empty directory: a writing command adopts it (writes the marker).
+    EmptyDirectory,
+    /// A directory with certctl's marker.
+    Marked,
+    /// A directory with only certctl's layout, made before stores were
+    /// marked: a writing command adds the marker.
+    UnmarkedLayout,
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -103,6 +288,8 @@ pub struct Repair {
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
+    /// False for a store opened read-only: every write is refused.
+    writable: bool,
 }
 
 /// The exclusive store lock, released on drop (or when the process dies).
@@ -181,15 +368,28 @@ impl Release {
 pub const RELEASE_FILES: [&str; 4] = ["privkey", "cert", "chain", "fullchain"];
 
 impl Store {
-    /// Opens (creating if needed) the store at `root`, tightening any loose
-    /// modes on directories and key files; the fixes are returned.
+    /// Opens the store at `root` for writing: creates and marks it when the
+    /// path is missing, adopts (marks) an empty directory, marks a store made
+    /// before stores were marked, and refuses everything else (see
+    /// [`validate_location`]). Then tightens loose modes on the paths certctl
+    /// wrote; the fixes are returned.
     pub fn open(root: &Path) -> Result<(Self, Vec<Repair>)> {
+        let location = validate_location(root)?;
         let store = Store {
             root: root.to_path_buf(),
+            writable: true,
         };
-        for d in ["", "accounts", "archive", "live", "state"] {
-            let p = root.join(d);
-            create_dir_private(&p)?;
+        if location == Location::Missing {
+            create_dir_private(root)?;
+        }
+        if location != Location::Marked {
+            write_marker(root)?;
+            if location == Location::UnmarkedLayout {
+                tracing::warn!(path = %root.display(), "marked an existing certctl store as certctl's (wrote {MARKER}; stores made before this version had no marker)");
+            }
+        }
+        for d in ["accounts", "archive", "live", "state"] {
+            create_dir_private(&root.join(d))?;
         }
         let repairs = store.repair_modes()?;
         for r in &repairs {
@@ -198,11 +398,28 @@ impl Store {
         Ok((store, repairs))
     }
 
-    /// Opens an existing store read-only: no directories are created.
+    /// Opens an existing store read-only: nothing is created, marked or
+    /// changed, and every write is refused. A missing store is an error; a
+    /// path that cannot be a store is refused as by [`Store::open`].
     pub fn open_existing(root: &Path) -> Result<Self> {
-        fs::metadata(root).map_err(io_err("open store", root))?;
+        if validate_location(root)? == Location::Missing {
+            // The OS's own words: no such file or directory.
+            fs::metadata(root).map_err(io_err("open store", root))?;
+        }
         Ok(Store {
             root: root.to_path_buf(),
+            writable: false,
+        })
+    }
+
+    /// Opens the store read-only for a dry run: like [`Store::open_existing`],
+    /// but a missing store is an empty one ("nothing stored yet") and still
+    /// nothing is created.
+    pub fn open_read_only(root: &Path) -> Result<Self> {
+        validate_location(root)?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            writable: false,
         })
     }
 
@@ -211,59 +428,129 @@ impl Store {
         &self.root
     }
 
+    /// False when opened read-only ([`Store::open_existing`],
+    /// [`Store::open_read_only`]): writes are refused.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    fn writable(&self, action: &'static str) -> Result<()> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(StoreError::ReadOnly {
+                path: self.root.clone(),
+                action,
+            })
+        }
+    }
+
     fn repair_modes(&self) -> Result<Vec<Repair>> {
+        self.writable("repair modes")?;
         self.check_modes(true)
     }
 
-    /// Paths whose modes are looser than the store wants (keys and accounts
-    /// 0600, directories 0700), without changing them: for read-only commands,
-    /// which report them; a writing command repairs them.
+    /// Paths certctl wrote whose modes are looser than it writes them (keys,
+    /// accounts, state and the lock 0600, other files 0644, directories
+    /// 0700), without changing them: for read-only commands, which report
+    /// them; a writing command repairs them.
     pub fn loose_modes(&self) -> Result<Vec<Repair>> {
         self.check_modes(false)
     }
 
+    /// Walks only certctl's layout (never following a link); anything else
+    /// found is foreign and left alone. A repair only removes bits.
     fn check_modes(&self, repair: bool) -> Result<Vec<Repair>> {
         let mut repairs = Vec::new();
+        let mut foreign: Vec<PathBuf> = Vec::new();
         let mut fix = |p: &Path, want: u32| -> Result<()> {
-            let meta = fs::symlink_metadata(p).map_err(io_err("inspect", p))?;
-            if meta.file_type().is_symlink() {
+            let meta = match fs::symlink_metadata(p) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(io_err("inspect", p)(e)),
+            };
+            let ft = meta.file_type();
+            if !(ft.is_dir() || ft.is_file()) {
                 return Ok(());
             }
-            let mode = meta.permissions().mode() & 0o777;
+            let mode = meta.permissions().mode() & 0o7777;
             if mode & !want != 0 {
+                let now = mode & want;
                 if repair {
-                    fs::set_permissions(p, fs::Permissions::from_mode(want))
+                    fs::set_permissions(p, fs::Permissions::from_mode(now))
                         .map_err(io_err("chmod", p))?;
                 }
                 repairs.push(Repair {
                     path: p.to_path_buf(),
                     was: mode,
-                    now: want,
+                    now,
                 });
             }
             Ok(())
         };
-        for d in ["", "accounts", "archive", "live", "state"] {
-            fix(&self.root.join(d), 0o700)?;
+        if !self.root.is_dir() {
+            return Ok(repairs);
         }
-        for entry in read_dir_sorted(&self.root.join("accounts"))? {
-            fix(&entry, 0o600)?;
+        fix(&self.root, 0o700)?;
+        for (p, name, ft) in entries(&self.root)? {
+            match (name.as_str(), ft.is_dir(), ft.is_file()) {
+                ("accounts" | "archive" | "live" | "state", true, _) => fix(&p, 0o700)?,
+                ("lock", _, true) => fix(&p, 0o600)?,
+                (MARKER, _, true) => fix(&p, 0o644)?,
+                _ if is_temp_name(&name) => {}
+                _ => foreign.push(p),
+            }
         }
-        for name_dir in read_dir_sorted(&self.root.join("archive"))? {
+        for (p, name, ft) in entries(&self.root.join("accounts"))? {
+            if ft.is_file() && is_account_file(&name) {
+                fix(&p, 0o600)?;
+            } else if !is_temp_name(&name) {
+                foreign.push(p);
+            }
+        }
+        for (name_dir, name, ft) in entries(&self.root.join("archive"))? {
+            if !ft.is_dir() || CertName::new(&name).is_err() {
+                foreign.push(name_dir);
+                continue;
+            }
             fix(&name_dir, 0o700)?;
-            for v in read_dir_sorted(&name_dir)? {
+            for (v, version, ft) in entries(&name_dir)? {
+                if version.starts_with(".tmp-") {
+                    continue; // an install under way or torn; cleaned by the next install
+                }
+                if !ft.is_dir() || !is_version_name(&version) {
+                    foreign.push(v);
+                    continue;
+                }
                 fix(&v, 0o700)?;
-                let key = v.join("privkey.pem");
-                if key.exists() {
-                    fix(&key, 0o600)?;
+                for (f, want) in VERSION_FILES {
+                    fix(&v.join(f), want)?;
                 }
             }
+        }
+        for (name_dir, name, ft) in entries(&self.root.join("state"))? {
+            if !ft.is_dir() || CertName::new(&name).is_err() {
+                foreign.push(name_dir);
+                continue;
+            }
+            fix(&name_dir, 0o700)?;
+            for (p, record, ft) in entries(&name_dir)? {
+                if ft.is_file() && record.ends_with(".json") && !record.starts_with('.') {
+                    fix(&p, 0o600)?;
+                } else if !is_temp_name(&record) {
+                    foreign.push(p);
+                }
+            }
+        }
+        if let Some(first) = foreign.first() {
+            tracing::warn!(store = %self.root.display(), count = foreign.len(), first = ?first, "left alone: entries in the store that certctl did not write (modes unchanged)");
         }
         Ok(repairs)
     }
 
     /// Takes the exclusive store lock, waiting up to `wait`.
     pub fn lock(&self, wait: Duration) -> Result<StoreLock> {
+        self.writable("take the lock")?;
         let path = self.root.join("lock");
         let mut file = OpenOptions::new()
             .read(true)
@@ -320,11 +607,13 @@ impl Store {
 
     /// Stores ACME account credentials (JSON, mode 0600) for `directory`.
     pub fn save_account(&self, directory: &str, json: &[u8]) -> Result<()> {
+        self.writable("save the account")?;
         write_atomic(&self.account_path(directory), json, 0o600)
     }
 
     /// Removes the stored account for `directory` (the CA no longer knows it).
     pub fn forget_account(&self, directory: &str) -> Result<()> {
+        self.writable("remove the account")?;
         let p = self.account_path(directory);
         match fs::remove_file(&p) {
             Ok(()) => Ok(()),
@@ -347,6 +636,7 @@ impl Store {
     /// fsynced, then renamed into place; only then is `live/<name>` swapped
     /// with one rename(2). A crash at any point leaves the previous version live.
     pub fn install(&self, name: &CertName, m: &Material) -> Result<Release> {
+        self.writable("install a version")?;
         let name = name.as_str();
         let archive = self.archive_dir(name);
         create_dir_private(&archive)?;
@@ -396,6 +686,7 @@ impl Store {
 
     /// Points `live/<name>` at `version` with one rename(2).
     pub fn set_live(&self, name: &str, version: &str) -> Result<()> {
+        self.writable("swap a live link")?;
         let target = Path::new("..").join("archive").join(name).join(version);
         if !self.archive_dir(name).join(version).is_dir() {
             return Err(StoreError::NoSuchVersion {
@@ -463,12 +754,18 @@ impl Store {
         })
     }
 
-    /// All complete versions of `name`, oldest first.
+    /// All versions of `name` certctl wrote (a version-named directory with
+    /// its `meta.json`), oldest first; anything else in `archive/<name>/` is
+    /// not a version.
     pub fn versions(&self, name: &str) -> Result<Vec<String>> {
-        let mut v: Vec<String> = read_dir_sorted(&self.archive_dir(name))?
+        let mut v: Vec<String> = entries(&self.archive_dir(name))?
             .into_iter()
-            .filter_map(|p| p.file_name().and_then(|f| f.to_str()).map(String::from))
-            .filter(|f| !f.starts_with('.'))
+            .filter(|(p, f, ft)| {
+                ft.is_dir()
+                    && is_version_name(f)
+                    && fs::symlink_metadata(p.join("meta.json")).is_ok_and(|m| m.is_file())
+            })
+            .map(|(_, f, _)| f)
             .collect();
         v.sort();
         Ok(v)
@@ -486,8 +783,11 @@ impl Store {
     }
 
     /// Removes old versions of `name`, keeping the newest `keep`, the live one
-    /// and the one before it.
+    /// and the one before it. Only a complete certctl version (exactly the
+    /// files [`Store::install`] writes) is removed; a version directory
+    /// holding anything else is left alone.
     pub fn prune(&self, name: &str, keep: usize) -> Result<Vec<String>> {
+        self.writable("prune")?;
         let versions = self.versions(name)?;
         let live = self.current(name)?.map(|r| r.version);
         let live_idx = live
@@ -499,6 +799,10 @@ impl Store {
             let protected = Some(i) == live_idx || live_idx.is_some_and(|l| l > 0 && i == l - 1);
             if !protected {
                 let p = self.archive_dir(name).join(v);
+                if !is_complete_version(&p)? {
+                    tracing::warn!(path = %p.display(), "left alone: not a complete certctl version (it holds files certctl did not write, or lacks some)");
+                    continue;
+                }
                 fs::remove_dir_all(&p).map_err(io_err("remove old version", &p))?;
                 removed.push(v.clone());
             }
@@ -533,6 +837,7 @@ impl Store {
 
     /// Writes a state record atomically.
     pub fn write_state<T: Serialize>(&self, name: &str, record: &str, value: &T) -> Result<()> {
+        self.writable("write state")?;
         let dir = self.state_dir(name);
         create_dir_private(&dir)?;
         let path = dir.join(format!("{record}.json"));
@@ -560,6 +865,260 @@ fn ensure_nl(s: &str) -> String {
     } else {
         format!("{s}\n")
     }
+}
+
+/// The files of a version directory and the modes certctl writes them with.
+const VERSION_FILES: [(&str, u32); 5] = [
+    ("privkey.pem", 0o600),
+    ("cert.pem", 0o644),
+    ("chain.pem", 0o644),
+    ("fullchain.pem", 0o644),
+    ("meta.json", 0o644),
+];
+
+/// Says what `path` holds and whether certctl may use it as its store,
+/// without writing anything (for `certctl check` and every open).
+///
+/// Accepted: a missing path; an empty directory; a directory with certctl's
+/// [`MARKER`]; and a directory made by certctl before stores were marked,
+/// recognised strictly: its entries are only `lock` (a file), `accounts/`,
+/// `archive/`, `live/` and `state/` (real directories, at least one of them),
+/// `accounts/` holds only account files and `live/` only links, and
+/// `archive/<x>`, `state/<x>` are directories. A symbolic link is followed
+/// once and its target judged. Everything else is [`StoreError::Refused`]:
+/// an empty path, `/`, a file, a device, a FIFO, a socket, a dangling link,
+/// a directory with anything else in it, a marker that is not certctl's.
+pub fn validate_location(path: &Path) -> Result<Location> {
+    let refuse = |found: Found, resolved: Option<PathBuf>| StoreError::Refused {
+        path: path.to_path_buf(),
+        resolved,
+        found,
+    };
+    if path.as_os_str().is_empty() {
+        return Err(refuse(Found::EmptyPath, None));
+    }
+    if lexically_normal(path) == Path::new("/") {
+        return Err(refuse(Found::FilesystemRoot, None));
+    }
+    let link_meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Location::Missing),
+        Err(e) => return Err(io_err("inspect", path)(e)),
+    };
+    let (meta, resolved) = if link_meta.file_type().is_symlink() {
+        let target = fs::read_link(path).map_err(io_err("read link", path))?;
+        match fs::metadata(path) {
+            Ok(m) => (m, Some(fs::canonicalize(path).unwrap_or(target))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(refuse(Found::DanglingLink { target }, None))
+            }
+            Err(e) => return Err(io_err("inspect", path)(e)),
+        }
+    } else {
+        (link_meta, None)
+    };
+    use std::os::unix::fs::FileTypeExt;
+    let ft = meta.file_type();
+    let found = if ft.is_dir() {
+        None
+    } else if ft.is_file() {
+        Some(Found::RegularFile)
+    } else if ft.is_fifo() {
+        Some(Found::Fifo)
+    } else if ft.is_socket() {
+        Some(Found::Socket)
+    } else {
+        Some(Found::Device)
+    };
+    if let Some(found) = found {
+        return Err(refuse(found, resolved));
+    }
+    if fs::canonicalize(path).is_ok_and(|c| c == Path::new("/")) {
+        return Err(refuse(Found::FilesystemRoot, resolved));
+    }
+    match read_marker(path) {
+        Ok(Some(())) => return Ok(Location::Marked),
+        Ok(None) => {}
+        Err(MarkerRead::Bad(problem)) => {
+            return Err(refuse(Found::BadMarker { problem }, resolved))
+        }
+        Err(MarkerRead::Io(e)) => return Err(e),
+    }
+    let mut foreign: Vec<PathBuf> = Vec::new();
+    let mut layout = false;
+    let mut lock = false;
+    for (p, name, ft) in entries(path)? {
+        match (name.as_str(), ft.is_dir(), ft.is_file()) {
+            ("accounts" | "archive" | "live" | "state", true, _) => {
+                layout = true;
+                for (_, inner, ift) in entries(&p)? {
+                    let ok = match name.as_str() {
+                        "accounts" => {
+                            ift.is_file() && (is_account_file(&inner) || is_temp_name(&inner))
+                        }
+                        "live" => ift.is_symlink(),
+                        _ => ift.is_dir(),
+                    };
+                    if !ok {
+                        foreign.push(Path::new(&name).join(inner));
+                    }
+                }
+            }
+            ("lock", _, true) => lock = true,
+            _ if ft.is_file() && is_marker_temp(&name) => {}
+            _ => foreign.push(PathBuf::from(name)),
+        }
+    }
+    if !foreign.is_empty() || (lock && !layout) {
+        if foreign.is_empty() {
+            foreign.push(PathBuf::from("lock"));
+        }
+        foreign.sort();
+        return Err(refuse(
+            Found::ForeignDirectory {
+                count: foreign.len(),
+                examples: foreign.into_iter().take(3).collect(),
+            },
+            resolved,
+        ));
+    }
+    Ok(if layout {
+        Location::UnmarkedLayout
+    } else {
+        Location::EmptyDirectory
+    })
+}
+
+enum MarkerRead {
+    Bad(MarkerProblem),
+    Io(StoreError),
+}
+
+/// Reads `<dir>/.certctl-store`: `Ok(None)` when there is none.
+fn read_marker(dir: &Path) -> std::result::Result<Option<()>, MarkerRead> {
+    use std::io::Read as _;
+    let p = dir.join(MARKER);
+    let meta = match fs::symlink_metadata(&p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(MarkerRead::Io(io_err("inspect", &p)(e))),
+    };
+    if !meta.is_file() {
+        return Err(MarkerRead::Bad(MarkerProblem::NotAFile));
+    }
+    if meta.len() > MARKER_MAX {
+        return Err(MarkerRead::Bad(MarkerProblem::TooLarge {
+            size: meta.len(),
+        }));
+    }
+    let mut text = String::new();
+    File::open(&p)
+        .and_then(|f| f.take(MARKER_MAX).read_to_string(&mut text))
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData => MarkerRead::Bad(MarkerProblem::Unrecognised),
+            _ => MarkerRead::Io(io_err("read", &p)(e)),
+        })?;
+    let first = text.lines().next().unwrap_or("");
+    let format = first
+        .strip_prefix(MARKER_HEAD)
+        .and_then(|rest| rest.strip_prefix(' '))
+        .and_then(|n| n.parse::<u32>().ok())
+        .ok_or(MarkerRead::Bad(MarkerProblem::Unrecognised))?;
+    if format > STORE_FORMAT {
+        return Err(MarkerRead::Bad(MarkerProblem::NewerFormat { format }));
+    }
+    Ok(Some(()))
+}
+
+/// Writes the marker atomically (0644: it is no secret).
+fn write_marker(root: &Path) -> Result<()> {
+    let text = format!(
+        "{MARKER_HEAD} {STORE_FORMAT}\n# certctl created or adopted this directory as its store. It changes and\n# removes only what it wrote here. Do not copy this file into other directories.\n"
+    );
+    write_atomic(&root.join(MARKER), text.as_bytes(), 0o644)
+}
+
+/// The temp name [`write_atomic`] uses for the marker: `.certctl-store.tmp-<pid>`.
+fn is_marker_temp(name: &str) -> bool {
+    name.strip_prefix(".certctl-store.tmp-")
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A temp name certctl writes beside a file: `.<file>.tmp-<pid>`.
+fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.')
+        && name
+            .rsplit_once(".tmp-")
+            .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `<sha256 hex>.json`, as [`Store::save_account`] names it.
+fn is_account_file(name: &str) -> bool {
+    name.strip_suffix(".json")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+/// `YYYYMMDDTHHMMSSZ-<up to 8 hex>`, as [`Store::install`] names a version.
+fn is_version_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 17
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && &b[15..17] == b"Z-"
+        && b.len() <= 17 + 8
+        && b[17..]
+            .iter()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A real directory holding exactly the files [`Store::install`] writes,
+/// each a regular file.
+fn is_complete_version(dir: &Path) -> Result<bool> {
+    if !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return Ok(false);
+    }
+    let found = entries(dir)?;
+    Ok(found.len() == VERSION_FILES.len()
+        && found
+            .iter()
+            .all(|(_, n, ft)| ft.is_file() && VERSION_FILES.iter().any(|(f, _)| f == n)))
+}
+
+/// `path` with `.` and `..` resolved lexically (no file system access).
+pub(crate) fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The entries of `dir` (path, name, type without following links), sorted;
+/// empty if `dir` does not exist. Names that are not UTF-8 keep a lossy name.
+fn entries(dir: &Path) -> Result<Vec<(PathBuf, String, fs::FileType)>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("list", dir)(e)),
+    };
+    let mut v = Vec::new();
+    for e in rd {
+        let e = e.map_err(io_err("list", dir))?;
+        let ft = e.file_type().map_err(io_err("inspect", &e.path()))?;
+        v.push((e.path(), e.file_name().to_string_lossy().into_owned(), ft));
+    }
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(v)
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -779,5 +1338,392 @@ mod tests {
         );
         assert!(left.contains(&versions[4]));
         assert_eq!(removed.len(), 2);
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::symlink_metadata(p).expect("stat").permissions().mode() & 0o7777
+    }
+
+    fn refused(path: &Path) -> Found {
+        match Store::open(path) {
+            Err(StoreError::Refused { found, .. }) => found,
+            other => panic!("{} should be refused, got {other:?}", path.display()),
+        }
+    }
+
+    /// Every path below `dir`, with its mode and (for files) contents.
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, u32, Vec<u8>)> {
+        let mut out = vec![(dir.to_path_buf(), mode(dir), Vec::new())];
+        for (p, _, ft) in entries(dir).expect("list") {
+            if ft.is_dir() {
+                out.extend(snapshot(&p));
+            } else {
+                let bytes = if ft.is_file() {
+                    fs::read(&p).expect("read")
+                } else {
+                    Vec::new()
+                };
+                out.push((p.clone(), mode(&p), bytes));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_new_store_is_created_with_the_marker_and_reopened_as_marked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("a/b/store");
+        assert_eq!(validate_location(&root).expect("check"), Location::Missing);
+        Store::open(&root).expect("open");
+        let marker = fs::read_to_string(root.join(MARKER)).expect("marker");
+        assert!(marker.starts_with("certctl-store 1\n"), "{marker}");
+        assert_eq!(validate_location(&root).expect("check"), Location::Marked);
+        Store::open(&root).expect("reopen");
+    }
+
+    #[test]
+    fn an_empty_directory_is_adopted_and_marked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(
+            validate_location(dir.path()).expect("check"),
+            Location::EmptyDirectory
+        );
+        Store::open(dir.path()).expect("open");
+        assert_eq!(
+            validate_location(dir.path()).expect("check"),
+            Location::Marked
+        );
+        assert!(dir.path().join("archive").is_dir());
+    }
+
+    #[test]
+    fn empty_path_and_root_are_refused() {
+        assert_eq!(refused(Path::new("")), Found::EmptyPath);
+        assert_eq!(refused(Path::new("/")), Found::FilesystemRoot);
+        assert_eq!(refused(Path::new("/tmp/..")), Found::FilesystemRoot);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let link = dir.path().join("to-root");
+        std::os::unix::fs::symlink("/", &link).expect("symlink");
+        assert_eq!(refused(&link), Found::FilesystemRoot);
+    }
+
+    #[test]
+    fn a_regular_file_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("store");
+        fs::write(&file, "mine").expect("write");
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = Store::open(&file).expect_err("file");
+        let text = e.to_string();
+        assert!(
+            text.contains("regular file") && text.contains("set `store`"),
+            "{text}"
+        );
+        assert_eq!(fs::read(&file).expect("read"), b"mine");
+        assert_eq!(mode(&file), 0o644);
+    }
+
+    #[test]
+    fn a_device_is_refused() {
+        assert_eq!(refused(Path::new("/dev/null")), Found::Device);
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_opening_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(st.success());
+        // Opening a FIFO for reading would block: the check must not.
+        assert_eq!(refused(&fifo), Found::Fifo);
+        assert!(matches!(
+            Store::open_read_only(&fifo),
+            Err(StoreError::Refused {
+                found: Found::Fifo,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_socket_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock = dir.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+        assert_eq!(refused(&sock), Found::Socket);
+    }
+
+    #[test]
+    fn a_symlink_to_a_file_is_refused_naming_its_target_and_a_dangling_one_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("file");
+        fs::write(&file, "x").expect("write");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        let e = Store::open(&link).expect_err("link to file");
+        assert!(
+            matches!(
+                &e,
+                StoreError::Refused {
+                    found: Found::RegularFile,
+                    resolved: Some(_),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("symbolic link to"), "{e}");
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).expect("symlink");
+        assert!(matches!(refused(&dangling), Found::DanglingLink { .. }));
+        assert!(
+            !dir.path().join("nowhere").exists(),
+            "nothing created through the link"
+        );
+    }
+
+    #[test]
+    fn a_symlink_to_a_store_directory_is_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("real");
+        fs::create_dir(&real).expect("mkdir");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        Store::open(&link).expect("open through the link");
+        assert!(real.join(MARKER).is_file());
+    }
+
+    #[test]
+    fn a_foreign_directory_is_refused_and_nothing_in_it_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("etc");
+        fs::create_dir(&root).expect("mkdir");
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).expect("chmod");
+        for f in ["passwd", "hosts"] {
+            fs::write(root.join(f), f).expect("write");
+            fs::set_permissions(root.join(f), fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        // Even with some of certctl's names beside the foreign files.
+        fs::create_dir(root.join("archive")).expect("mkdir");
+        let before = snapshot(&root);
+        let e = Store::open(&root).expect_err("foreign");
+        let StoreError::Refused {
+            found: Found::ForeignDirectory { count, examples },
+            ..
+        } = &e
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!(*count, 2);
+        assert_eq!(examples, &[PathBuf::from("hosts"), PathBuf::from("passwd")]);
+        assert!(e.to_string().contains("\"hosts\""), "{e}");
+        assert!(Store::open_existing(&root).is_err() && Store::open_read_only(&root).is_err());
+        assert_eq!(snapshot(&root), before);
+    }
+
+    #[test]
+    fn a_marker_that_is_not_certctls_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join(MARKER), "something else\n").expect("write");
+        assert_eq!(
+            refused(dir.path()),
+            Found::BadMarker {
+                problem: MarkerProblem::Unrecognised
+            }
+        );
+        fs::write(dir.path().join(MARKER), "certctl-store 7\n").expect("write");
+        assert_eq!(
+            refused(dir.path()),
+            Found::BadMarker {
+                problem: MarkerProblem::NewerFormat { format: 7 }
+            }
+        );
+        fs::remove_file(dir.path().join(MARKER)).expect("rm");
+        fs::create_dir(dir.path().join(MARKER)).expect("mkdir");
+        assert_eq!(
+            refused(dir.path()),
+            Found::BadMarker {
+                problem: MarkerProblem::NotAFile
+            }
+        );
+    }
+
+    #[test]
+    fn an_unmarked_store_with_only_certctls_layout_is_migrated_with_a_marker() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        let name = CertName::new("www").expect("name");
+        store.install(&name, &material("ab12")).expect("install");
+        store
+            .write_state("www", "renewal", &serde_json::json!({}))
+            .expect("state");
+        store
+            .save_account("https://ca.test/dir", b"{}")
+            .expect("account");
+        drop(store.lock(Duration::ZERO).expect("lock"));
+        // As certctl left stores before it marked them.
+        fs::remove_file(dir.path().join(MARKER)).expect("rm marker");
+        assert_eq!(
+            validate_location(dir.path()).expect("check"),
+            Location::UnmarkedLayout
+        );
+        let (store, _) = Store::open(dir.path()).expect("migrate");
+        assert_eq!(
+            validate_location(dir.path()).expect("check"),
+            Location::Marked
+        );
+        assert!(store.current("www").expect("cur").is_some());
+    }
+
+    #[test]
+    fn an_unmarked_directory_with_certctls_names_and_anything_else_is_not_migrated() {
+        for extra in [
+            "notes.txt",
+            "accounts/key.pem",
+            "live/regular-file",
+            "archive/file",
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            for d in ["accounts", "archive", "live", "state"] {
+                fs::create_dir(dir.path().join(d)).expect("mkdir");
+            }
+            fs::write(dir.path().join(extra), "x").expect("write");
+            match Store::open(dir.path()) {
+                Err(StoreError::Refused {
+                    found: Found::ForeignDirectory { examples, .. },
+                    ..
+                }) => {
+                    assert_eq!(examples, vec![PathBuf::from(extra)], "{extra}")
+                }
+                other => panic!("{extra}: {other:?}"),
+            }
+            assert!(!dir.path().join(MARKER).exists(), "{extra}: not marked");
+        }
+        // A lone `lock` file is no evidence of a store.
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("lock"), "1\n").expect("write");
+        assert!(matches!(
+            refused(dir.path()),
+            Found::ForeignDirectory { .. }
+        ));
+    }
+
+    #[test]
+    fn mode_repair_leaves_foreign_files_alone_and_never_adds_execute() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        let r = store
+            .install(&CertName::new("www").expect("name"), &material("cd34"))
+            .expect("install");
+        // Someone drops files into the store after it was made.
+        let foreign = [
+            dir.path().join("README"),
+            dir.path().join("accounts/backup.tar"),
+            r.dir.join("notes.txt"),
+            dir.path().join("archive/www/old-certs"),
+        ];
+        for f in &foreign[..3] {
+            fs::write(f, "x").expect("write");
+            fs::set_permissions(f, fs::Permissions::from_mode(0o666)).expect("chmod");
+        }
+        fs::create_dir(&foreign[3]).expect("mkdir");
+        fs::set_permissions(&foreign[3], fs::Permissions::from_mode(0o777)).expect("chmod");
+        fs::set_permissions(r.file("cert"), fs::Permissions::from_mode(0o666)).expect("chmod");
+        fs::set_permissions(r.file("privkey"), fs::Permissions::from_mode(0o640)).expect("chmod");
+        fs::set_permissions(r.file("chain"), fs::Permissions::from_mode(0o400)).expect("chmod");
+        fs::set_permissions(&r.dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+
+        let (_, repairs) = Store::open(dir.path()).expect("reopen");
+        let fixed: Vec<&Path> = repairs.iter().map(|r| r.path.as_path()).collect();
+        assert_eq!(fixed.len(), 3, "{repairs:?}");
+        assert_eq!(mode(&r.file("cert")), 0o644);
+        assert_eq!(mode(&r.file("privkey")), 0o600);
+        assert_eq!(
+            mode(&r.file("chain")),
+            0o400,
+            "tight modes are not loosened"
+        );
+        assert_eq!(mode(&r.dir), 0o700);
+        for f in &foreign[..3] {
+            assert_eq!(mode(f), 0o666, "{} is not certctl's", f.display());
+        }
+        assert_eq!(mode(&foreign[3]), 0o777);
+        for r in &repairs {
+            assert_eq!(r.now & !r.was, 0, "a repair only removes bits: {r:?}");
+        }
+        for f in RELEASE_FILES {
+            assert_eq!(
+                mode(&r.file(f)) & 0o111,
+                0,
+                "{f} never gets the execute bit"
+            );
+        }
+    }
+
+    #[test]
+    fn a_read_only_store_refuses_every_write_and_a_missing_one_reads_as_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing");
+        let store = Store::open_read_only(&missing).expect("dry run on a missing store");
+        assert!(store.names().expect("names").is_empty());
+        assert!(store.current("www").expect("current").is_none());
+        assert!(store
+            .load_account("https://ca.test/dir")
+            .expect("account")
+            .is_none());
+        assert!(matches!(
+            store.lock(Duration::ZERO),
+            Err(StoreError::ReadOnly { .. })
+        ));
+        assert!(matches!(
+            store.write_state("www", "renewal", &1),
+            Err(StoreError::ReadOnly { .. })
+        ));
+        assert!(matches!(
+            store.install(&CertName::new("www").expect("name"), &material("ef56")),
+            Err(StoreError::ReadOnly { .. })
+        ));
+        assert!(matches!(
+            store.save_account("d", b"{}"),
+            Err(StoreError::ReadOnly { .. })
+        ));
+        assert!(matches!(
+            store.prune("www", 1),
+            Err(StoreError::ReadOnly { .. })
+        ));
+        assert!(!missing.exists(), "nothing was created");
+    }
+
+    #[test]
+    fn prune_leaves_a_version_directory_certctl_did_not_complete_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        let name = CertName::new("www").expect("name");
+        let mut versions = Vec::new();
+        for i in 0..4 {
+            let mut m = material(&format!("{i:02}000000"));
+            m.meta.stored_at += time::Duration::seconds(i);
+            versions.push(store.install(&name, &m).expect("install").version);
+        }
+        // Oldest: someone added a file; a lookalike with only meta.json; a
+        // certbot-style lineage file beside them.
+        let archive = dir.path().join("archive/www");
+        fs::write(archive.join(&versions[0]).join("keep-me.txt"), "mine").expect("write");
+        let lookalike = archive.join("20000101T000000Z-00");
+        fs::create_dir(&lookalike).expect("mkdir");
+        fs::write(lookalike.join("meta.json"), "{}").expect("write");
+        fs::write(archive.join("cert1.pem"), "certbot's").expect("write");
+
+        let removed = store.prune("www", 1).expect("prune");
+        assert_eq!(removed, vec![versions[1].clone()]);
+        assert!(archive.join(&versions[0]).join("keep-me.txt").exists());
+        assert!(lookalike.join("meta.json").exists());
+        assert_eq!(
+            fs::read(archive.join("cert1.pem")).expect("read"),
+            b"certbot's"
+        );
     }
 }

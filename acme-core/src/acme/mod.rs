@@ -1058,9 +1058,14 @@ async fn ari_window(
     now: OffsetDateTime,
 ) -> Option<AriWindow> {
     if let Some(c) = &record.ari {
-        if c.serial == live.meta.serial && c.refresh_after > now {
+        // A read-only store (a dry run) never asks the CA: that could
+        // register an account. It uses the window the last run cached.
+        if c.serial == live.meta.serial && (c.refresh_after > now || !store.is_writable()) {
             return Some(c.window);
         }
+    }
+    if !store.is_writable() {
+        return None;
     }
     live.meta.ari_id.as_ref()?;
     let issuer = match issuers.primary(store).await {

@@ -102,9 +102,18 @@ fn open_store(ctx: &Ctx) -> anyhow::Result<(acme_core::Inventory, acme_core::Sto
 }
 
 pub(crate) async fn deploy(ctx: &Ctx, args: DeployArgs) -> anyhow::Result<ExitCode> {
-    let (inv, store) = open_store(ctx)?;
-    // Two deployments of the same store never interleave.
-    let _lock = store.lock(ctx.lock_wait)?;
+    let (inv, store, _lock) = if args.dry_run {
+        // Writes nothing: the store is read-only and no lock is taken.
+        let inv = ctx.inventory()?;
+        let store = acme_core::Store::open_read_only(&inv.store)
+            .with_context(|| format!("cannot open the store {}", inv.store.display()))?;
+        (inv, store, None)
+    } else {
+        let (inv, store) = open_store(ctx)?;
+        // Two deployments of the same store never interleave.
+        let lock = store.lock(ctx.lock_wait)?;
+        (inv, store, Some(lock))
+    };
     let opts = deploy::DeployOptions {
         names: args.names,
         groups: args.groups,

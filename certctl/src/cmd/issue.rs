@@ -122,7 +122,8 @@ pub(crate) async fn renew_outcomes(
 ) -> anyhow::Result<Vec<RenewOutcome>> {
     check_names(inv, &opts.names)?;
     let (store, _lock) = if opts.dry_run {
-        (Store::open(&inv.store)?.0, None)
+        // Writes nothing: no directory, marker, chmod, lock or state.
+        (Store::open_read_only(&inv.store)?, None)
     } else {
         let (s, l) = open_store_locked(ctx, inv)?;
         (s, Some(l))
