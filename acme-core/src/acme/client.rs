@@ -22,6 +22,50 @@ use super::AcmeError;
 /// an error, not a run that hangs until a timer kills it.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long a CA may leave every request unanswered before a run stops
+/// asking it: then the remaining requests fail at once with [`Stalled`]
+/// (and the fallback CA, if any, takes over), instead of each waiting out
+/// its own [`REQUEST_TIMEOUT`].
+const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The CA has answered no request for [`STALL_LIMIT`]; it is not asked
+/// again in this run.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the ACME server at {origin} has answered none of certctl's requests for {} s (each one \
+     timed out); certctl stops asking it in this run: check that it is up and not stuck, \
+     then run again",
+    .silent_for.as_secs()
+)]
+pub(crate) struct Stalled {
+    origin: String,
+    silent_for: std::time::Duration,
+}
+
+/// Whether one CA still answers, shared by every request of a run to it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Health {
+    /// When the oldest request that timed out since the last answer was sent.
+    silent_since: Arc<Mutex<Option<std::time::Instant>>>,
+}
+
+impl Health {
+    fn answered(&self) {
+        *self.silent_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn timed_out(&self, sent: std::time::Instant) {
+        let mut g = self.silent_since.lock().unwrap_or_else(|e| e.into_inner());
+        *g = Some(g.map_or(sent, |old| old.min(sent)));
+    }
+
+    /// How long the CA has been silent, once that reaches `limit`.
+    fn stalled(&self, limit: std::time::Duration) -> Option<std::time::Duration> {
+        let g = self.silent_since.lock().unwrap_or_else(|e| e.into_inner());
+        g.map(|t| t.elapsed()).filter(|d| *d >= limit)
+    }
+}
+
 /// The CA did not answer one request in time.
 #[derive(Debug, thiserror::Error)]
 #[error("the ACME server at {uri} did not answer within {} s (is it overloaded or stuck?)", .after.as_secs())]
@@ -54,12 +98,19 @@ impl RetryLog {
 pub(crate) struct CaClient {
     inner: Inner,
     log: RetryLog,
+    health: Health,
     timeout: std::time::Duration,
+    stall_limit: std::time::Duration,
 }
 
 impl CaClient {
-    /// Builds a client trusting the system roots and `bundle` (PEM), if given.
-    pub(crate) fn new(bundle: Option<&Path>, log: RetryLog) -> Result<Self, AcmeError> {
+    /// Builds a client trusting the system roots and `bundle` (PEM), if given;
+    /// `log` and `health` are shared by every client of one CA in a run.
+    pub(crate) fn new(
+        bundle: Option<&Path>,
+        log: RetryLog,
+        health: Health,
+    ) -> Result<Self, AcmeError> {
         let mut roots = rustls::RootCertStore::empty();
         for c in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(c);
@@ -105,7 +156,9 @@ impl CaClient {
         Ok(Self {
             inner,
             log,
+            health,
             timeout: REQUEST_TIMEOUT,
+            stall_limit: STALL_LIMIT,
         })
     }
 }
@@ -121,16 +174,35 @@ impl HttpClient for CaClient {
             req.uri().authority().map_or("", |a| a.as_str()),
             req.uri().path()
         );
+        if let Some(silent_for) = self.health.stalled(self.stall_limit) {
+            let origin = format!(
+                "{}://{}",
+                req.uri().scheme_str().unwrap_or("https"),
+                req.uri().authority().map_or("", |a| a.as_str())
+            );
+            return Box::pin(async move {
+                Err(instant_acme::Error::Other(Box::new(Stalled {
+                    origin,
+                    silent_for,
+                })))
+            });
+        }
         let fut = HttpClient::request(&self.inner, req);
-        let (log, after) = (self.log.clone(), self.timeout);
+        let (log, health, after) = (self.log.clone(), self.health.clone(), self.timeout);
         Box::pin(async move {
+            let sent = std::time::Instant::now();
             let rsp = match tokio::time::timeout(after, fut).await {
-                Ok(r) => r?,
+                Ok(r) => {
+                    // A refused connection is an answer too: the CA is down, not stuck.
+                    health.answered();
+                    r?
+                }
                 Err(_) => {
+                    health.timed_out(sent);
                     return Err(instant_acme::Error::Other(Box::new(NoAnswer {
                         uri,
                         after,
-                    })))
+                    })));
                 }
             };
             let status = rsp.parts.status;
@@ -181,7 +253,8 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_secs(30)).await;
             drop(conn);
         });
-        let mut client = CaClient::new(None, RetryLog::default()).expect("client");
+        let mut client =
+            CaClient::new(None, RetryLog::default(), Health::default()).expect("client");
         client.timeout = std::time::Duration::from_millis(300);
         let req = Request::get(format!("http://{addr}/dir"))
             .body(BodyWrapper::from(Vec::new()))
@@ -194,6 +267,65 @@ mod tests {
             err.contains(&format!("http://{addr}/dir")) && err.contains("did not answer within"),
             "{err}"
         );
+        held.abort();
+    }
+
+    #[tokio::test]
+    async fn a_ca_silent_past_the_stall_limit_is_not_asked_again_in_the_run() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        // Accepts every connection and never answers any.
+        let held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((c, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                conns.push(c);
+            }
+        });
+        let health = Health::default();
+        let mut client = CaClient::new(None, RetryLog::default(), health.clone()).expect("client");
+        client.timeout = std::time::Duration::from_millis(200);
+        client.stall_limit = std::time::Duration::from_millis(500);
+        let get = || {
+            Request::get(format!("http://{addr}/dir"))
+                .body(BodyWrapper::from(Vec::new()))
+                .expect("request")
+        };
+        // Requests time out one by one until the CA has been silent for the limit.
+        let started = std::time::Instant::now();
+        let mut timed_out = 0;
+        let err = loop {
+            match client.request(get()).await {
+                Ok(_) => panic!("a silent server gave an answer"),
+                Err(e) if e.to_string().contains("did not answer within") => timed_out += 1,
+                Err(e) => break e.to_string(),
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "never gave up"
+            );
+        };
+        assert!(timed_out >= 2, "{timed_out}");
+        assert!(
+            err.contains(&format!("http://{addr}")) && err.contains("stops asking it"),
+            "{err}"
+        );
+        // From now on no request reaches the CA, and each fails at once.
+        let seen = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        let t = std::time::Instant::now();
+        for _ in 0..20 {
+            let e = client.request(get()).await.err().expect("stalled");
+            assert!(e.to_string().contains("stops asking it"), "{e}");
+        }
+        assert!(t.elapsed() < std::time::Duration::from_millis(200));
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), seen);
+        // An answer (here: a refused connection, the CA restarted) clears it.
+        health.answered();
+        assert!(health.stalled(client.stall_limit).is_none());
         held.abort();
     }
 

@@ -224,11 +224,18 @@ impl Issuer {
     /// Loads the account for `ca` from the store, or registers one (and stores
     /// it, mode 0600); updates the contacts when the inventory changed them.
     pub async fn connect(ca: &CaConfig, store: &Store) -> Result<Self> {
+        Self::connect_with(ca, store, client::Health::default()).await
+    }
+
+    /// [`Issuer::connect`], sharing `health` with the run's other requests to
+    /// this CA, so a CA that answers nothing is given up on once per run.
+    async fn connect_with(ca: &CaConfig, store: &Store, health: client::Health) -> Result<Self> {
         let log = client::RetryLog::default();
         let http = || -> Result<Box<dyn instant_acme::HttpClient>> {
             Ok(Box::new(client::CaClient::new(
                 ca.ca_bundle.as_deref(),
                 log.clone(),
+                health.clone(),
             )?))
         };
         let server = |step: &'static str| {
@@ -1098,6 +1105,8 @@ struct IssuerPool {
     primary: CaConfig,
     fallback: Option<CaConfig>,
     slots: [tokio::sync::Mutex<Option<Arc<Issuer>>>; 2],
+    /// Whether each CA still answers, kept across reconnections.
+    health: [client::Health; 2],
 }
 
 impl IssuerPool {
@@ -1106,6 +1115,7 @@ impl IssuerPool {
             primary,
             fallback,
             slots: Default::default(),
+            health: Default::default(),
         }
     }
 
@@ -1114,7 +1124,7 @@ impl IssuerPool {
         if let Some(i) = g.as_ref() {
             return Ok(i.clone());
         }
-        let i = Arc::new(Issuer::connect(ca, store).await?);
+        let i = Arc::new(Issuer::connect_with(ca, store, self.health[slot].clone()).await?);
         *g = Some(i.clone());
         Ok(i)
     }
