@@ -1038,9 +1038,12 @@ fn write_marker(root: &Path) -> Result<()> {
     write_atomic(&root.join(MARKER), text.as_bytes(), 0o644)
 }
 
-/// The temp name [`write_atomic`] uses for the marker: `.certctl-store.tmp-<pid>`.
+/// The temp name [`write_atomic`] uses for the marker, `..certctl-store.tmp-<pid>`
+/// (another run creating the same store at the same moment writes one).
 fn is_marker_temp(name: &str) -> bool {
-    name.strip_prefix(".certctl-store.tmp-")
+    name.strip_prefix(".")
+        .and_then(|n| n.strip_prefix(MARKER))
+        .and_then(|n| n.strip_prefix(".tmp-"))
         .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
@@ -1394,6 +1397,19 @@ mod tests {
             Location::Marked
         );
         assert!(dir.path().join("archive").is_dir());
+    }
+
+    #[test]
+    fn a_store_another_run_is_creating_at_the_same_moment_is_accepted() {
+        // Two runs open a new store at once: one finds the other's marker
+        // being written (regression: `issue::two_runs_at_once_are_serialized`).
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(format!(".{MARKER}.tmp-4242")), b"x").expect("write");
+        assert_eq!(
+            validate_location(dir.path()).expect("check"),
+            Location::EmptyDirectory
+        );
+        Store::open(dir.path()).expect("open");
     }
 
     #[test]
