@@ -222,10 +222,9 @@ pub(crate) fn print_damage(outcomes: &[RenewOutcome], prefix: &str) {
                 (None, false, _) => "not repaired: a writing renew moves it aside".into(),
             };
             eprintln!(
-                "certctl: {prefix}{}: {}: {}: {done}",
+                "certctl: {prefix}{}: {}: {done}",
                 o.name,
-                acme_core::error_chain(d),
-                d.path.display()
+                acme_core::error_chain(d)
             );
         }
     }
@@ -458,10 +457,9 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
     for e in &entries {
         for d in &e.damage {
             eprintln!(
-                "certctl: {}: {}: {}: {}",
+                "certctl: {}: {}: {}",
                 e.name,
                 acme_core::error_chain(d),
-                d.path.display(),
                 if d.part.is_release() {
                     "`certctl renew` issues a new version (the damaged one is kept)"
                 } else {
