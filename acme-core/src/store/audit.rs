@@ -489,3 +489,111 @@ fn read_file(path: &Path) -> std::result::Result<Vec<u8>, Problem> {
     }
     Ok(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::KeyType;
+    use crate::names::CertName;
+    use crate::secret::Secret;
+    use crate::store::Material;
+
+    /// A real self-signed certificate and its key, installed as `www`.
+    fn installed(store: &Store) -> Release {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec!["www.example.test".to_string()])
+            .expect("params");
+        let cert = params.self_signed(&key).expect("cert");
+        let facts = crate::inspect::parse_pem_chain(cert.pem().as_bytes())
+            .expect("parse")
+            .remove(0);
+        let m = Material {
+            cert_pem: cert.pem(),
+            chain_pem: String::new(),
+            key_pem: Secret::new(key.serialize_pem().into_bytes()),
+            meta: ReleaseMeta {
+                domains: facts.dns_names.clone(),
+                key_type: KeyType::EcdsaP256,
+                serial: facts.serial.clone(),
+                issuer: facts.issuer.clone(),
+                not_before: facts.not_before,
+                not_after: facts.not_after,
+                directory: "https://ca.test/dir".into(),
+                ari_id: facts.ari_id.clone(),
+                stored_at: time::OffsetDateTime::now_utc(),
+            },
+        };
+        store
+            .install(&CertName::new("www").expect("name"), &m)
+            .expect("install")
+    }
+
+    #[test]
+    fn a_sound_release_has_no_damage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        let r = installed(&store);
+        let a = store.audit("www");
+        assert!(a.damage.is_empty(), "{:?}", a.damage);
+        assert_eq!(a.sound().map(|s| &s.version), Some(&r.version));
+        let none = store.audit("nothing");
+        assert!(none.damage.is_empty() && none.sound().is_none());
+    }
+
+    #[test]
+    fn meta_that_disagrees_with_the_certificate_is_damage_in_meta_json() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        let r = installed(&store);
+        let mut meta = r.meta.clone();
+        meta.not_after += time::Duration::days(365);
+        let path = r.dir.join("meta.json");
+        fs::write(&path, serde_json::to_vec(&meta).expect("json")).expect("write");
+        let a = store.audit("www");
+        assert!(a.sound().is_none());
+        assert_eq!(a.damage.len(), 1, "{:?}", a.damage);
+        assert_eq!(a.damage[0].path, path);
+        assert!(matches!(
+            a.damage[0].problem,
+            Problem::Disagrees {
+                field: "not_after",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_a_record_is_damage_not_a_hang() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        installed(&store);
+        let state = dir.path().join("state/www");
+        fs::create_dir_all(&state).expect("mkdir");
+        let fifo = state.join("renewal.json");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let a = store.audit("www");
+        assert_eq!(a.damage.len(), 1, "{:?}", a.damage);
+        assert!(matches!(a.damage[0].problem, Problem::NotAFile));
+        // A damaged record does not make the release unsound.
+        assert!(a.sound().is_some());
+    }
+
+    #[test]
+    fn a_damaged_record_is_moved_aside_and_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        installed(&store);
+        let state = dir.path().join("state/www");
+        fs::create_dir_all(&state).expect("mkdir");
+        fs::write(state.join("node-edge1.json"), b"{").expect("write");
+        let mut a = store.audit("www");
+        let to = store.set_aside(&mut a.damage[0]).expect("set aside");
+        assert_eq!(fs::read(&to).expect("kept"), b"{");
+        assert!(store.audit("www").damage.is_empty());
+        assert_eq!(a.damage[0].set_aside.as_ref(), Some(&to));
+    }
+}
