@@ -1247,6 +1247,38 @@ mod tests {
     }
 
     #[test]
+    fn dry_run_outcomes_come_in_inventory_order_whatever_the_count() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut text = format!(
+            "store = \"{}\"\n[account]\ndirectory = \"https://ca.test/dir\"\n\
+             [solvers.ns]\ntype = \"exec\"\npresent = [\"true\"]\ncleanup = [\"true\"]\n",
+            dir.path().join("store").display()
+        );
+        // Names whose sorted order is not the file order.
+        let names: Vec<String> = (0..300).map(|i| format!("c{}", (i * 7919) % 1000)).collect();
+        for n in &names {
+            text.push_str(&format!(
+                "[[certificate]]\nname = \"{n}\"\ndomains = [\"{n}.example.test\"]\nsolver = \"ns\"\n"
+            ));
+        }
+        let inv = Inventory::from_str(&text, &dir.path().join("certctl.toml")).expect("inventory");
+        let (store, _) = Store::open(&dir.path().join("store")).expect("store");
+        let opts = RenewOptions {
+            dry_run: true,
+            ..Default::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let outcomes = rt.block_on(renew(&inv, &store, &opts)).expect("renew");
+        let got: Vec<&str> = outcomes.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(got, names);
+        assert!(outcomes
+            .iter()
+            .all(|o| matches!(o.result, RenewResult::WouldIssue { reason: DueReason::NotIssued })));
+    }
+
+    #[test]
     fn rate_limit_problem_becomes_a_deferral() {
         let log = client::RetryLog::default();
         let p: instant_acme::Problem = serde_json::from_str(
