@@ -326,10 +326,7 @@ fn edit_meta(f: &Fixture, field: &str, value: serde_json::Value) -> PathBuf {
 
 #[test]
 fn meta_json_with_another_serial_is_named_and_reissued() {
-    damaged_store_is_named_and_repaired(
-        |f| edit_meta(f, "serial", "1234abcd".into()),
-        true,
-    );
+    damaged_store_is_named_and_repaired(|f| edit_meta(f, "serial", "1234abcd".into()), true);
 }
 
 #[test]

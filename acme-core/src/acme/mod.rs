@@ -928,8 +928,12 @@ pub async fn renew(
             tracing::warn!(certificate = %cert.name, error = %crate::error::chain(&*d), "damaged store file");
             if !opts.dry_run && !d.part.is_release() {
                 match store.set_aside(d) {
-                    Ok(to) => tracing::warn!(certificate = %cert.name, to = %to.display(), "moved the damaged record aside; it starts afresh"),
-                    Err(e) => tracing::warn!(certificate = %cert.name, error = %crate::error::chain(&e), "cannot move the damaged record aside"),
+                    Ok(to) => {
+                        tracing::warn!(certificate = %cert.name, to = %to.display(), "moved the damaged record aside; it starts afresh")
+                    }
+                    Err(e) => {
+                        tracing::warn!(certificate = %cert.name, error = %crate::error::chain(&e), "cannot move the damaged record aside")
+                    }
                 }
             }
         }
@@ -942,12 +946,13 @@ pub async fn renew(
     let mut todo = Vec::new();
     for (cert, previous, mut record, damage) in plans {
         let name = cert.name.to_string();
-        let damaged = damage
-            .iter()
-            .find(|d| d.part.is_release())
-            .map(|d| DueReason::StoreDamaged {
-                file: d.path.display().to_string(),
-            });
+        let damaged =
+            damage
+                .iter()
+                .find(|d| d.part.is_release())
+                .map(|d| DueReason::StoreDamaged {
+                    file: d.path.display().to_string(),
+                });
         let (due, reason) = match &previous {
             None => (None, Some(damaged.unwrap_or(DueReason::NotIssued))),
             Some(p) => {
@@ -1255,7 +1260,9 @@ mod tests {
             dir.path().join("store").display()
         );
         // Names whose sorted order is not the file order.
-        let names: Vec<String> = (0..300).map(|i| format!("c{}", (i * 7919) % 1000)).collect();
+        let names: Vec<String> = (0..300)
+            .map(|i| format!("c{}", (i * 7919) % 1000))
+            .collect();
         for n in &names {
             text.push_str(&format!(
                 "[[certificate]]\nname = \"{n}\"\ndomains = [\"{n}.example.test\"]\nsolver = \"ns\"\n"
@@ -1273,9 +1280,12 @@ mod tests {
         let outcomes = rt.block_on(renew(&inv, &store, &opts)).expect("renew");
         let got: Vec<&str> = outcomes.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(got, names);
-        assert!(outcomes
-            .iter()
-            .all(|o| matches!(o.result, RenewResult::WouldIssue { reason: DueReason::NotIssued })));
+        assert!(outcomes.iter().all(|o| matches!(
+            o.result,
+            RenewResult::WouldIssue {
+                reason: DueReason::NotIssued
+            }
+        )));
     }
 
     #[test]

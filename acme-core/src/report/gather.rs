@@ -20,9 +20,7 @@ use super::{
     StoreFacts, Thresholds, SCAN_SCHEMA, SCHEMA,
 };
 use crate::inspect::probe::ProberError;
-use crate::inspect::{
-    Anchors, InspectError, Prober, RenewalPolicy, RenewalWindow, Served, Trust,
-};
+use crate::inspect::{Anchors, InspectError, Prober, RenewalPolicy, RenewalWindow, Served, Trust};
 use crate::inventory::{NodeConfig, TransportKind};
 use crate::store::{Release, Store};
 use crate::Inventory;

@@ -323,9 +323,11 @@ impl Store {
                 // Without the listing no record can be trusted: the renewal
                 // record stands for them all.
                 let path = self.state_dir(name);
-                audit
-                    .damage
-                    .push(Damage::new(path, Part::RenewalRecord, Problem::Unreadable(e)));
+                audit.damage.push(Damage::new(
+                    path,
+                    Part::RenewalRecord,
+                    Problem::Unreadable(e),
+                ));
                 return;
             }
         };
@@ -342,18 +344,16 @@ impl Store {
             if stem == "renewal" {
                 match read_record::<RenewalRecord>(&path) {
                     Ok(r) => audit.renewal = Some(r),
-                    Err(p) => audit
-                        .damage
-                        .push(Damage::new(path, Part::RenewalRecord, p)),
+                    Err(p) => audit.damage.push(Damage::new(path, Part::RenewalRecord, p)),
                 }
             } else if let Some(node) = stem.strip_prefix("node-") {
                 match read_record::<NodeState>(&path) {
                     Ok(s) => audit.deployments.push((node.to_string(), s)),
-                    Err(p) => audit.damage.push(Damage::new(
-                        path,
-                        Part::NodeRecord(node.to_string()),
-                        p,
-                    )),
+                    Err(p) => {
+                        audit
+                            .damage
+                            .push(Damage::new(path, Part::NodeRecord(node.to_string()), p))
+                    }
                 }
             }
         }
@@ -501,8 +501,8 @@ mod tests {
     /// A real self-signed certificate and its key, installed as `www`.
     fn installed(store: &Store) -> Release {
         let key = rcgen::KeyPair::generate().expect("key");
-        let params = rcgen::CertificateParams::new(vec!["www.example.test".to_string()])
-            .expect("params");
+        let params =
+            rcgen::CertificateParams::new(vec!["www.example.test".to_string()]).expect("params");
         let cert = params.self_signed(&key).expect("cert");
         let facts = crate::inspect::parse_pem_chain(cert.pem().as_bytes())
             .expect("parse")

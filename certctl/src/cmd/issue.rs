@@ -148,9 +148,10 @@ async fn renew_with(ctx: &Ctx, opts: RenewOptions, json: bool) -> anyhow::Result
 
 /// 2 if any certificate failed or still has damaged store files, else 0.
 pub(crate) fn outcome_code(outcomes: &[RenewOutcome]) -> u8 {
-    if outcomes.iter().any(|o| {
-        matches!(o.result, RenewResult::Failed { .. }) || o.unrepaired().next().is_some()
-    }) {
+    if outcomes
+        .iter()
+        .any(|o| matches!(o.result, RenewResult::Failed { .. }) || o.unrepaired().next().is_some())
+    {
         exit::CRITICAL
     } else {
         0
@@ -216,8 +217,12 @@ pub(crate) fn print_damage(outcomes: &[RenewOutcome], prefix: &str) {
         let issued = matches!(o.result, RenewResult::Issued { .. });
         for d in &o.damage {
             let done = match (&d.set_aside, d.part.is_release(), issued) {
-                (Some(to), _, _) => format!("moved aside to {}; the record starts afresh", to.display()),
-                (None, true, true) => "a new version was issued and is live; the damaged one is kept".into(),
+                (Some(to), _, _) => {
+                    format!("moved aside to {}; the record starts afresh", to.display())
+                }
+                (None, true, true) => {
+                    "a new version was issued and is live; the damaged one is kept".into()
+                }
                 (None, true, false) => "not repaired: the next renewal issues a new version".into(),
                 (None, false, _) => "not repaired: a writing renew moves it aside".into(),
             };
