@@ -31,6 +31,9 @@ use time::OffsetDateTime;
 use crate::inventory::KeyType;
 use crate::names::CertName;
 
+mod audit;
+pub use audit::{Audit, Damage, Part, Problem};
+
 /// A store failure. Each names the path involved.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

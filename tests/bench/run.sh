@@ -8,6 +8,7 @@
 #   deploy  one new version to 5 and 20 nodes: certctl vs an scp runbook vs ansible-core
 #   scan    1,000 TLS endpoints: certctl scan vs an openssl loop vs blackbox exporter
 #   list    certctl list and certctl inspect over 10,000 certificates
+#   plan    certctl renew --dry-run beside certctl list over 10,000, 40,000 and 100,000 certificates
 #   load    one run renewing 200 certificates and deploying them to 20 nodes
 #
 # Every (tool, case) runs N times; the table shows medians over the runs that
@@ -23,7 +24,7 @@ LAB="${CERTCTL_LAB_DIR:-/tmp/certctl-lab}"
 OUT="$ROOT/target/bench"
 CERTCTL="$ROOT/target/release/certctl"
 PROG="tests/bench/run.sh"
-SECTIONS=(issue deploy scan list load)
+SECTIONS=(issue deploy scan list plan load)
 LAB_NODES=20
 ACME_DIR="https://127.0.0.1:14000/dir"
 EMAIL="bench@example.test"
@@ -889,6 +890,46 @@ section_list() {
     python3 "$BENCH/summarise.py" list "$CSV" "$OUT/list.md" "$notes"
     echo
     info "wrote $OUT/list.md and $OUT/list.csv"
+}
+
+# ---------------------------------------------------------------- section: plan
+
+PLAN_COUNTS=(10000 40000 100000)
+
+# renew --dry-run (every certificate's live version, files and records checked,
+# due dates decided, nothing ordered) beside list, at three store sizes: the
+# figures show whether planning grows linearly. Stores from gen_certs.py, made once.
+section_plan() {
+    CSV="$OUT/plan.csv"
+    echo "section,tool,case,run,ok,rc,wall_s,cpu_s,maxrss_kib" >"$CSV"
+    local n run
+    for n in "${PLAN_COUNTS[@]}"; do
+        LIST_COUNT=$n
+        list_prepare
+        local cfg="$TMP/list/certctl.toml"
+        "$CERTCTL" --config "$cfg" renew --dry-run --json >/dev/null 2>&1 || true
+        "$CERTCTL" --config "$cfg" list --json >/dev/null 2>&1 || true
+        for ((run = 1; run <= RUNS; run++)); do
+            info "plan: $n certificates, run $run of $RUNS"
+            list_one "$run" "list-$n" "" "$CERTCTL" --config "$cfg" list --json
+            list_one "$run" "renew-dry-run-$n" "" "$CERTCTL" --config "$cfg" renew --dry-run --json
+        done
+        rm -rf "$TMP/list"
+    done
+    LIST_COUNT=10000
+
+    local notes="$TMP/plan.notes"
+    {
+        echo "Stores of ${PLAN_COUNTS[*]} distinct certificates made once by tests/bench/gen_certs.py into target/bench/cache/certs-N (one version each); inventory: the lab's solvers and nodes plus N [[certificate]] tables; $RUNS runs each after one untimed warm-up; page cache warm."
+        echo "\`certctl renew --dry-run --json >/dev/null\`: reads every live link, meta.json, cert.pem, privkey.pem (parsed, and checked to belong to the certificate), chain.pem, fullchain.pem and the state records, and decides what is due; orders nothing. \`certctl list --json >/dev/null\` does the same checks and prints the store."
+        echo "A run counts when the exit status is 0..2 and the JSON of an untimed run has N entries."
+        echo "Wall, CPU (user+sys) and peak RSS from /usr/bin/time; $(nproc) CPUs."
+        load_note
+    } >"$notes"
+    echo
+    python3 "$BENCH/summarise.py" plan "$CSV" "$OUT/plan.md" "$notes"
+    echo
+    info "wrote $OUT/plan.md and $OUT/plan.csv"
 }
 
 # ---------------------------------------------------------------- section: load

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarise the per-run CSV of a benchmark section into one Markdown table.
 
-Usage: summarise.py SECTION CSV OUT_MD NOTES_FILE   (SECTION: issue, deploy, scan, list, load)
+Usage: summarise.py SECTION CSV OUT_MD NOTES_FILE   (SECTION: issue, deploy, scan, list, plan, load)
 
 Reads rows `section,tool,case,run,ok,rc,wall_s,cpu_s,maxrss_kib`, prints the
 table (medians over successful runs), the ratios of certctl to each peer and
@@ -260,6 +260,23 @@ def list_report(rows, notes):
     return with_notes(lines, notes)
 
 
+def plan_report(rows, notes):
+    def key(c):
+        what, n = c.rsplit("-", 1)
+        return (int(n), what != "list")
+
+    cases = sorted({r["case"] for r in rows}, key=key)
+    s = summarise(rows, ["certctl"], cases)
+    lines = ["## Planning: renew --dry-run beside list (10,000 / 40,000 / 100,000 certificates)", ""]
+    lines += figures_table(s)
+    lines += ["", "Targets (printed, not asserted):", ""]
+    lines.append("| target | limit | measured | |")
+    lines.append("|---|---|---|---|")
+    v = s.get(("certctl", "renew-dry-run-40000"), {})
+    lines.append(target_line("certctl renew --dry-run, 40,000 certificates, median wall", v.get("wall"), 2.0, "s"))
+    return with_notes(lines, notes)
+
+
 def load_report(rows, notes):
     cases = sorted({r["case"] for r in rows})
     s = summarise(rows, ["certctl"], cases)
@@ -327,6 +344,7 @@ REPORTS = {
     "deploy": deploy_report,
     "scan": scan_report,
     "list": list_report,
+    "plan": plan_report,
     "load": load_report,
 }
 

@@ -29,7 +29,7 @@ use tracing::Instrument;
 
 use crate::dns::{DnsSolver, TxtRecord};
 use crate::inventory::{CertificateConfig, Inventory};
-use crate::store::{Material, Release, ReleaseMeta, Store};
+use crate::store::{Audit, Damage, Material, Release, ReleaseMeta, Store};
 use crate::DomainName;
 
 pub use renewal::{due_at, AriWindow, DueReason, RenewalRecord};
@@ -828,10 +828,28 @@ pub struct RenewOptions {
 pub struct RenewOutcome {
     /// Certificate name.
     pub name: String,
-    /// When it is (was) due and why, if it has a live version.
+    /// When it is (was) due and why, if it has a sound live version.
     pub due: Option<(OffsetDateTime, DueReason)>,
     /// What happened.
     pub result: RenewResult,
+    /// Damaged store files found for this certificate (a damaged record
+    /// moved aside says where in [`Damage::set_aside`]).
+    pub damage: Vec<Damage>,
+}
+
+impl RenewOutcome {
+    /// The damage this run did not repair: a damaged live version unless a
+    /// new one was issued, a damaged record unless it was moved aside.
+    pub fn unrepaired(&self) -> impl Iterator<Item = &Damage> {
+        let issued = matches!(self.result, RenewResult::Issued { .. });
+        self.damage.iter().filter(move |d| {
+            if d.part.is_release() {
+                !issued
+            } else {
+                d.set_aside.is_none()
+            }
+        })
+    }
 }
 
 /// What happened to one certificate.
@@ -874,10 +892,11 @@ pub async fn renew(
     store: &Store,
     opts: &RenewOptions,
 ) -> Result<Vec<RenewOutcome>, crate::Error> {
+    let wanted: std::collections::HashSet<&str> = opts.names.iter().map(String::as_str).collect();
     let certs: Vec<&CertificateConfig> = inv
         .certificates
         .iter()
-        .filter(|c| opts.names.is_empty() || opts.names.iter().any(|n| n == c.name.as_str()))
+        .filter(|c| wanted.is_empty() || wanted.contains(c.name.as_str()))
         .collect();
     let primary = CaConfig::primary(inv);
     let fallback = CaConfig::fallback(inv);
@@ -902,24 +921,47 @@ pub async fn renew(
                 }
             }
         }
-        let previous = store.current(cert.name.as_str())?;
-        let record: RenewalRecord = store
-            .read_state(cert.name.as_str(), "renewal")
-            .unwrap_or_else(|e| {
-                tracing::warn!(certificate = %cert.name, error = %crate::error::chain(&e), "ignoring unreadable renewal record");
-                None
-            })
-            .unwrap_or_default();
-        plans.push((cert, previous, record));
+        // A damaged live version is not built on (no key reuse, no ARI
+        // `replaces`): a fresh one is issued. A damaged record is moved aside
+        // and starts afresh.
+        let audit = store.audit(cert.name.as_str());
+        let previous = audit.sound().cloned();
+        let Audit {
+            renewal,
+            mut damage,
+            ..
+        } = audit;
+        for d in damage.iter_mut() {
+            tracing::warn!(certificate = %cert.name, error = %crate::error::chain(&*d), "damaged store file");
+            if !opts.dry_run && !d.part.is_release() {
+                match store.set_aside(d) {
+                    Ok(to) => {
+                        tracing::warn!(certificate = %cert.name, to = %to.display(), "moved the damaged record aside; it starts afresh")
+                    }
+                    Err(e) => {
+                        tracing::warn!(certificate = %cert.name, error = %crate::error::chain(&e), "cannot move the damaged record aside")
+                    }
+                }
+            }
+        }
+        let record = renewal.unwrap_or_default();
+        plans.push((cert, previous, record, damage));
     }
 
     // Decide.
     let mut outcomes = Vec::new();
     let mut todo = Vec::new();
-    for (cert, previous, mut record) in plans {
+    for (cert, previous, mut record, damage) in plans {
         let name = cert.name.to_string();
+        let damaged =
+            damage
+                .iter()
+                .find(|d| d.part.is_release())
+                .map(|d| DueReason::StoreDamaged {
+                    file: d.path.display().to_string(),
+                });
         let (due, reason) = match &previous {
-            None => (None, Some(DueReason::NotIssued)),
+            None => (None, Some(damaged.unwrap_or(DueReason::NotIssued))),
             Some(p) => {
                 let changed = config_change(cert, p);
                 let ari = if inv.renewal.ari && changed.is_none() && !opts.force {
@@ -952,6 +994,7 @@ pub async fn renew(
                 name,
                 due,
                 result: RenewResult::NotDue,
+                damage,
             });
             continue;
         };
@@ -960,6 +1003,7 @@ pub async fn renew(
                 name,
                 due,
                 result: RenewResult::Deferred { until },
+                damage,
             });
             continue;
         }
@@ -968,6 +1012,7 @@ pub async fn renew(
                 name,
                 due,
                 result: RenewResult::WouldIssue { reason },
+                damage,
             });
             continue;
         }
@@ -986,18 +1031,19 @@ pub async fn renew(
                             reason,
                             error: e.into(),
                         },
+                        damage,
                     });
                     continue;
                 }
             },
         };
-        todo.push((cert, previous, record, due, reason, solver));
+        todo.push((cert, previous, record, due, reason, solver, damage));
     }
 
     // Issue, concurrently.
     let timeout = inv.renewal.order_timeout;
     let issued = futures::stream::iter(todo.into_iter().map(
-        |(cert, previous, mut record, due, reason, solver)| {
+        |(cert, previous, mut record, due, reason, solver, damage)| {
             let issuers = &issuers;
             async move {
                 let result = issuers.issue(cert, &solver, store, previous.as_ref(), timeout).await;
@@ -1025,7 +1071,7 @@ pub async fn renew(
                 if let Err(e) = store.write_state(cert.name.as_str(), "renewal", &record) {
                     tracing::warn!(certificate = %cert.name, error = %crate::error::chain(&e), "cannot record renewal state");
                 }
-                RenewOutcome { name: cert.name.to_string(), due, result }
+                RenewOutcome { name: cert.name.to_string(), due, result, damage }
             }
         },
     ))
@@ -1033,8 +1079,15 @@ pub async fn renew(
     .collect::<Vec<_>>()
     .await;
     outcomes.extend(issued);
-    let order: Vec<&str> = inv.certificates.iter().map(|c| c.name.as_str()).collect();
-    outcomes.sort_by_key(|o| order.iter().position(|n| *n == o.name));
+    // Inventory order, through a map: a linear search per outcome here made
+    // planning 40,000 certificates quadratic (17.7 s against 1.1 s for 10,000).
+    let order: std::collections::HashMap<&str, usize> = inv
+        .certificates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect();
+    outcomes.sort_by_key(|o| order.get(o.name.as_str()).copied());
     Ok(outcomes)
 }
 
@@ -1211,6 +1264,43 @@ mod tests {
         assert_eq!(leaf.matches("BEGIN").count(), 1);
         assert!(leaf.contains("\nA\n"));
         assert!(rest.starts_with("-----BEGIN CERTIFICATE-----\nB"));
+    }
+
+    #[test]
+    fn dry_run_outcomes_come_in_inventory_order_whatever_the_count() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut text = format!(
+            "store = \"{}\"\n[account]\ndirectory = \"https://ca.test/dir\"\n\
+             [solvers.ns]\ntype = \"exec\"\npresent = [\"true\"]\ncleanup = [\"true\"]\n",
+            dir.path().join("store").display()
+        );
+        // Names whose sorted order is not the file order.
+        let names: Vec<String> = (0..300)
+            .map(|i| format!("c{}", (i * 7919) % 1000))
+            .collect();
+        for n in &names {
+            text.push_str(&format!(
+                "[[certificate]]\nname = \"{n}\"\ndomains = [\"{n}.example.test\"]\nsolver = \"ns\"\n"
+            ));
+        }
+        let inv = Inventory::from_str(&text, &dir.path().join("certctl.toml")).expect("inventory");
+        let (store, _) = Store::open(&dir.path().join("store")).expect("store");
+        let opts = RenewOptions {
+            dry_run: true,
+            ..Default::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let outcomes = rt.block_on(renew(&inv, &store, &opts)).expect("renew");
+        let got: Vec<&str> = outcomes.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(got, names);
+        assert!(outcomes.iter().all(|o| matches!(
+            o.result,
+            RenewResult::WouldIssue {
+                reason: DueReason::NotIssued
+            }
+        )));
     }
 
     #[test]

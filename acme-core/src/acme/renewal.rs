@@ -37,6 +37,11 @@ pub enum DueReason {
         /// Seconds before expiry.
         seconds: u64,
     },
+    /// The live version in the store is damaged (see [`crate::store::Damage`]).
+    StoreDamaged {
+        /// The first damaged file.
+        file: String,
+    },
 }
 
 impl std::fmt::Display for DueReason {
@@ -52,6 +57,7 @@ impl std::fmt::Display for DueReason {
             DueReason::RenewBefore { seconds } => {
                 write!(f, "renew_before = {}d", seconds / 86_400)
             }
+            DueReason::StoreDamaged { file } => write!(f, "store file {file} is damaged"),
         }
     }
 }

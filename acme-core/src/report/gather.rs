@@ -20,9 +20,7 @@ use super::{
     StoreFacts, Thresholds, SCAN_SCHEMA, SCHEMA,
 };
 use crate::inspect::probe::ProberError;
-use crate::inspect::{
-    Anchors, AriWindow, InspectError, Prober, RenewalPolicy, RenewalWindow, Served, Trust,
-};
+use crate::inspect::{Anchors, InspectError, Prober, RenewalPolicy, RenewalWindow, Served, Trust};
 use crate::inventory::{NodeConfig, TransportKind};
 use crate::store::{Release, Store};
 use crate::Inventory;
@@ -138,25 +136,31 @@ pub async fn gather(
         let thresholds = Thresholds { warning, critical };
         let name = cert.name.as_str();
         let mut findings = Vec::new();
-        let live = match store.map(|s| s.current(name)) {
-            None | Some(Ok(None)) => {
-                findings.push(Finding::new(Severity::Warning, FindingKind::NotInStore));
-                None
-            }
-            Some(Ok(Some(r))) => Some(r),
-            Some(Err(e)) => {
-                findings.push(Finding::new(
-                    Severity::Unknown,
-                    FindingKind::StoreUnreadable {
-                        reason: e.to_string(),
-                    },
-                ));
-                None
-            }
-        };
+        // The store's side, checked whole: a damaged file makes the
+        // certificate unknown (never ok), and a damaged live version gives no
+        // store facts to judge by.
+        let audit = store.map(|s| s.audit(name)).unwrap_or_default();
+        for d in &audit.damage {
+            findings.push(Finding::new(
+                Severity::Unknown,
+                FindingKind::StoreDamaged {
+                    path: d.path.clone(),
+                    problem: crate::error::chain(&d.problem),
+                },
+            ));
+        }
+        let live = audit.sound().cloned();
+        if live.is_none() && audit.damage.iter().all(|d| !d.part.is_release()) {
+            findings.push(Finding::new(Severity::Warning, FindingKind::NotInStore));
+        }
         let facts = live.as_ref().map(|r| {
             let policy = RenewalPolicy::for_certificate(inventory, cert);
-            let ari = store.and_then(|s| ari_window(s, name, &r.meta.serial));
+            let ari = audit
+                .renewal
+                .as_ref()
+                .and_then(|rec| rec.ari.as_ref())
+                .filter(|a| a.serial == r.meta.serial)
+                .map(|a| a.window);
             let seed = r.meta.ari_id.as_deref().unwrap_or(&r.meta.serial);
             let w = RenewalWindow::compute(
                 policy,
@@ -447,13 +451,6 @@ fn known<'a>(names: impl Iterator<Item = &'a str>) -> String {
     } else {
         v.join(", ")
     }
-}
-
-/// The CA's ARI window cached in the certificate's renewal record for the
-/// live serial, if any; an unreadable record just means "no window known".
-fn ari_window(store: &Store, name: &str, serial: &str) -> Option<AriWindow> {
-    let record: crate::acme::RenewalRecord = store.read_state(name, "renewal").ok()??;
-    record.ari.filter(|a| a.serial == serial).map(|a| a.window)
 }
 
 /// The version `node` has deployed for certificate `cert`: the last path

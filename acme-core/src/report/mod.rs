@@ -115,6 +115,13 @@ pub enum FindingKind {
         /// Why.
         reason: String,
     },
+    /// A store file of this certificate is damaged (see [`crate::store::Damage`]).
+    StoreDamaged {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// Past `not_after`.
     Expired {
         /// End of validity.
@@ -222,6 +229,7 @@ impl FindingKind {
         match self {
             FindingKind::NotInStore => "not_in_store",
             FindingKind::StoreUnreadable { .. } => "store_unreadable",
+            FindingKind::StoreDamaged { .. } => "store_damaged",
             FindingKind::Expired { .. } => "expired",
             FindingKind::ExpiresSoon { .. } => "expires_soon",
             FindingKind::NotYetValid { .. } => "not_yet_valid",
@@ -251,6 +259,9 @@ impl std::fmt::Display for FindingKind {
             FindingKind::NotInStore => f.write_str("not in the store yet (run `certctl issue`)"),
             FindingKind::StoreUnreadable { reason } => {
                 write!(f, "store record unreadable: {reason}")
+            }
+            FindingKind::StoreDamaged { path, problem } => {
+                write!(f, "store file {} is damaged: {problem}", path.display())
             }
             FindingKind::Expired { not_after } => write!(f, "expired {}", date(*not_after)),
             FindingKind::ExpiresSoon { seconds_left, .. } => write!(

@@ -101,8 +101,10 @@ pub(crate) fn open_store_locked(
 }
 
 fn check_names(inv: &acme_core::Inventory, names: &[String]) -> anyhow::Result<()> {
+    let known: std::collections::HashSet<&str> =
+        inv.certificates.iter().map(|c| c.name.as_str()).collect();
     for n in names {
-        if inv.certificate(n).is_none() {
+        if !known.contains(n.as_str()) {
             let known: Vec<&str> = inv.certificates.iter().map(|c| c.name.as_str()).collect();
             anyhow::bail!(
                 "certificate `{n}` is not in {}; known: {}",
@@ -139,14 +141,17 @@ async fn renew_with(ctx: &Ctx, opts: RenewOptions, json: bool) -> anyhow::Result
     } else {
         print_outcomes(ctx, &outcomes)?;
     }
+    if json {
+        print_damage(&outcomes, "");
+    }
     Ok(ExitCode::from(outcome_code(&outcomes)))
 }
 
-/// 2 if any certificate failed, else 0.
+/// 2 if any certificate failed or still has damaged store files, else 0.
 pub(crate) fn outcome_code(outcomes: &[RenewOutcome]) -> u8 {
     if outcomes
         .iter()
-        .any(|o| matches!(o.result, RenewResult::Failed { .. }))
+        .any(|o| matches!(o.result, RenewResult::Failed { .. }) || o.unrepaired().next().is_some())
     {
         exit::CRITICAL
     } else {
@@ -181,6 +186,10 @@ pub(crate) fn print_outcomes(ctx: &Ctx, outcomes: &[RenewOutcome]) -> anyhow::Re
             RenewResult::Failed { error, .. } => ("FAILED", format!("{error:#}")),
             _ => ("?", String::new()),
         };
+        let detail = match o.unrepaired().next() {
+            Some(d) => format!("DAMAGED {}: {}; {detail}", d.path.display(), problem(d)),
+            None => detail,
+        };
         t.row(vec![o.name.clone(), result.into(), detail]);
     }
     t.print(|_, col, text| match (col, text) {
@@ -194,7 +203,37 @@ pub(crate) fn print_outcomes(ctx: &Ctx, outcomes: &[RenewOutcome]) -> anyhow::Re
             eprintln!("certctl: {}: {}", o.name, anyhow_chain(error));
         }
     }
+    print_damage(outcomes, "");
     Ok(())
+}
+
+/// What is wrong with a damaged file, on one line.
+pub(crate) fn problem(d: &acme_core::store::Damage) -> String {
+    acme_core::error_chain(&d.problem)
+}
+
+/// One stderr line per damaged store file: what is wrong and what was done.
+pub(crate) fn print_damage(outcomes: &[RenewOutcome], prefix: &str) {
+    for o in outcomes {
+        let issued = matches!(o.result, RenewResult::Issued { .. });
+        for d in &o.damage {
+            let done = match (&d.set_aside, d.part.is_release(), issued) {
+                (Some(to), _, _) => {
+                    format!("moved aside to {}; the record starts afresh", to.display())
+                }
+                (None, true, true) => {
+                    "a new version was issued and is live; the damaged one is kept".into()
+                }
+                (None, true, false) => "not repaired: the next renewal issues a new version".into(),
+                (None, false, _) => "not repaired: a writing renew moves it aside".into(),
+            };
+            eprintln!(
+                "certctl: {prefix}{}: {}: {done}",
+                o.name,
+                acme_core::error_chain(d)
+            );
+        }
+    }
 }
 
 /// An error and its causes on one line.
@@ -208,7 +247,7 @@ fn anyhow_chain(e: &acme_core::Error) -> String {
 
 /// One outcome, for `--json`.
 #[derive(Serialize)]
-pub(crate) struct OutcomeJson {
+pub(crate) struct OutcomeJson<'a> {
     name: String,
     result: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -232,10 +271,12 @@ pub(crate) struct OutcomeJson {
     retry_after: Option<OffsetDateTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    damage: &'a [acme_core::store::Damage],
 }
 
-impl From<&RenewOutcome> for OutcomeJson {
-    fn from(o: &RenewOutcome) -> Self {
+impl<'a> From<&'a RenewOutcome> for OutcomeJson<'a> {
+    fn from(o: &'a RenewOutcome) -> Self {
         let mut j = OutcomeJson {
             name: o.name.clone(),
             result: "",
@@ -245,6 +286,7 @@ impl From<&RenewOutcome> for OutcomeJson {
             not_after: None,
             retry_after: None,
             error: None,
+            damage: &o.damage,
         };
         match &o.result {
             RenewResult::Issued { release, reason } => {
@@ -313,7 +355,18 @@ struct ListEntry {
     versions: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<String>,
-    deployments: Vec<serde_json::Value>,
+    deployments: Vec<DeploymentJson>,
+    /// Damaged store files; the certificate then counts as failed (exit 2).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    damage: Vec<acme_core::store::Damage>,
+}
+
+/// A deployment record, for `list`.
+#[derive(Serialize)]
+struct DeploymentJson {
+    node: String,
+    #[serde(flatten)]
+    state: acme_core::deploy::NodeState,
 }
 
 pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> {
@@ -344,39 +397,20 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
     let mut entries = Vec::new();
     for name in names {
         let cfg = by_name.get(name.as_str()).copied();
-        let live = store.current(&name)?;
-        // One directory listing tells which records exist; only those are read.
-        let records = store.state_records(&name).unwrap_or_default();
-        let record: acme::RenewalRecord = if records.iter().any(|r| r == "renewal") {
-            store
-                .read_state(&name, "renewal")
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-        } else {
-            Default::default()
-        };
-        let deployments = records
-            .iter()
-            .filter_map(|r| r.strip_prefix("node-"))
-            .filter(|node| {
+        // The live version, its files and the state records, checked whole.
+        let audit = store.audit(&name);
+        let live = audit.sound().cloned();
+        let record = audit.renewal.unwrap_or_default();
+        let deployments = audit
+            .deployments
+            .into_iter()
+            .filter(|(node, _)| {
                 cfg.is_some_and(|c| {
                     inv.node(node)
                         .is_some_and(|n| n.groups.iter().any(|g| c.groups.contains(g)))
                 })
             })
-            .filter_map(|node| {
-                store
-                    .read_state::<serde_json::Value>(&name, &format!("node-{node}"))
-                    .ok()
-                    .flatten()
-                    .map(|mut v| {
-                        if let Some(o) = v.as_object_mut() {
-                            o.insert("node".into(), node.to_string().into());
-                        }
-                        v
-                    })
-            })
+            .map(|(node, state)| DeploymentJson { node, state })
             .collect();
         let mut e = ListEntry {
             name: name.clone(),
@@ -393,7 +427,12 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
             versions: store.versions(&name)?.len(),
             last_error: record.last_error.clone(),
             deployments,
+            damage: audit.damage,
         };
+        if live.is_none() {
+            // A damaged live version still says which version it is.
+            e.version = audit.version;
+        }
         if let Some(r) = &live {
             let ari = record
                 .ari
@@ -421,9 +460,29 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
         }
         entries.push(e);
     }
+    for e in &entries {
+        for d in &e.damage {
+            eprintln!(
+                "certctl: {}: {}: {}",
+                e.name,
+                acme_core::error_chain(d),
+                if d.part.is_release() {
+                    "`certctl renew` issues a new version (the damaged one is kept)"
+                } else {
+                    "`certctl renew` moves it aside and starts the record afresh"
+                }
+            );
+        }
+    }
+    // A damaged certificate counts as failed: never "ok".
+    let code = if entries.iter().any(|e| !e.damage.is_empty()) {
+        exit::CRITICAL
+    } else {
+        exit::OK
+    };
     if args.json {
         print_json(&entries)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(ExitCode::from(code));
     }
     let mut t = Table::new(&[
         "CERTIFICATE",
@@ -441,7 +500,7 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
             let current = e
                 .deployments
                 .iter()
-                .filter(|d| d.get("version").and_then(|v| v.as_str()) == e.version.as_deref())
+                .filter(|d| d.state.version.as_deref() == e.version.as_deref())
                 .count();
             format!("{current}/{}", e.deployments.len())
         };
@@ -458,21 +517,34 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
                 _ => "not issued".into(),
             },
             deployed,
-            match (&e.last_error, e.in_inventory) {
-                (_, false) => "not in inventory".into(),
-                (Some(err), _) => format!("last error: {err}"),
+            match (e.damage.first(), &e.last_error, e.in_inventory) {
+                (Some(d), _, _) => format!(
+                    "DAMAGED {}: {}{}",
+                    d.path.display(),
+                    problem(d),
+                    match e.damage.len() {
+                        1 => String::new(),
+                        n => format!(" (and {} more)", n - 1),
+                    }
+                ),
+                (None, _, false) => "not in inventory".into(),
+                (None, Some(err), _) => format!("last error: {err}"),
                 _ => String::new(),
             },
         ]);
     }
     t.print(|_, col, text| {
-        if col == 4 && text.starts_with("due now") || col == 6 && text.starts_with("last error") {
+        if col == 6 && text.starts_with("DAMAGED") {
+            paint(ctx.color, "red", text)
+        } else if col == 4 && text.starts_with("due now")
+            || col == 6 && text.starts_with("last error")
+        {
             paint(ctx.color, "yellow", text)
         } else {
             text.to_string()
         }
     })?;
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(code))
 }
 
 pub(crate) fn check(ctx: &Ctx, _args: CheckArgs) -> anyhow::Result<ExitCode> {

@@ -83,6 +83,7 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
                 _ => {}
             }
         }
+        super::issue::print_damage(&outcomes, "renew: ");
         code = code.max(super::issue::outcome_code(&outcomes));
 
         // 2. Deploy what nodes lack (nodes already serving the version are skipped).
