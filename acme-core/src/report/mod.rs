@@ -391,7 +391,9 @@ pub fn worst<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Severity {
 ///     "nodes": [{
 ///       "node", "probe_address", "severity",
 ///       "deployed_version": null | string,   // the node's live link target
-///       "findings": [Finding],               // deployment, drift
+///       "findings": [Finding],               // deployment, drift; "deployed_unknown"
+///                                            // has "cause": "unreachable"|"timeout"|
+///                                            // "busy"|"failed"|"not_a_link", "reason"
 ///       "served": [{
 ///         "sni", "severity", "elapsed_ms": null | int,
 ///         "certificate": null | {"leaf": CertFacts, "chain": [CertFacts], "trusted", "verification_error"},
@@ -820,7 +822,13 @@ impl Report {
                 rows.push(Row {
                     certificate: c.name.clone(),
                     place: n.node.clone(),
-                    version: n.deployed_version.clone().unwrap_or_else(|| "-".into()),
+                    version: n.deployed_version.clone().unwrap_or_else(|| {
+                        let unknown = n
+                            .findings
+                            .iter()
+                            .any(|f| matches!(f.kind, FindingKind::DeployedUnknown { .. }));
+                        if unknown { "unknown" } else { "-" }.into()
+                    }),
                     serial: if serials.is_empty() {
                         "-".into()
                     } else {
