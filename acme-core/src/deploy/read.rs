@@ -219,10 +219,13 @@ pub async fn read_deployed(
             .map(|(i, (node, certs))| {
                 let span = tracing::info_span!("read", node = %node.name);
                 async move {
+                    let start = std::time::Instant::now();
                     let r = match transport::connect(node, dir).await {
                         Err(e) => Err(e.into()),
                         Ok(t) => {
+                            let connected = start.elapsed();
                             let r = read_node(node, t.as_ref(), certs).await;
+                            tracing::debug!(connect = ?connected, script = ?(start.elapsed() - connected), "read");
                             t.close().await;
                             r
                         }
