@@ -27,6 +27,7 @@
 //! (certificate, node) result is recorded in the store ([`NodeState`]).
 
 mod node;
+mod read;
 mod rollout;
 mod script;
 pub mod state;
@@ -36,6 +37,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use read::{read_deployed, Deployed, ReadError};
 pub use rollout::{deploy, plan, rollback, Plan, PlannedNode};
 pub use state::NodeState;
 pub use transport::{ScriptOutput, Transport, TransportError};

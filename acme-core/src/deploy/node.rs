@@ -9,7 +9,7 @@ use crate::inspect::probe::{ProbeFailure, Prober};
 use crate::inventory::NodeConfig;
 use crate::secret::Secret;
 
-use super::script::{self, CertDeploy, CertStep, DeployScript, Live, Marker, Relink};
+use super::script::{self, version_of, CertDeploy, CertStep, DeployScript, Live, Marker, Relink};
 use super::transport::{ScriptOutput, Transport};
 use super::{NodeError, Outcome};
 
@@ -76,11 +76,6 @@ pub(crate) async fn serves(prober: &Prober, addr: &str, job: &CertJob) -> bool {
             .and_then(|s| s.leaf())
             .is_some_and(|l| l.as_ref() == job.leaf.as_slice())
     })
-}
-
-/// The version a link target names (its last component).
-fn version_of(target: &str) -> Option<String> {
-    Live::Link(target.to_string()).version().map(str::to_string)
 }
 
 /// What one node needs to run its steps.
@@ -370,7 +365,7 @@ impl NodeCtx<'_> {
                 }),
                 (Some(CertStep::Activate(prev)), Some((e, true))) => Some(Outcome::RolledBack {
                     attempted: job.version.clone(),
-                    version: prev.as_deref().and_then(version_of),
+                    version: prev.as_deref().and_then(version_of).map(str::to_string),
                     reason: e.clone(),
                 }),
                 (_, Some((e, _))) => Some(Outcome::Failed { error: e.clone() }),
@@ -400,7 +395,7 @@ impl NodeCtx<'_> {
         let mut reasons = BTreeMap::new();
         for ((i, prev), v) in linked.iter().zip(verified) {
             let job = &jobs[*i];
-            let from = prev.as_deref().and_then(version_of);
+            let from = prev.as_deref().and_then(version_of).map(str::to_string);
             match v {
                 Ok(()) => {
                     outcomes[*i] = Some(Outcome::Deployed {

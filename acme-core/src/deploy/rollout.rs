@@ -140,10 +140,10 @@ pub fn plan(inv: &Inventory, store: &Store, opts: &DeployOptions) -> Result<Plan
 }
 
 /// A private directory (0700) for the SSH control sockets, removed on drop.
-struct ControlDir(PathBuf);
+pub(super) struct ControlDir(PathBuf);
 
 impl ControlDir {
-    fn new() -> Result<Self, DeployError> {
+    pub(super) fn new() -> Result<Self, DeployError> {
         use std::os::unix::fs::DirBuilderExt;
         // Unix socket paths are short (108 bytes) and ssh adds ~40 of its
         // own: a long TMPDIR falls back to /tmp.
@@ -167,7 +167,7 @@ impl ControlDir {
         Ok(Self(dir))
     }
 
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.0
     }
 

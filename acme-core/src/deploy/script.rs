@@ -39,10 +39,17 @@ impl Live {
     /// The version a link points at (the last path component).
     pub(crate) fn version(&self) -> Option<&str> {
         match self {
-            Live::Link(t) => t.trim_end_matches('/').rsplit('/').next(),
+            Live::Link(t) => version_of(t),
             _ => None,
         }
     }
+}
+
+/// The version a link target names: its last path component (`None` for an
+/// empty target). The one reader of link targets.
+pub(crate) fn version_of(target: &str) -> Option<&str> {
+    let v = target.trim().trim_end_matches('/').rsplit('/').next()?;
+    (!v.is_empty()).then_some(v)
 }
 
 /// What `inspect` found for one certificate on a node.
@@ -199,6 +206,23 @@ if command -v flock >/dev/null 2>&1; then
 fi
 "#;
 
+/// The one parser of a node's `ls -l live/`, shared by the `deploy` script
+/// and the read-only [`super::read`] script: one `ls` gives every
+/// certificate's link target, `l<i>` for the certificate with index `i`
+/// (see `idx`, written per script). Each line is cut apart on its own: large
+/// strings make sh's pattern matching slow.
+pub(crate) const READ_LINKS: &str = r#"read_links() {
+  out=$(ls -l "$b/live" 2>/dev/null)
+  while IFS= read -r x; do
+    case "$x" in *" -> "*) ;; *) continue ;; esac
+    nm=${x%% -> *}; nm=${nm##* }; idx "$nm"
+    if [ -n "$i" ]; then eval "l$i=\${x#* -> }"; fi
+  done <<EOF
+$out
+EOF
+}
+"#;
+
 const FUNCTIONS: &str = r#"# Few processes: forks are the cost of a node's step, so tests and globs are
 # builtins and each external command does all its files at once.
 # check DIR SUM1..4: the four files of DIR have these SHA-256 sums.
@@ -276,19 +300,6 @@ relink() { if [ -n "$2" ]; then link "$1" "$2"; else rm -f "$b/live/$1"; fi; }
 # cert NAME VERSION SERVED SUM1..4: queues the version for staging if the
 # node lacks it whole; sets $cur (the previous link target) and $go (1 if it
 # must be linked).
-# read_links: one `ls -l live/` gives every certificate's link target: l<i>
-# for the certificate with index i (see idx, written per script). Each line is
-# cut apart on its own: large strings make sh's pattern matching slow.
-read_links() {
-  out=$(ls -l "$b/live" 2>/dev/null)
-  while IFS= read -r x; do
-    case "$x" in *" -> "*) ;; *) continue ;; esac
-    nm=${x%% -> *}; nm=${nm##* }; idx "$nm"
-    if [ -n "$i" ]; then eval "l$i=\${x#* -> }"; fi
-  done <<EOF
-$out
-EOF
-}
 # cert NAME VERSION SERVED SUM1..4, with $i its index: see below.
 cert() {
   n=$1; v=$2; l="$b/live/$1"; go=0; cur=
@@ -384,6 +395,7 @@ fn header(s: &mut String, base: &str, token: &str, chown: Option<&str>) {
         "vm={VERSION_MARKER} am={ADOPTED_MARKER} sm={STAGE_MARKER}"
     );
     s.push_str(LOCK);
+    s.push_str(READ_LINKS);
     s.push_str(FUNCTIONS);
 }
 

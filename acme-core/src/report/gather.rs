@@ -1,27 +1,26 @@
-//! Gathering a report: the store's versions, each node's live link (over
-//! SSH, or directly for local nodes) and a TLS probe per node and SNI name.
-//! Everything runs concurrently under `report.concurrency`, each probe bounded
-//! by `report.probe_timeout` and each SSH read by the node's connect timeout,
-//! so one slow node never holds up the others.
+//! Gathering a report: the store's versions, each node's live links and a
+//! TLS probe per node and SNI name. The links are read the way a deployment
+//! reaches nodes ([`crate::deploy::read_deployed`]: the deploy transport, one
+//! read-only script per node, `deploy.concurrency` nodes at once); the probes
+//! run meanwhile under `report.concurrency`, each bounded by
+//! `report.probe_timeout`, so one slow node never holds up the others.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use time::OffsetDateTime;
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use super::DeployedUnknownCause;
 use super::{
     assess_probe_failure, assess_served, assess_validity, worst, CertificateReport, EndpointReport,
     Finding, FindingKind, NodeReport, RenewalStatus, Report, ScanReport, ServedReport, Severity,
     StoreFacts, Thresholds, SCAN_SCHEMA, SCHEMA,
 };
+use crate::deploy::{error_chain, DeployError, Deployed, ReadError, TransportError};
 use crate::inspect::probe::ProberError;
 use crate::inspect::{Anchors, InspectError, Prober, RenewalPolicy, RenewalWindow, Served, Trust};
-use crate::inventory::{NodeConfig, TransportKind};
+use crate::inventory::NodeConfig;
 use crate::store::{Release, Store};
 use crate::Inventory;
 
@@ -52,6 +51,10 @@ pub enum ReportError {
     /// The trust anchors could not be read.
     #[error("cannot load trust anchors (check [report] trust)")]
     Anchors(#[source] InspectError),
+    /// The nodes could not be read at all (no directory for the SSH
+    /// control sockets); one node that cannot be read is a finding.
+    #[error("cannot read the nodes' deployed versions")]
+    Nodes(#[source] DeployError),
 }
 
 /// What to report on.
@@ -75,30 +78,17 @@ impl Default for ReportOptions {
     }
 }
 
-enum Job<'a> {
-    Deployed {
-        certs: Vec<usize>,
-        node: &'a NodeConfig,
-    },
-    Probe {
-        cert: usize,
-        node: &'a NodeConfig,
-        sni: String,
-    },
+struct Probe<'a> {
+    cert: usize,
+    node: &'a NodeConfig,
+    sni: String,
 }
 
-enum Outcome {
-    Deployed {
-        certs: Vec<usize>,
-        node: String,
-        result: Result<Vec<Result<Option<String>, String>>, String>,
-    },
-    Probe {
-        cert: usize,
-        node: String,
-        sni: String,
-        result: Result<Served, crate::inspect::probe::ProbeFailure>,
-    },
+struct Probed {
+    cert: usize,
+    node: String,
+    sni: String,
+    result: Result<Served, crate::inspect::probe::ProbeFailure>,
 }
 
 /// Gathers the fleet report. `store` is `None` when there is no store yet
@@ -212,7 +202,7 @@ pub async fn gather(
                 .1
                 .push(ci);
             for d in &cert.domains {
-                jobs.push(Job::Probe {
+                jobs.push(Probe {
                     cert: ci,
                     node,
                     sni: d.sni(),
@@ -231,127 +221,107 @@ pub async fn gather(
         lives.push(live);
     }
 
-    // One SSH command per node reads the links of all its certificates.
-    for (_, (node, certs)) in deployed_jobs {
-        jobs.push(Job::Deployed { certs, node });
-    }
-    // SSH sessions per node are bounded by the node's own limit.
-    let sessions: HashMap<&str, Arc<Semaphore>> = inventory
-        .nodes
-        .iter()
-        .map(|n| {
-            (
-                n.name.as_str(),
-                Arc::new(Semaphore::new(n.max_sessions.max(1))),
-            )
-        })
+    // One read-only script per node reads the links of all its
+    // certificates, while the probes run.
+    let wanted: Vec<(&NodeConfig, Vec<&str>)> = deployed_jobs
+        .values()
+        .map(|(node, cs)| (*node, cs.iter().map(|c| certs[*c].name.as_str()).collect()))
         .collect();
     let names: Vec<&str> = certs.iter().map(|c| c.name.as_str()).collect();
-    let outcomes: Vec<Outcome> = stream::iter(jobs)
-        .map(|job| {
+    let probes = stream::iter(jobs)
+        .map(|Probe { cert, node, sni }| {
             let prober = &prober;
-            let sessions = &sessions;
-            let names = &names;
+            let span = tracing::info_span!("probe", certificate = names[cert], node = %node.name, sni = %sni);
             async move {
-                match job {
-                    Job::Deployed { certs, node } => {
-                        let span = tracing::info_span!("deployed", node = %node.name);
-                        let wanted: Vec<&str> = certs.iter().map(|c| names[*c]).collect();
-                        let result = async {
-                            let _permit = match sessions.get(node.name.as_str()) {
-                                Some(s) => s.clone().acquire_owned().await.ok(),
-                                None => None,
-                            };
-                            deployed_versions(node, &wanted).await
-                        }
-                        .instrument(span)
-                        .await;
-                        Outcome::Deployed {
-                            certs,
-                            node: node.name.to_string(),
-                            result,
-                        }
-                    }
-                    Job::Probe { cert, node, sni } => {
-                        let span = tracing::info_span!("probe", certificate = names[cert], node = %node.name, sni = %sni);
-                        let result = prober
-                            .probe(&node.probe_address(), &sni)
-                            .instrument(span)
-                            .await;
-                        Outcome::Probe {
-                            cert,
-                            node: node.name.to_string(),
-                            sni,
-                            result,
-                        }
-                    }
+                let result = prober
+                    .probe(&node.probe_address(), &sni)
+                    .instrument(span)
+                    .await;
+                Probed {
+                    cert,
+                    node: node.name.to_string(),
+                    sni,
+                    result,
                 }
             }
         })
         .buffer_unordered(inventory.report.concurrency.max(1))
-        .collect()
-        .await;
+        .collect::<Vec<Probed>>();
+    let (read, probed) = tokio::join!(crate::deploy::read_deployed(inventory, &wanted), probes);
+    let read = read.map_err(ReportError::Nodes)?;
 
-    for outcome in outcomes {
-        match outcome {
-            Outcome::Deployed {
-                certs,
-                node,
-                result,
-            } => {
-                for (i, cert) in certs.into_iter().enumerate() {
-                    let result = match &result {
-                        Ok(per_cert) => per_cert.get(i).cloned().unwrap_or(Ok(None)),
-                        Err(e) => Err(e.clone()),
-                    };
-                    let live = lives[cert].as_ref();
-                    let Some(n) = reports[cert].nodes.iter_mut().find(|n| n.node == node) else {
-                        continue;
-                    };
-                    match result {
-                        Ok(Some(v)) => {
-                            if let Some(live) = live.filter(|l| l.version != v) {
-                                n.findings.push(Finding::new(
-                                    Severity::Warning,
-                                    FindingKind::DeployedDrift {
-                                        deployed: v.clone(),
-                                        live: live.version.clone(),
-                                    },
-                                ));
-                            }
-                            n.deployed_version = Some(v);
-                        }
-                        Ok(None) => n
-                            .findings
-                            .push(Finding::new(Severity::Warning, FindingKind::NotDeployed)),
-                        Err(reason) => n.findings.push(Finding::new(
-                            Severity::Unknown,
-                            FindingKind::DeployedUnknown { reason },
-                        )),
+    for ((node, cs), result) in deployed_jobs.values().zip(read) {
+        for (i, &cert) in cs.iter().enumerate() {
+            let live = lives[cert].as_ref();
+            let Some(n) = reports[cert]
+                .nodes
+                .iter_mut()
+                .find(|n| n.node == node.name.as_str())
+            else {
+                continue;
+            };
+            let seen = result.as_ref().map(|per_cert| per_cert.get(i));
+            match seen {
+                Ok(Some(Deployed::Version(v))) => {
+                    if let Some(live) = live.filter(|l| l.version != *v) {
+                        n.findings.push(Finding::new(
+                            Severity::Warning,
+                            FindingKind::DeployedDrift {
+                                deployed: v.clone(),
+                                live: live.version.clone(),
+                            },
+                        ));
                     }
+                    n.deployed_version = Some(v.clone());
                 }
-            }
-            Outcome::Probe {
-                cert,
-                node,
-                sni,
-                result,
-            } => {
-                let thresholds = reports[cert].thresholds;
-                let store_serial = lives[cert].as_ref().map(|l| l.meta.serial.clone());
-                let Some(n) = reports[cert].nodes.iter_mut().find(|n| n.node == node) else {
-                    continue;
-                };
-                n.served.push(served_report(
-                    &sni,
-                    result,
-                    thresholds,
-                    &anchors,
-                    now,
-                    store_serial.as_deref(),
-                ));
+                Ok(Some(Deployed::Missing) | None) => n
+                    .findings
+                    .push(Finding::new(Severity::Warning, FindingKind::NotDeployed)),
+                Ok(Some(other)) => n.findings.push(Finding::new(
+                    Severity::Unknown,
+                    FindingKind::DeployedUnknown {
+                        cause: DeployedUnknownCause::NotALink,
+                        reason: format!(
+                            "{}/live/{} is {}",
+                            node.base_dir.display(),
+                            names[cert],
+                            match other {
+                                Deployed::Directory => "a directory, not a link certctl made",
+                                _ => "not a symbolic link",
+                            }
+                        ),
+                    },
+                )),
+                Err(e) => n.findings.push(Finding::new(
+                    Severity::Unknown,
+                    FindingKind::DeployedUnknown {
+                        cause: unknown_cause(e),
+                        reason: error_chain(e),
+                    },
+                )),
             }
         }
+    }
+    for Probed {
+        cert,
+        node,
+        sni,
+        result,
+    } in probed
+    {
+        let thresholds = reports[cert].thresholds;
+        let store_serial = lives[cert].as_ref().map(|l| l.meta.serial.clone());
+        let Some(n) = reports[cert].nodes.iter_mut().find(|n| n.node == node) else {
+            continue;
+        };
+        n.served.push(served_report(
+            &sni,
+            result,
+            thresholds,
+            &anchors,
+            now,
+            store_serial.as_deref(),
+        ));
     }
 
     for (ci, c) in reports.iter_mut().enumerate() {
@@ -453,110 +423,14 @@ fn known<'a>(names: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
-/// The version `node` has deployed for certificate `cert`: the last path
-/// component of its `<base_dir>/live/<cert>` link; `None` when there is no
-/// link. Local nodes are read directly; SSH nodes with the system `ssh`
-/// (batch mode, strict host key checking), bounded by the node's connect
-/// timeout plus a few seconds. Errors are messages for the report.
-pub async fn deployed_version(node: &NodeConfig, cert: &str) -> Result<Option<String>, String> {
-    match deployed_versions(node, &[cert]).await?.pop() {
-        Some(r) => r,
-        None => Ok(None),
+/// The machine-readable side of why a node's links could not be read.
+fn unknown_cause(e: &ReadError) -> DeployedUnknownCause {
+    match e {
+        ReadError::Transport(TransportError::Timeout { .. }) => DeployedUnknownCause::Timeout,
+        ReadError::Transport(_) => DeployedUnknownCause::Unreachable,
+        ReadError::Busy { .. } => DeployedUnknownCause::Busy,
+        _ => DeployedUnknownCause::Failed,
     }
-}
-
-/// The versions `node` has deployed for each of `certs`, read with one
-/// command (one SSH connection); the outer error is for the whole node.
-pub async fn deployed_versions(
-    node: &NodeConfig,
-    certs: &[&str],
-) -> Result<Vec<Result<Option<String>, String>>, String> {
-    if node.transport == TransportKind::Local {
-        let mut out = Vec::new();
-        for c in certs {
-            out.push(local_readlink(node, c).await);
-        }
-        return Ok(out);
-    }
-    ssh_readlinks(node, certs).await
-}
-
-async fn local_readlink(node: &NodeConfig, cert: &str) -> Result<Option<String>, String> {
-    let link = node.base_dir.join("live").join(cert);
-    match tokio::fs::read_link(&link).await {
-        Ok(target) => Ok(version_of(&target.to_string_lossy())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read link {}: {e}", link.display())),
-    }
-}
-
-fn version_of(target: &str) -> Option<String> {
-    let t = target.trim().trim_end_matches('/');
-    let v = Path::new(t).file_name()?.to_str()?;
-    (!v.is_empty()).then(|| v.to_string())
-}
-
-async fn ssh_readlinks(
-    node: &NodeConfig,
-    certs: &[&str],
-) -> Result<Vec<Result<Option<String>, String>>, String> {
-    use crate::names::shell_quote;
-    let sudo = if node.sudo { "sudo -n " } else { "" };
-    // One line per certificate: `L<target>`, `-` (no link) or `!` (not a link).
-    let mut remote = String::new();
-    for c in certs {
-        let p = shell_quote(&node.base_dir.join("live").join(c).to_string_lossy());
-        remote.push_str(&format!(
-            "if {sudo}test -L {p}; then printf 'L%s\\n' \"$({sudo}readlink -- {p})\"; \
-             elif {sudo}test -e {p}; then echo '!'; else echo -; fi; "
-        ));
-    }
-    let connect = node.connect_timeout.as_secs().max(1);
-    let mut cmd = tokio::process::Command::new("ssh");
-    cmd.args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
-        .args(["-o", "LogLevel=ERROR"])
-        .arg("-o")
-        .arg(format!("ConnectTimeout={connect}"));
-    if let Some(kh) = &node.known_hosts {
-        cmd.arg("-o")
-            .arg(format!("UserKnownHostsFile={}", kh.display()));
-    }
-    if let Some(id) = &node.identity_file {
-        cmd.arg("-i").arg(id).args(["-o", "IdentitiesOnly=yes"]);
-    }
-    cmd.arg("-p")
-        .arg(node.port.to_string())
-        .arg(format!("{}@{}", node.user, node.address))
-        .arg("--")
-        .arg(remote)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let bound = node.connect_timeout + Duration::from_secs(5);
-    let out = match tokio::time::timeout(bound, cmd.output()).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) => return Err(format!("cannot run ssh: {e}")),
-        Err(_) => return Err(format!("ssh gave no answer within {bound:?}")),
-    };
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let msg = stderr.trim();
-        return Err(match (out.status.code(), msg.is_empty()) {
-            (Some(255), true) => "ssh failed (status 255)".into(),
-            (_, false) => format!("ssh: {}", msg.lines().last().unwrap_or(msg)),
-            (code, true) => format!("remote command failed (status {code:?})"),
-        });
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let mut lines = stdout.lines();
-    Ok(certs
-        .iter()
-        .map(|_| match lines.next() {
-            Some(l) if l.starts_with('L') => Ok(version_of(&l[1..])),
-            Some("-") => Ok(None),
-            Some("!") => Err("live path is not a symbolic link".to_string()),
-            _ => Err("unexpected answer from the node".to_string()),
-        })
-        .collect())
 }
 
 /// One endpoint to scan.

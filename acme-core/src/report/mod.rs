@@ -18,9 +18,7 @@ mod notify;
 pub mod prometheus;
 
 pub use files::{assess_files, FileAssessment, InspectReport, INSPECT_SCHEMA};
-pub use gather::{
-    deployed_version, deployed_versions, gather, scan, ReportError, ReportOptions, ScanTarget,
-};
+pub use gather::{gather, scan, ReportError, ReportOptions, ScanTarget};
 pub use notify::{notify, NotifyError};
 
 use std::time::Duration;
@@ -191,9 +189,13 @@ pub enum FindingKind {
     },
     /// The node has no live link for this certificate.
     NotDeployed,
-    /// The deployed version could not be read (SSH failed).
+    /// The deployed version could not be read (the node could not be
+    /// reached over SSH, or `live/<name>` is not a link); what is served is
+    /// still probed and assessed on its own.
     DeployedUnknown {
-        /// Why.
+        /// Why, for programs.
+        cause: DeployedUnknownCause,
+        /// Why, for people (the error and its sources).
         reason: String,
     },
     /// Connection refused, address unreachable, or name not resolved.
@@ -303,7 +305,7 @@ impl std::fmt::Display for FindingKind {
                 "node has version {deployed}, store has {live} (run `certctl deploy`)"
             ),
             FindingKind::NotDeployed => f.write_str("not deployed on the node"),
-            FindingKind::DeployedUnknown { reason } => {
+            FindingKind::DeployedUnknown { reason, .. } => {
                 write!(f, "cannot read the deployed version: {reason}")
             }
             FindingKind::Unreachable { reason } => write!(f, "unreachable: {reason}"),
@@ -317,6 +319,24 @@ impl std::fmt::Display for FindingKind {
             FindingKind::Unreadable { reason } => f.write_str(reason),
         }
     }
+}
+
+/// Why a node's deployed version is unknown (the `cause` of a
+/// `deployed_unknown` finding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeployedUnknownCause {
+    /// The node could not be reached, or the read not run (SSH, sudo).
+    Unreachable,
+    /// The read did not finish in time.
+    Timeout,
+    /// Another certctl run held the node lock for the whole wait.
+    Busy,
+    /// The read ran but gave no answer.
+    Failed,
+    /// `live/<name>` is a directory or a file, not a link.
+    NotALink,
 }
 
 /// Sort key putting `node2` before `node10`.
@@ -382,7 +402,9 @@ pub fn worst<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Severity {
 ///     "nodes": [{
 ///       "node", "probe_address", "severity",
 ///       "deployed_version": null | string,   // the node's live link target
-///       "findings": [Finding],               // deployment, drift
+///       "findings": [Finding],               // deployment, drift; "deployed_unknown"
+///                                            // has "cause": "unreachable"|"timeout"|
+///                                            // "busy"|"failed"|"not_a_link", "reason"
 ///       "served": [{
 ///         "sni", "severity", "elapsed_ms": null | int,
 ///         "certificate": null | {"leaf": CertFacts, "chain": [CertFacts], "trusted", "verification_error"},
@@ -811,7 +833,13 @@ impl Report {
                 rows.push(Row {
                     certificate: c.name.clone(),
                     place: n.node.clone(),
-                    version: n.deployed_version.clone().unwrap_or_else(|| "-".into()),
+                    version: n.deployed_version.clone().unwrap_or_else(|| {
+                        let unknown = n
+                            .findings
+                            .iter()
+                            .any(|f| matches!(f.kind, FindingKind::DeployedUnknown { .. }));
+                        if unknown { "unknown" } else { "-" }.into()
+                    }),
                     serial: if serials.is_empty() {
                         "-".into()
                     } else {

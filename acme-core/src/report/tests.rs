@@ -413,3 +413,46 @@ async fn notify_gets_the_json_only_when_something_is_wrong() {
         Err(NotifyError::Failed { .. })
     ));
 }
+
+#[test]
+fn an_unreadable_node_says_the_deployed_part_is_unknown_and_why() {
+    let mut r = sample();
+    let n1 = &mut r.certificates[0].nodes[0];
+    n1.deployed_version = None;
+    n1.severity = Severity::Unknown;
+    n1.findings.push(Finding::new(
+        Severity::Unknown,
+        FindingKind::DeployedUnknown {
+            cause: DeployedUnknownCause::Unreachable,
+            reason: "ssh to n1 (127.0.0.11:22) was refused: is sshd running there?".into(),
+        },
+    ));
+    let v = serde_json::to_value(&r).expect("json");
+    let f = &v["certificates"][0]["nodes"][0]["findings"][0];
+    assert_eq!(f["kind"], "deployed_unknown");
+    assert_eq!(f["severity"], "unknown");
+    assert_eq!(f["cause"], "unreachable");
+    assert!(
+        f["reason"].as_str().is_some_and(|s| s.contains("refused")),
+        "{f}"
+    );
+    // What it serves is still reported beside it.
+    assert!(v["certificates"][0]["nodes"][0]["served"][0]["certificate"].is_object());
+    let row = r
+        .rows()
+        .into_iter()
+        .find(|r| r.place == "n1")
+        .expect("n1 row");
+    assert_eq!(row.version, "unknown");
+    assert!(
+        row.notes
+            .contains("cannot read the deployed version: ssh to n1"),
+        "{}",
+        row.notes
+    );
+    assert_eq!(
+        r.certificates[0].nodes[0].severity.exit_code(),
+        3,
+        "unknown, not critical"
+    );
+}
