@@ -348,3 +348,42 @@ fn meta_json_with_other_domains_is_named_and_reissued() {
         true,
     );
 }
+
+#[test]
+fn a_damaged_live_version_is_never_deployed_and_the_other_certificates_are() {
+    let lab = lab();
+    // It changes what node1 serves.
+    let _x = lab.exclusive();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = lab.inventory_in(dir.path(), |t| t);
+    let out = certctl(&cfg, &["issue", "www", "media"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let store = dir.path().join("store");
+    let media = fs::canonicalize(store.join("live/media")).expect("live media");
+    fs::write(media.join("cert.pem"), b"not a certificate\n").expect("garble");
+    let node_link = lab.dir.join("nodes/node1/certs/live/media");
+    let before = fs::read_link(&node_link).expect("node1 live/media");
+
+    let out = certctl(&cfg, &["deploy", "--node", "node1", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rows = v.as_array().or(v["results"].as_array()).expect("results");
+    let row = |c: &str| {
+        rows.iter()
+            .find(|r| r["certificate"] == c && r["node"] == "node1")
+            .unwrap_or_else(|| panic!("no {c} row: {v}"))
+            .to_string()
+    };
+    let media_row = row("media");
+    assert!(
+        media_row.contains("damaged")
+            && media_row.contains(&media.join("cert.pem").display().to_string()),
+        "{media_row}"
+    );
+    assert!(row("www").contains("deployed"), "{}", row("www"));
+    assert_eq!(
+        fs::read_link(&node_link).expect("node1 live/media"),
+        before,
+        "node1 keeps the media version it had"
+    );
+}

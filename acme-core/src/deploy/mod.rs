@@ -232,6 +232,21 @@ pub enum NodeError {
         /// The path.
         path: String,
     },
+    /// The store's live version of the certificate is damaged, so it was not
+    /// sent to the node (the node keeps what it has).
+    #[error(
+        "certctl did not deploy `{name}` to {node}: the store's live version is damaged \
+         (`certctl renew {name}` issues it anew)"
+    )]
+    StoreDamaged {
+        /// Node name.
+        node: String,
+        /// Certificate name.
+        name: String,
+        /// What is damaged.
+        #[source]
+        damage: std::sync::Arc<crate::store::Damage>,
+    },
     /// `live/<name>` is neither a symlink nor a directory.
     #[error("{path} on {node} is neither a symlink nor a directory: move it away and rerun")]
     LiveNotLink {

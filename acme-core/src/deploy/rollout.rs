@@ -34,6 +34,9 @@ pub struct Plan {
     pub nodes: Vec<PlannedNode>,
     /// (certificate, node) pairs left out because the store has no version.
     pub not_in_store: Vec<(String, String)>,
+    /// (certificate, node, damage) left out because the store's live
+    /// version is damaged: failed, never deployed.
+    pub damaged: Vec<(String, String, std::sync::Arc<crate::store::Damage>)>,
 }
 
 /// One node of the plan.
@@ -105,8 +108,19 @@ pub fn plan(inv: &Inventory, store: &Store, opts: &DeployOptions) -> Result<Plan
         if !opts.names.is_empty() && !opts.names.iter().any(|n| n == name) {
             continue;
         }
-        let version = store.current(name)?.map(|r| r.version);
-        if version.is_none() && !opts.names.is_empty() {
+        // A damaged live version (dangling link, garbage PEM, a key that is
+        // not the certificate's) is never sent to a node.
+        let audit = store.audit(name);
+        let damage = audit
+            .damage
+            .into_iter()
+            .find(|d| d.part.is_release())
+            .map(std::sync::Arc::new);
+        let version = match &damage {
+            Some(_) => None,
+            None => audit.release.map(|r| r.version),
+        };
+        if version.is_none() && damage.is_none() && !opts.names.is_empty() {
             return Err(DeployError::NotInStore { name: name.into() });
         }
         for (i, n) in inv.nodes.iter().enumerate() {
@@ -114,9 +128,13 @@ pub fn plan(inv: &Inventory, store: &Store, opts: &DeployOptions) -> Result<Plan
             if !serves || !node_selected(n, &opts.nodes, &opts.groups) {
                 continue;
             }
-            match &version {
-                Some(v) => per_node[i].push((name.to_string(), v.clone())),
-                None => plan
+            match (&version, &damage) {
+                (_, Some(d)) => {
+                    plan.damaged
+                        .push((name.to_string(), n.name.to_string(), d.clone()))
+                }
+                (Some(v), None) => per_node[i].push((name.to_string(), v.clone())),
+                (None, None) => plan
                     .not_in_store
                     .push((name.to_string(), n.name.to_string())),
             }
@@ -453,6 +471,18 @@ pub async fn deploy(
             elapsed: Duration::ZERO,
         })
         .collect();
+    results.extend(plan.damaged.iter().map(|(c, n, d)| NodeResult {
+        certificate: c.clone(),
+        node: n.clone(),
+        outcome: Outcome::Failed {
+            error: NodeError::StoreDamaged {
+                node: n.clone(),
+                name: c.clone(),
+                damage: d.clone(),
+            },
+        },
+        elapsed: Duration::ZERO,
+    }));
     if opts.dry_run {
         for pn in &plan.nodes {
             for (c, v) in &pn.certificates {
