@@ -631,6 +631,8 @@ impl Inventory {
             certificates: raw.certificate,
             nodes: raw.node,
         };
+        inv.refuse_option_like_files()
+            .map_err(|(loc, message)| invalid_at(path, text, locate(text, &loc), message))?;
         inv.resolve_paths(base);
         inv.validate()
             .map_err(|(loc, message)| invalid_at(path, text, locate(text, &loc), message))?;
@@ -677,6 +679,31 @@ impl Inventory {
                 fix(p)
             }
         }
+    }
+
+    /// Refuses ssh file settings that read like an option (`-oProxyCommand=...`),
+    /// before relative paths are resolved.
+    fn refuse_option_like_files(&self) -> Result<(), (Vec<Key>, String)> {
+        for (i, n) in self.nodes.iter().enumerate() {
+            for (k, p) in [
+                ("identity_file", &n.identity_file),
+                ("known_hosts", &n.known_hosts),
+                ("ssh_config", &n.ssh_config),
+            ] {
+                let Some(p) = p else { continue };
+                if looks_like_option(p) {
+                    return Err((
+                        vec![Key::Name("node"), Key::Idx(i), Key::Name(k)],
+                        format!(
+                            "{k} `{}` looks like an ssh option, not a file; give the file's path (e.g. `/root/.ssh/{}`)",
+                            p.display(),
+                            if k == "identity_file" { "id_ed25519" } else { k }
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Cross-checks; an error is a key path into the document and a message.
@@ -760,24 +787,6 @@ impl Inventory {
                         n.name, other.name
                     ),
                 ));
-            }
-            for (k, p) in [
-                ("identity_file", &n.identity_file),
-                ("known_hosts", &n.known_hosts),
-                ("ssh_config", &n.ssh_config),
-            ] {
-                if let Some(p) = p {
-                    if looks_like_option(p) {
-                        return Err((
-                            at(k),
-                            format!(
-                                "{k} `{}` looks like an ssh option, not a file; give the path of the file (e.g. `/root/.ssh/{}`)",
-                                p.file_name().map_or_else(|| p.display().to_string(), |f| f.to_string_lossy().into_owned()),
-                                if k == "identity_file" { "id_ed25519" } else { k }
-                            ),
-                        ));
-                    }
-                }
             }
             if n.transport == TransportKind::Ssh && n.address.is_empty() {
                 return Err((
@@ -925,10 +934,12 @@ impl Inventory {
     }
 }
 
-/// A file given to ssh whose name starts with `-` could be read as an option.
+/// A file given to ssh that starts with `-` (or whose name does) could be
+/// read as an option.
 fn looks_like_option(p: &Path) -> bool {
-    p.file_name()
-        .is_some_and(|f| f.to_string_lossy().starts_with('-'))
+    p.to_string_lossy().starts_with('-')
+        || p.file_name()
+            .is_some_and(|f| f.to_string_lossy().starts_with('-'))
 }
 
 fn list(set: &BTreeSet<&str>) -> String {
@@ -1268,7 +1279,10 @@ solver = "ns"
     fn option_looking_identity_file_is_refused() {
         let text = format!("{MINIMAL}{NODE}identity_file = \"-oProxyCommand=touch /tmp/x\"\n");
         let e = err(&text);
-        assert!(e.contains("identity_file `-oProxyCommand=touch /tmp/x` looks like an ssh option"), "{e}");
+        assert!(
+            e.contains("identity_file `-oProxyCommand=touch /tmp/x` looks like an ssh option"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1276,12 +1290,21 @@ solver = "ns"
         let twice = MINIMAL.to_string()
             + "\n[[certificate]]\nname = \"WWW\"\ndomains = [\"a.example.com\"]\nsolver = \"ns\"\n";
         let e = err(&twice);
-        assert!(e.contains("certificate `WWW` differs from certificate `www` only in case"), "{e}");
+        assert!(
+            e.contains("certificate `WWW` differs from certificate `www` only in case"),
+            "{e}"
+        );
         let e = err(&MINIMAL.replace("\"*.example.com\"", "\"WWW.example.com\""));
-        assert!(e.contains("domain `www.example.com` is listed twice"), "{e}");
+        assert!(
+            e.contains("domain `www.example.com` is listed twice"),
+            "{e}"
+        );
         let nodes = format!("{MINIMAL}{NODE}{}", NODE.replace("edge1", "EDGE1"));
         let e = err(&nodes);
-        assert!(e.contains("node `EDGE1` differs from node `edge1` only in case"), "{e}");
+        assert!(
+            e.contains("node `EDGE1` differs from node `edge1` only in case"),
+            "{e}"
+        );
     }
 
     #[test]

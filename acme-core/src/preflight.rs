@@ -434,7 +434,10 @@ fn file_item(subject: &Subject, key: &'static str, path: &Path) -> CheckItem {
                 path: path.into(),
                 source,
             },
-            format!("make {} readable for the user certctl runs as", path.display()),
+            format!(
+                "make {} readable for the user certctl runs as",
+                path.display()
+            ),
         ),
     }
 }
@@ -462,7 +465,9 @@ fn secret_fix(p: &Problem, key: &str) -> String {
             format!("chmod 600 {}", path.display())
         }
         Problem::Secret(SecretError::Env { var, .. }) => {
-            format!("export {var} in certctl's environment (e.g. the systemd unit's EnvironmentFile)")
+            format!(
+                "export {var} in certctl's environment (e.g. the systemd unit's EnvironmentFile)"
+            )
         }
         Problem::Tsig(TsigSecretError::KeyName { .. } | TsigSecretError::Algorithm { .. }) => {
             "make tsig_key and tsig_algorithm match the key block".into()
@@ -486,7 +491,8 @@ fn file_key(src: &SecretSource, file_key: &'static str, env_key: &'static str) -
 fn eab_item(subject: &Subject, eab: &crate::inventory::EabConfig) -> CheckItem {
     let src = eab.hmac_key();
     let key = file_key(&src, "hmac_key_file", "hmac_key_env");
-    let r = read_secret(&src, key).and_then(|s| Ok(crate::secret::decode_eab_hmac(&s, &src.origin())?));
+    let r =
+        read_secret(&src, key).and_then(|s| Ok(crate::secret::decode_eab_hmac(&s, &src.origin())?));
     match r {
         Ok(k) => CheckItem::ok(
             subject,
@@ -754,7 +760,13 @@ async fn online_solver(inv: &Inventory, name: &str, cfg: &SolverConfig) -> Vec<C
                 }
                 _ => "check `server` and that the primary is running",
             };
-            return vec![CheckItem::bad(&subject, check, Status::Error, Problem::Dns(e), fix)];
+            return vec![CheckItem::bad(
+                &subject,
+                check,
+                Status::Error,
+                Problem::Dns(e),
+                fix,
+            )];
         }
     };
     let mut items = vec![CheckItem::ok(
@@ -925,10 +937,13 @@ async fn online_node(
             Err(e) => {
                 let fix = match &e {
                     TransportError::Refused { .. } => "start sshd on the node, or fix address/port",
-                    TransportError::HostKeyUnknown { .. } | TransportError::HostKeyChanged { .. } => {
+                    TransportError::HostKeyUnknown { .. }
+                    | TransportError::HostKeyChanged { .. } => {
                         "verify the host key out of band and record it in known_hosts"
                     }
-                    TransportError::AuthFailed { .. } => "authorize the key for the user on the node",
+                    TransportError::AuthFailed { .. } => {
+                        "authorize the key for the user on the node"
+                    }
                     _ => "check address, port, user and ssh_config",
                 };
                 items.push(CheckItem::bad(
@@ -947,7 +962,10 @@ async fn online_node(
             match node.transport {
                 crate::inventory::TransportKind::Local => "local transport".to_string(),
                 crate::inventory::TransportKind::Ssh => {
-                    format!("{}@{}:{} (strict host key)", node.user, node.address, node.port)
+                    format!(
+                        "{}@{}:{} (strict host key)",
+                        node.user, node.address, node.port
+                    )
                 }
             },
         ));
@@ -996,7 +1014,11 @@ async fn base_dir_item(
             let text = out.stdout_text();
             let first = text.lines().next().unwrap_or("");
             if out.status == Some(0) && first.starts_with("@ok exists") {
-                CheckItem::ok(subject, check, format!("{base} (a probe file was written and removed)"))
+                CheckItem::ok(
+                    subject,
+                    check,
+                    format!("{base} (a probe file was written and removed)"),
+                )
             } else if out.status == Some(0) {
                 let parent = first.trim_start_matches("@ok missing ").to_string();
                 CheckItem::ok(
@@ -1039,8 +1061,9 @@ async fn validate_item(
     t: &dyn transport::Transport,
 ) -> CheckItem {
     let check = "validate command passes";
+    // `exit`: the launcher's end marker would otherwise be the last status.
     let script = format!(
-        "validate={}\neval \"$validate\" 2>&1\n",
+        "validate={}\neval \"$validate\" 2>&1 </dev/null\nexit $?\n",
         shell_quote(&node.validate)
     );
     match t.run(&script, b"").await {
@@ -1142,7 +1165,10 @@ solver = "ns"
         assert_eq!(i["subject"], "solver");
         assert_eq!(i["name"], "ns");
         assert_eq!(i["status"], "error");
-        assert!(i["detail"].as_str().expect("detail").contains("not valid base64"));
+        assert!(i["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("not valid base64"));
         assert!(i["fix"].as_str().expect("fix").contains("tsig-keygen"));
     }
 

@@ -367,7 +367,10 @@ pub struct EabKeyError {
 /// Decodes an EAB HMAC key (base64url, padding optional).
 pub fn decode_eab_hmac(secret: &Secret, origin: &str) -> Result<Secret, EabKeyError> {
     let text = secret.expose().trim_ascii();
-    let unpadded = text.strip_suffix(b"==").or_else(|| text.strip_suffix(b"=")).unwrap_or(text);
+    let unpadded = text
+        .strip_suffix(b"==")
+        .or_else(|| text.strip_suffix(b"="))
+        .unwrap_or(text);
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(unpadded)
         .map(Secret::new)
@@ -401,15 +404,20 @@ mod tests {
         assert_eq!(src.read().expect("ok").expose(), b"c2VjcmV0");
     }
 
-    const KEYGEN: &str = "key \"certctl-key\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0\";\n};\n";
+    const KEYGEN: &str =
+        "key \"certctl-key\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0\";\n};\n";
 
     fn tsig(text: &str, key: &str, alg: &str) -> Result<Vec<u8>, TsigSecretError> {
-        decode_tsig(&Secret::new(text.as_bytes().to_vec()), "f", key, alg).map(|s| s.expose().to_vec())
+        decode_tsig(&Secret::new(text.as_bytes().to_vec()), "f", key, alg)
+            .map(|s| s.expose().to_vec())
     }
 
     #[test]
     fn tsig_secret_is_bare_base64_or_the_tsig_keygen_block() {
-        assert_eq!(tsig("c2VjcmV0", "k", "hmac-sha256").expect("bare"), b"secret");
+        assert_eq!(
+            tsig("c2VjcmV0", "k", "hmac-sha256").expect("bare"),
+            b"secret"
+        );
         assert_eq!(
             tsig(KEYGEN, "certctl-key.", "hmac-sha256").expect("block"),
             b"secret"
@@ -418,16 +426,28 @@ mod tests {
 
     #[test]
     fn tsig_block_for_another_key_or_algorithm_names_both() {
-        let e = tsig(KEYGEN, "other", "hmac-sha256").expect_err("name").to_string();
+        let e = tsig(KEYGEN, "other", "hmac-sha256")
+            .expect_err("name")
+            .to_string();
         assert!(e.contains("`certctl-key`") && e.contains("`other`"), "{e}");
-        let e = tsig(KEYGEN, "certctl-key", "hmac-sha512").expect_err("alg").to_string();
-        assert!(e.contains("`hmac-sha256`") && e.contains("`hmac-sha512`"), "{e}");
+        let e = tsig(KEYGEN, "certctl-key", "hmac-sha512")
+            .expect_err("alg")
+            .to_string();
+        assert!(
+            e.contains("`hmac-sha256`") && e.contains("`hmac-sha512`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn tsig_garbage_says_what_is_accepted() {
-        let e = tsig("not base64!", "k", "hmac-sha256").expect_err("bad").to_string();
-        assert!(e.contains("tsig-keygen") && e.contains("base64 secret alone"), "{e}");
+        let e = tsig("not base64!", "k", "hmac-sha256")
+            .expect_err("bad")
+            .to_string();
+        assert!(
+            e.contains("tsig-keygen") && e.contains("base64 secret alone"),
+            "{e}"
+        );
         let e = tsig("key \"k\" { algorithm hmac-sha256; };", "k", "hmac-sha256")
             .expect_err("no secret")
             .to_string();

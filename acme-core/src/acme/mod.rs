@@ -1247,11 +1247,14 @@ pub async fn look_up_account(
             };
             let found = retry_nonce!(
                 Account::builder_with_http(http()?)
-                .from_key(
-                    (key()?, rustls::pki_types::PrivateKeyDer::Pkcs8(der.clone_key())),
-                    ca.directory.clone(),
-                )
-                .await
+                    .from_key(
+                        (
+                            key()?,
+                            rustls::pki_types::PrivateKeyDer::Pkcs8(der.clone_key())
+                        ),
+                        ca.directory.clone(),
+                    )
+                    .await
             );
             match found {
                 Ok((account, _)) => Ok(AccountLookup::Exists(account.id().to_string())),
@@ -1269,8 +1272,8 @@ pub async fn look_up_account(
             };
             match retry_nonce!(
                 Account::builder_with_http(http()?)
-                .create(&new, ca.directory.clone(), None)
-                .await
+                    .create(&new, ca.directory.clone(), None)
+                    .await
             ) {
                 // A CA that ignored onlyReturnExisting made an account for
                 // a throwaway key: nothing of ours, and nothing to store.

@@ -520,7 +520,11 @@ pub(crate) async fn check(ctx: &Ctx, args: CheckArgs) -> anyhow::Result<ExitCode
             report.count(Status::Ok),
             report.count(Status::Warning),
             report.count(Status::Error),
-            if args.online { "" } else { " (offline; `--online` checks the CA, DNS and nodes)" }
+            if args.online {
+                ""
+            } else {
+                " (offline; `--online` checks the CA, DNS and nodes)"
+            }
         );
     }
     Ok(match report.worst() {
