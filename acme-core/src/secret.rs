@@ -180,13 +180,12 @@ impl SecretSource {
 #[non_exhaustive]
 pub enum TsigSecretError {
     /// Neither bare base64 nor a `tsig-keygen` block.
-    #[error("the TSIG secret from {origin} is not valid base64; give the base64 secret alone, or the whole `key \"name\" {{ algorithm ...; secret \"...\"; }};` block that `tsig-keygen` prints")]
+    #[error("the TSIG secret from {origin} is not valid base64 ({flaw}); give the base64 secret alone, or the whole `key \"name\" {{ algorithm ...; secret \"...\"; }};` block that `tsig-keygen` prints")]
     Base64 {
         /// File path or `$VAR`.
         origin: String,
-        /// The decoder's reason.
-        #[source]
-        source: base64::DecodeError,
+        /// What is wrong, without the secret's bytes.
+        flaw: Base64Flaw,
     },
     /// It starts like a `tsig-keygen` block but is not one.
     #[error("the TSIG key block in {origin} cannot be read: {problem}; expected `key \"name\" {{ algorithm hmac-sha256; secret \"...\"; }};` as `tsig-keygen` prints it")]
@@ -262,9 +261,9 @@ pub fn decode_tsig(
     };
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
-        .map_err(|source| TsigSecretError::Base64 {
+        .map_err(|e| TsigSecretError::Base64 {
             origin: origin.into(),
-            source,
+            flaw: Base64Flaw::from(e),
         })?;
     if bytes.is_empty() {
         return Err(TsigSecretError::Empty {
@@ -353,15 +352,45 @@ fn parse_key_block(text: &str) -> Result<KeyBlock, &'static str> {
     })
 }
 
+/// What is wrong with base64 text, without quoting the text: the decoder's
+/// own message names the offending byte, which is part of a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Base64Flaw {
+    /// A character outside the alphabet.
+    #[error("a character outside the alphabet at offset {offset}")]
+    Character {
+        /// Byte offset in the trimmed text.
+        offset: usize,
+    },
+    /// The length is not possible for base64.
+    #[error("its length is not possible for base64")]
+    Length,
+    /// The last symbol or the padding is wrong.
+    #[error("its ending (last symbol or padding) is wrong")]
+    Ending,
+}
+
+impl From<base64::DecodeError> for Base64Flaw {
+    fn from(e: base64::DecodeError) -> Self {
+        match e {
+            base64::DecodeError::InvalidByte(offset, _) => Base64Flaw::Character { offset },
+            base64::DecodeError::InvalidLength(_) => Base64Flaw::Length,
+            _ => Base64Flaw::Ending,
+        }
+    }
+}
+
 /// An EAB HMAC key that is not base64url (RFC 8555 §7.3.4).
 #[derive(Debug, thiserror::Error)]
-#[error("the EAB hmac key from {origin} is not base64url (copy it exactly as the CA gave it)")]
+#[error(
+    "the EAB hmac key from {origin} is not base64url ({flaw}); copy it exactly as the CA gave it"
+)]
 pub struct EabKeyError {
     /// File path or `$VAR`.
     pub origin: String,
-    /// The decoder's reason.
-    #[source]
-    pub source: base64::DecodeError,
+    /// What is wrong, without the key's bytes.
+    pub flaw: Base64Flaw,
 }
 
 /// Decodes an EAB HMAC key (base64url, padding optional).
@@ -374,9 +403,9 @@ pub fn decode_eab_hmac(secret: &Secret, origin: &str) -> Result<Secret, EabKeyEr
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(unpadded)
         .map(Secret::new)
-        .map_err(|source| EabKeyError {
+        .map_err(|e| EabKeyError {
             origin: origin.into(),
-            source,
+            flaw: Base64Flaw::from(e),
         })
 }
 
