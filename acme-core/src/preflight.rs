@@ -1146,6 +1146,25 @@ solver = "ns"
     }
 
     #[test]
+    fn exec_programs_are_looked_up_not_run() {
+        let s = Subject::Solver("x".into());
+        assert_eq!(program_item(&s, "present", "sh").status, Status::Ok);
+        let missing = program_item(&s, "cleanup", "/nonexistent/certctl-hook");
+        assert_eq!(missing.status, Status::Error);
+        assert!(
+            missing.detail().contains("is not an executable file"),
+            "{}",
+            missing.detail()
+        );
+        let unknown = program_item(&s, "present", "certctl-no-such-hook");
+        assert!(
+            unknown.detail().contains("in any PATH directory"),
+            "{}",
+            unknown.detail()
+        );
+    }
+
+    #[test]
     fn probe_must_be_host_and_port() {
         assert!(parse_probe("192.0.2.1:443").is_ok());
         assert!(parse_probe("[::1]:8443").is_ok());

@@ -514,6 +514,36 @@ fn online_check_passes_on_the_lab_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn online_check_finds_the_stored_account_and_changes_nothing_in_the_store() {
+    let lab = lab();
+    let _g = lab.shared();
+    let s = setup(lab, 1, |t| t);
+    let out = certctl(&s.config, &["issue", "c"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let accounts = s._dir.path().join("store/accounts");
+    let before: Vec<_> = std::fs::read_dir(&accounts)
+        .expect("accounts")
+        .flatten()
+        .map(|e| (e.path(), std::fs::read(e.path()).expect("read")))
+        .collect();
+    assert_eq!(before.len(), 1);
+    let (out, v) = online(&s);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let acct = item(&v, "account", "CA directory and account");
+    assert_eq!(acct["status"], "ok", "{acct:#}");
+    assert!(
+        acct["detail"].as_str().expect("detail").contains("exists"),
+        "{acct:#}"
+    );
+    let after: Vec<_> = std::fs::read_dir(&accounts)
+        .expect("accounts")
+        .flatten()
+        .map(|e| (e.path(), std::fs::read(e.path()).expect("read")))
+        .collect();
+    assert_eq!(after, before, "check changed the stored account");
+}
+
+#[test]
 fn online_check_names_a_wrong_tsig_secret() {
     let lab = lab();
     let _g = lab.shared();
