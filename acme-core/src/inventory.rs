@@ -387,6 +387,17 @@ pub enum TsigAlgorithm {
     HmacSha512,
 }
 
+impl TsigAlgorithm {
+    /// The algorithm's name as the inventory and `tsig-keygen` write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TsigAlgorithm::HmacSha256 => "hmac-sha256",
+            TsigAlgorithm::HmacSha384 => "hmac-sha384",
+            TsigAlgorithm::HmacSha512 => "hmac-sha512",
+        }
+    }
+}
+
 /// A certificate to obtain and keep renewed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -457,6 +468,7 @@ impl fmt::Display for KeyType {
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// Short unique name.
+    #[serde(deserialize_with = "names::de_node_name")]
     pub name: CertName,
     /// How certificates reach it.
     #[serde(default)]
@@ -622,6 +634,8 @@ impl Inventory {
             certificates: raw.certificate,
             nodes: raw.node,
         };
+        inv.refuse_option_like_files()
+            .map_err(|(loc, message)| invalid_at(path, text, locate(text, &loc), message))?;
         inv.resolve_paths(base);
         inv.validate()
             .map_err(|(loc, message)| invalid_at(path, text, locate(text, &loc), message))?;
@@ -668,6 +682,31 @@ impl Inventory {
                 fix(p)
             }
         }
+    }
+
+    /// Refuses ssh file settings that read like an option (`-oProxyCommand=...`),
+    /// before relative paths are resolved.
+    fn refuse_option_like_files(&self) -> Result<(), (Vec<Key>, String)> {
+        for (i, n) in self.nodes.iter().enumerate() {
+            for (k, p) in [
+                ("identity_file", &n.identity_file),
+                ("known_hosts", &n.known_hosts),
+                ("ssh_config", &n.ssh_config),
+            ] {
+                let Some(p) = p else { continue };
+                if looks_like_option(p) {
+                    return Err((
+                        vec![Key::Name("node"), Key::Idx(i), Key::Name(k)],
+                        format!(
+                            "{k} `{}` looks like an ssh option, not a file; give the file's path (e.g. `/root/.ssh/{}`)",
+                            p.display(),
+                            if k == "identity_file" { "id_ed25519" } else { k }
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Cross-checks; an error is a key path into the document and a message.
@@ -740,6 +779,18 @@ impl Inventory {
             if !node_names.insert(n.name.as_str()) {
                 return Err((at("name"), format!("node `{}` is defined twice", n.name)));
             }
+            if let Some(other) = self.nodes[..i]
+                .iter()
+                .find(|o| o.name.as_str().eq_ignore_ascii_case(n.name.as_str()))
+            {
+                return Err((
+                    at("name"),
+                    format!(
+                        "node `{}` differs from node `{}` only in case; give nodes names that differ in more than case",
+                        n.name, other.name
+                    ),
+                ));
+            }
             if n.transport == TransportKind::Ssh && n.address.is_empty() {
                 return Err((
                     vec![Name("node"), Idx(i)],
@@ -797,6 +848,19 @@ impl Inventory {
                     format!("certificate `{}` is defined twice", c.name),
                 ));
             }
+            if let Some(other) = self.certificates[..i]
+                .iter()
+                .find(|o| o.name.as_str().eq_ignore_ascii_case(c.name.as_str()))
+            {
+                // On a case-insensitive file system (or to a human) they are one directory.
+                return Err((
+                    at("name"),
+                    format!(
+                        "certificate `{}` differs from certificate `{}` only in case; give certificates names that differ in more than case",
+                        c.name, other.name
+                    ),
+                ));
+            }
             if c.domains.is_empty() {
                 return Err((at("domains"), "domains must list at least one name".into()));
             }
@@ -805,7 +869,7 @@ impl Inventory {
                 if !seen.insert(d.as_str()) {
                     return Err((
                         vec![Name("certificate"), Idx(i), Name("domains"), Idx(j)],
-                        format!("domain `{d}` is listed twice"),
+                        format!("domain `{d}` is listed twice (names are compared without case)"),
                     ));
                 }
             }
@@ -871,6 +935,14 @@ impl Inventory {
             cert.critical.unwrap_or(self.report.critical),
         )
     }
+}
+
+/// A file given to ssh that starts with `-` (or whose name does) could be
+/// read as an option.
+fn looks_like_option(p: &Path) -> bool {
+    p.to_string_lossy().starts_with('-')
+        || p.file_name()
+            .is_some_and(|f| f.to_string_lossy().starts_with('-'))
 }
 
 fn list(set: &BTreeSet<&str>) -> String {
@@ -1234,6 +1306,53 @@ solver = "ns"
         assert!(e.contains("certificate name"), "{e}");
         let e = err(&MINIMAL.replace("www.example.com", "$(reboot).example.com"));
         assert!(e.contains("not a valid DNS name"), "{e}");
+    }
+
+    const NODE: &str = "\n[[node]]\nname = \"edge1\"\naddress = \"192.0.2.10\"\n";
+
+    #[test]
+    fn option_looking_identity_file_is_refused() {
+        let text = format!("{MINIMAL}{NODE}identity_file = \"-oProxyCommand=touch /tmp/x\"\n");
+        let e = err(&text);
+        assert!(
+            e.contains("identity_file `-oProxyCommand=touch /tmp/x` looks like an ssh option"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn names_that_differ_only_in_case_are_refused() {
+        let twice = MINIMAL.to_string()
+            + "\n[[certificate]]\nname = \"WWW\"\ndomains = [\"a.example.com\"]\nsolver = \"ns\"\n";
+        let e = err(&twice);
+        assert!(
+            e.contains("certificate `WWW` differs from certificate `www` only in case"),
+            "{e}"
+        );
+        let e = err(&MINIMAL.replace("\"*.example.com\"", "\"WWW.example.com\""));
+        assert!(
+            e.contains("domain `www.example.com` is listed twice"),
+            "{e}"
+        );
+        let nodes = format!("{MINIMAL}{NODE}{}", NODE.replace("edge1", "EDGE1"));
+        let e = err(&nodes);
+        assert!(
+            e.contains("node `EDGE1` differs from node `edge1` only in case"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ip_address_domain_is_refused_at_load() {
+        let e = err(&MINIMAL.replace("www.example.com", "192.0.2.7"));
+        assert!(e.contains("DNS-01 cannot validate an IP address"), "{e}");
+    }
+
+    #[test]
+    fn bad_node_name_says_node_name() {
+        let e = err(&format!("{MINIMAL}{}", NODE.replace("edge1", "../edge")));
+        assert!(e.contains("node name `../edge`"), "{e}");
+        assert!(!e.contains("certificate name"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!   and rollback on nodes over SSH.
 //! - [`inspect`]: X.509 facts, TLS probes, and the renewal policy.
 //! - [`report`]: the fleet expiry report and its renderers.
+//! - [`preflight`]: `certctl check`, every inventory item checked offline or online.
 //!
 //! Data flows one way: inventory → plan → (acme, dns) → store → deploy → report.
 //! The crate never installs a tracing subscriber; it logs with spans per
@@ -25,6 +26,7 @@ mod error;
 pub mod inspect;
 pub mod inventory;
 pub mod names;
+pub mod preflight;
 pub mod report;
 pub mod secret;
 pub mod store;
@@ -32,6 +34,7 @@ pub mod store;
 pub use error::{chain as error_chain, Error};
 pub use inventory::Inventory;
 pub use names::{CertName, DomainName};
+pub use preflight::Preflight;
 pub use store::Store;
 
 /// Installs aws-lc-rs as the process-wide rustls crypto provider if none is

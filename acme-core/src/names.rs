@@ -20,10 +20,22 @@ impl CertName {
         Ok(Self(s.to_string()))
     }
 
+    /// Validates `s` as a node name: the same rules, worded for a node.
+    pub fn node(s: &str) -> Result<Self, String> {
+        check_label(s).map_err(|m| format!("node name `{s}`: {m}"))?;
+        Ok(Self(s.to_string()))
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Deserializes a node name, with errors that say "node name".
+pub(crate) fn de_node_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<CertName, D::Error> {
+    let s = String::deserialize(d)?;
+    CertName::node(&s).map_err(serde::de::Error::custom)
 }
 
 impl fmt::Display for CertName {
@@ -56,6 +68,13 @@ impl DomainName {
         if !s.is_ascii() {
             return Err(format!(
                 "domain `{s}` is not ASCII; write internationalized names in their xn-- (punycode) form"
+            ));
+        }
+        let unbracketed = bare.trim_start_matches('[').trim_end_matches(']');
+        if unbracketed.parse::<std::net::IpAddr>().is_ok() {
+            return Err(format!(
+                "domain `{s}` is an IP address: DNS-01 cannot validate an IP address (there is no \
+                 DNS name to put the TXT record under); list DNS names only"
             ));
         }
         check_dns_name(bare).map_err(|m| format!("domain `{s}` is not a valid DNS name: {m}"))?;
@@ -267,6 +286,20 @@ mod tests {
         ] {
             assert!(DomainName::new(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn ip_addresses_are_not_dns01_domains() {
+        for ip in ["192.0.2.1", "::1", "2001:db8::1", "[2001:db8::1]"] {
+            let e = DomainName::new(ip).expect_err(ip);
+            assert!(e.contains("DNS-01 cannot validate an IP address"), "{e}");
+        }
+    }
+
+    #[test]
+    fn node_name_errors_say_node_name() {
+        let e = CertName::node("../x").expect_err("bad");
+        assert!(e.starts_with("node name `../x`"), "{e}");
     }
 
     /// Found by the `domain_names` fuzz target: a 253-octet domain was accepted,

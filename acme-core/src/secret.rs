@@ -2,7 +2,9 @@
 //! variable, held in a type that never prints its value.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
 
 /// Secret bytes. `Debug` and `Display` print `<redacted>`; the memory is
 /// overwritten when dropped.
@@ -87,6 +89,20 @@ pub enum SecretError {
 }
 
 impl SecretSource {
+    /// The file, if the secret comes from one.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// Where the secret comes from, for messages: the file's path or `$VAR`.
+    pub fn origin(&self) -> String {
+        match (&self.file, &self.env) {
+            (Some(p), _) => p.display().to_string(),
+            (None, Some(v)) => format!("${v}"),
+            (None, None) => "(no source)".into(),
+        }
+    }
+
     /// A source that may be a file (`file_key`) or a variable (`env_key`).
     pub fn new(
         file_key: &'static str,
@@ -159,6 +175,240 @@ impl SecretSource {
     }
 }
 
+/// A TSIG secret that cannot be used as it is written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TsigSecretError {
+    /// Neither bare base64 nor a `tsig-keygen` block.
+    #[error("the TSIG secret from {origin} is not valid base64 ({flaw}); give the base64 secret alone, or the whole `key \"name\" {{ algorithm ...; secret \"...\"; }};` block that `tsig-keygen` prints")]
+    Base64 {
+        /// File path or `$VAR`.
+        origin: String,
+        /// What is wrong, without the secret's bytes.
+        flaw: Base64Flaw,
+    },
+    /// It starts like a `tsig-keygen` block but is not one.
+    #[error("the TSIG key block in {origin} cannot be read: {problem}; expected `key \"name\" {{ algorithm hmac-sha256; secret \"...\"; }};` as `tsig-keygen` prints it")]
+    Block {
+        /// File path or `$VAR`.
+        origin: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// The block is for another key name than `tsig_key`.
+    #[error("the TSIG key block in {origin} is for key `{block}`, but tsig_key is `{inventory}`: set tsig_key = \"{block}\", or use the block of key `{inventory}`")]
+    KeyName {
+        /// File path or `$VAR`.
+        origin: String,
+        /// The name in the block.
+        block: String,
+        /// `tsig_key` in the inventory.
+        inventory: String,
+    },
+    /// The block names another algorithm than `tsig_algorithm`.
+    #[error("the TSIG key block in {origin} uses algorithm `{block}`, but tsig_algorithm is `{inventory}`: set tsig_algorithm = \"{block}\", or use a key made with `tsig-keygen -a {inventory}`")]
+    Algorithm {
+        /// File path or `$VAR`.
+        origin: String,
+        /// The algorithm in the block.
+        block: String,
+        /// `tsig_algorithm` in the inventory.
+        inventory: String,
+    },
+    /// The secret decodes to nothing.
+    #[error("the TSIG secret from {origin} decodes to no bytes")]
+    Empty {
+        /// File path or `$VAR`.
+        origin: String,
+    },
+}
+
+/// Decodes a TSIG secret read from `origin`: bare base64, or the
+/// `key "name" { algorithm ...; secret "..."; };` block that `tsig-keygen`
+/// prints, whose key name and algorithm must then be `key` and `algorithm`
+/// (names compared without case and trailing dot).
+pub fn decode_tsig(
+    secret: &Secret,
+    origin: &str,
+    key: &str,
+    algorithm: &str,
+) -> Result<Secret, TsigSecretError> {
+    let text = String::from_utf8_lossy(secret.expose());
+    let text = text.trim();
+    let b64 = if text.starts_with("key") && text.contains('{') {
+        let block = parse_key_block(text).map_err(|problem| TsigSecretError::Block {
+            origin: origin.into(),
+            problem,
+        })?;
+        let norm = |s: &str| s.trim_end_matches('.').to_ascii_lowercase();
+        if norm(&block.name) != norm(key) {
+            return Err(TsigSecretError::KeyName {
+                origin: origin.into(),
+                block: block.name,
+                inventory: key.into(),
+            });
+        }
+        if norm(&block.algorithm) != norm(algorithm) {
+            return Err(TsigSecretError::Algorithm {
+                origin: origin.into(),
+                block: block.algorithm,
+                inventory: algorithm.into(),
+            });
+        }
+        block.secret
+    } else {
+        text.to_string()
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|e| TsigSecretError::Base64 {
+            origin: origin.into(),
+            flaw: Base64Flaw::from(e),
+        })?;
+    if bytes.is_empty() {
+        return Err(TsigSecretError::Empty {
+            origin: origin.into(),
+        });
+    }
+    Ok(Secret::new(bytes))
+}
+
+/// The fields of one `key` statement in BIND's syntax.
+struct KeyBlock {
+    name: String,
+    algorithm: String,
+    secret: String,
+}
+
+/// Parses `key "name" { algorithm a; secret "s"; };` (the `tsig-keygen`
+/// output; `#`, `//` comments and bare words allowed, as named.conf does).
+fn parse_key_block(text: &str) -> Result<KeyBlock, &'static str> {
+    let mut tokens = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let line = line.split("//").next().unwrap_or("");
+        let mut chars = line.chars().peekable();
+        while let Some(&c) = chars.peek() {
+            if c.is_whitespace() {
+                chars.next();
+            } else if "{};".contains(c) {
+                tokens.push(c.to_string());
+                chars.next();
+            } else if c == '"' {
+                chars.next();
+                let mut s = String::new();
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some(ch) => s.push(ch),
+                        None => return Err("a quoted string is not closed"),
+                    }
+                }
+                tokens.push(s);
+            } else {
+                let mut s = String::new();
+                while let Some(&ch) = chars.peek() {
+                    if ch.is_whitespace() || "{};\"".contains(ch) {
+                        break;
+                    }
+                    s.push(ch);
+                    chars.next();
+                }
+                tokens.push(s);
+            }
+        }
+    }
+    let mut t = tokens.into_iter();
+    if t.next().as_deref() != Some("key") {
+        return Err("it does not start with `key`");
+    }
+    let name = t.next().ok_or("the key name is missing")?;
+    if t.next().as_deref() != Some("{") {
+        return Err("`{` is missing after the key name");
+    }
+    let (mut algorithm, mut secret) = (None, None);
+    loop {
+        let word = t.next().ok_or("the closing `};` is missing")?;
+        if word == "}" {
+            break;
+        }
+        let value = t.next().ok_or("a statement has no value")?;
+        if t.next().as_deref() != Some(";") {
+            return Err("a statement does not end with `;`");
+        }
+        match word.as_str() {
+            "algorithm" => algorithm = Some(value),
+            "secret" => secret = Some(value),
+            _ => return Err("it holds a statement other than `algorithm` and `secret`"),
+        }
+    }
+    if !matches!(t.next().as_deref(), Some(";") | None) || t.next().is_some() {
+        return Err("there is text after the closing `};`");
+    }
+    Ok(KeyBlock {
+        name,
+        algorithm: algorithm.ok_or("it has no `algorithm` statement")?,
+        secret: secret.ok_or("it has no `secret` statement")?,
+    })
+}
+
+/// What is wrong with base64 text, without quoting the text: the decoder's
+/// own message names the offending byte, which is part of a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Base64Flaw {
+    /// A character outside the alphabet.
+    #[error("a character outside the alphabet at offset {offset}")]
+    Character {
+        /// Byte offset in the trimmed text.
+        offset: usize,
+    },
+    /// The length is not possible for base64.
+    #[error("its length is not possible for base64")]
+    Length,
+    /// The last symbol or the padding is wrong.
+    #[error("its ending (last symbol or padding) is wrong")]
+    Ending,
+}
+
+impl From<base64::DecodeError> for Base64Flaw {
+    fn from(e: base64::DecodeError) -> Self {
+        match e {
+            base64::DecodeError::InvalidByte(offset, _) => Base64Flaw::Character { offset },
+            base64::DecodeError::InvalidLength(_) => Base64Flaw::Length,
+            _ => Base64Flaw::Ending,
+        }
+    }
+}
+
+/// An EAB HMAC key that is not base64url (RFC 8555 §7.3.4).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the EAB hmac key from {origin} is not base64url ({flaw}); copy it exactly as the CA gave it"
+)]
+pub struct EabKeyError {
+    /// File path or `$VAR`.
+    pub origin: String,
+    /// What is wrong, without the key's bytes.
+    pub flaw: Base64Flaw,
+}
+
+/// Decodes an EAB HMAC key (base64url, padding optional).
+pub fn decode_eab_hmac(secret: &Secret, origin: &str) -> Result<Secret, EabKeyError> {
+    let text = secret.expose().trim_ascii();
+    let unpadded = text
+        .strip_suffix(b"==")
+        .or_else(|| text.strip_suffix(b"="))
+        .unwrap_or(text);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(unpadded)
+        .map(Secret::new)
+        .map_err(|e| EabKeyError {
+            origin: origin.into(),
+            flaw: Base64Flaw::from(e),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +431,63 @@ mod tests {
         assert!(e.contains("chmod 600"), "{e}");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         assert_eq!(src.read().expect("ok").expose(), b"c2VjcmV0");
+    }
+
+    const KEYGEN: &str =
+        "key \"certctl-key\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0\";\n};\n";
+
+    fn tsig(text: &str, key: &str, alg: &str) -> Result<Vec<u8>, TsigSecretError> {
+        decode_tsig(&Secret::new(text.as_bytes().to_vec()), "f", key, alg)
+            .map(|s| s.expose().to_vec())
+    }
+
+    #[test]
+    fn tsig_secret_is_bare_base64_or_the_tsig_keygen_block() {
+        assert_eq!(
+            tsig("c2VjcmV0", "k", "hmac-sha256").expect("bare"),
+            b"secret"
+        );
+        assert_eq!(
+            tsig(KEYGEN, "certctl-key.", "hmac-sha256").expect("block"),
+            b"secret"
+        );
+    }
+
+    #[test]
+    fn tsig_block_for_another_key_or_algorithm_names_both() {
+        let e = tsig(KEYGEN, "other", "hmac-sha256")
+            .expect_err("name")
+            .to_string();
+        assert!(e.contains("`certctl-key`") && e.contains("`other`"), "{e}");
+        let e = tsig(KEYGEN, "certctl-key", "hmac-sha512")
+            .expect_err("alg")
+            .to_string();
+        assert!(
+            e.contains("`hmac-sha256`") && e.contains("`hmac-sha512`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tsig_garbage_says_what_is_accepted() {
+        let e = tsig("not base64!", "k", "hmac-sha256")
+            .expect_err("bad")
+            .to_string();
+        assert!(
+            e.contains("tsig-keygen") && e.contains("base64 secret alone"),
+            "{e}"
+        );
+        let e = tsig("key \"k\" { algorithm hmac-sha256; };", "k", "hmac-sha256")
+            .expect_err("no secret")
+            .to_string();
+        assert!(e.contains("no `secret`"), "{e}");
+    }
+
+    #[test]
+    fn eab_key_is_base64url_with_or_without_padding() {
+        let ok = |t: &str| decode_eab_hmac(&Secret::new(t.as_bytes().to_vec()), "f");
+        assert_eq!(ok("c2VjcmV0").expect("plain").expose(), b"secret");
+        assert_eq!(ok("c2VjcmV0Pz8-").expect("url").expose(), b"secret??>");
+        assert!(ok("c2Vj cmV0!").is_err());
     }
 }

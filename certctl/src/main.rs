@@ -53,7 +53,8 @@ enum Command {
     Renew(cmd::issue::RenewArgs),
     /// List the store: versions, expiry, renewal due dates, deployments.
     List(cmd::issue::ListArgs),
-    /// Validate the inventory without touching the network.
+    /// Check the inventory, its secrets and files offline; with --online also
+    /// the CA, DNS and every node.
     Check(cmd::issue::CheckArgs),
     /// Deploy stored certificates to their nodes.
     Deploy(cmd::deploy::DeployArgs),
@@ -163,7 +164,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             write_man(&dir)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Check(args) => return cmd::issue::check(&ctx, args),
         Command::Systemd(args) => return cmd::run::systemd(&ctx, args),
         Command::Inspect(args) => return cmd::report::inspect(&ctx, args),
         _ => {}
@@ -182,8 +182,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Report(a) => cmd::report::report(&ctx, a).await,
             Command::Scan(a) => cmd::report::scan(&ctx, a).await,
             Command::Run(a) => cmd::run::run(&ctx, a).await,
-            Command::Check(_)
-            | Command::Systemd(_)
+            Command::Check(a) => cmd::issue::check(&ctx, a).await,
+            Command::Systemd(_)
             | Command::Inspect(_)
             | Command::Completions { .. }
             | Command::Man { .. } => unreachable!("handled before the runtime starts"),

@@ -71,6 +71,10 @@ pub fn lab() -> &'static Lab {
             .unwrap_or(5);
         let nodes = wanted.max(running);
         let lab = Lab { dir, nodes };
+        // `up` restarts stopped components: never while a test holds the
+        // lab exclusively with a fault injected.
+        let _ = std::fs::create_dir_all(&lab.dir);
+        let _guard = lab.shared();
         let out = lab.sh(&["up", &nodes.to_string()]);
         assert!(
             out.status.success(),

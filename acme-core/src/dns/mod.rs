@@ -249,8 +249,11 @@ pub enum DnsError {
     /// The TSIG secret could not be read.
     #[error(transparent)]
     Secret(#[from] SecretError),
-    /// The TSIG secret is not base64.
-    #[error("the TSIG secret of key `{key}` is not base64 (write it as `tsig-keygen` prints it)")]
+    /// The TSIG secret cannot be decoded (base64 or `tsig-keygen` block).
+    #[error(transparent)]
+    TsigSecret(#[from] crate::secret::TsigSecretError),
+    /// The decoded TSIG secret is not usable as an HMAC key.
+    #[error("the TSIG secret of key `{key}` is not usable as an HMAC key; make a new one with `tsig-keygen {key}`")]
     BadSecret {
         /// The TSIG key name.
         key: String,

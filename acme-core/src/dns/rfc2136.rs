@@ -6,7 +6,6 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm as HickoryAlgorithm;
 use hickory_proto::rr::rdata::TXT;
@@ -57,22 +56,31 @@ pub(super) fn hickory_algorithm(a: TsigAlgorithm) -> HickoryAlgorithm {
     }
 }
 
-/// Builds the signer from the key name and the base64 secret.
+/// Builds the signer from the key name and the decoded secret bytes.
 fn signer(key: &str, algorithm: TsigAlgorithm, secret: &[u8]) -> Result<TSigner, DnsError> {
     let bad = || DnsError::BadSecret { key: key.into() };
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(secret)
-        .map_err(|_| bad())?;
-    if bytes.is_empty() {
+    if secret.is_empty() {
         return Err(bad());
     }
-    TSigner::new(bytes, hickory_algorithm(algorithm), name(key)?, FUDGE).map_err(|_| bad())
+    TSigner::new(
+        secret.to_vec(),
+        hickory_algorithm(algorithm),
+        name(key)?,
+        FUDGE,
+    )
+    .map_err(|_| bad())
 }
 
 impl Rfc2136 {
     /// Builds the solver `solver` from its config, reading and checking the TSIG secret now.
     pub fn new(solver: &str, cfg: &Rfc2136Config) -> Result<Self, DnsError> {
-        let secret = cfg.tsig_secret().read()?;
+        let source = cfg.tsig_secret();
+        let secret = crate::secret::decode_tsig(
+            &source.read()?,
+            &source.origin(),
+            &cfg.tsig_key,
+            cfg.tsig_algorithm.name(),
+        )?;
         let signer = signer(&cfg.tsig_key, cfg.tsig_algorithm, secret.expose())?;
         let propagation = SolverConfig::Rfc2136(cfg.clone()).propagation();
         Ok(Self {
@@ -223,13 +231,13 @@ mod tests {
             let h = hickory_algorithm(a);
             assert!(h.supported(), "{a:?}");
             assert_eq!(h.to_name().to_ascii().trim_end_matches('.'), wire_name);
-            assert!(signer("certctl-key", a, b"c2VjcmV0").is_ok());
+            assert!(signer("certctl-key", a, b"secret").is_ok());
         }
     }
 
     #[test]
-    fn secret_must_be_base64() {
-        let r = signer("k1", TsigAlgorithm::HmacSha256, b"not base64!");
+    fn secret_must_not_be_empty() {
+        let r = signer("k1", TsigAlgorithm::HmacSha256, b"");
         assert!(matches!(r, Err(DnsError::BadSecret { ref key }) if key == "k1"));
     }
 

@@ -48,7 +48,15 @@ pub(crate) struct ListArgs {
 
 /// Arguments of `certctl check`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct CheckArgs {}
+pub(crate) struct CheckArgs {
+    /// Also check against the CA, the DNS primaries and every node (nothing
+    /// is deployed or left behind).
+    #[arg(long)]
+    online: bool,
+    /// Print the checks as JSON (schema `certctl.check/v1`).
+    #[arg(long)]
+    json: bool,
+}
 
 pub(crate) async fn issue(ctx: &Ctx, args: IssueArgs) -> anyhow::Result<ExitCode> {
     let opts = RenewOptions {
@@ -547,14 +555,67 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::from(code))
 }
 
-pub(crate) fn check(ctx: &Ctx, _args: CheckArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn check(ctx: &Ctx, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    use acme_core::preflight::{self, Status};
     let inv = ctx.inventory()?;
-    println!(
-        "{}: ok ({} certificates, {} solvers, {} nodes)",
-        ctx.config.display(),
-        inv.certificates.len(),
-        inv.solvers.len(),
-        inv.nodes.len()
-    );
-    Ok(ExitCode::SUCCESS)
+    let report = if args.online {
+        preflight::online(&inv).await
+    } else {
+        preflight::offline(&inv)
+    };
+    if args.json {
+        print_json(&report)?;
+    } else {
+        let mut t = Table::new(&["SUBJECT", "CHECK", "STATUS", "DETAIL", "FIX"]);
+        for i in &report.items {
+            let status = match i.status {
+                Status::Ok => "ok",
+                Status::Warning => "warning",
+                Status::Error => "error",
+            };
+            t.row(vec![
+                one_line(&i.subject.to_string()),
+                one_line(&i.check),
+                status.into(),
+                one_line(&i.detail()),
+                one_line(i.fix.as_deref().unwrap_or("")),
+            ]);
+        }
+        t.print(|_, col, text| match (col, text) {
+            (2, "error") => paint(ctx.color, "red", text),
+            (2, "warning") => paint(ctx.color, "yellow", text),
+            (2, "ok") => paint(ctx.color, "green", text),
+            _ => text.to_string(),
+        })?;
+        println!(
+            "{}: {} ok, {} warnings, {} errors{}",
+            ctx.config.display(),
+            report.count(Status::Ok),
+            report.count(Status::Warning),
+            report.count(Status::Error),
+            if args.online {
+                ""
+            } else {
+                " (offline; `--online` checks the CA, DNS and nodes)"
+            }
+        );
+    }
+    Ok(match report.worst() {
+        Status::Error => ExitCode::from(exit::CRITICAL),
+        Status::Ok | Status::Warning => ExitCode::SUCCESS,
+    })
+}
+
+/// A table cell on one line: control characters (from a node's output, a
+/// CA's message) escaped.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
