@@ -46,6 +46,8 @@ pub enum Subject {
     Fallback,
     /// The report settings (`[report]`).
     Report,
+    /// The store (`store`).
+    Store,
     /// A solver, by name.
     Solver(String),
     /// A node, by name.
@@ -60,6 +62,7 @@ impl Subject {
             Subject::Account => "account",
             Subject::Fallback => "fallback",
             Subject::Report => "report",
+            Subject::Store => "store",
             Subject::Solver(_) => "solver",
             Subject::Node(_) => "node",
             Subject::Certificate(_) => "certificate",
@@ -506,8 +509,40 @@ fn eab_item(subject: &Subject, eab: &crate::inventory::EabConfig) -> CheckItem {
     }
 }
 
+/// The store's location is usable (see [`crate::store::validate_location`]);
+/// nothing is written.
+fn store_item(inv: &Inventory) -> CheckItem {
+    use crate::store::Location;
+    let what = "usable as certctl's store";
+    match crate::store::validate_location(&inv.store) {
+        Ok(l) => CheckItem::ok(
+            &Subject::Store,
+            what,
+            format!(
+                "{}: {}",
+                inv.store.display(),
+                match l {
+                    Location::Missing => "not there yet; the first writing command creates it",
+                    Location::EmptyDirectory =>
+                        "an empty directory; the first writing command marks it as certctl's",
+                    Location::Marked => "certctl's store",
+                    Location::UnmarkedLayout =>
+                        "a store made before stores were marked; the next writing command marks it",
+                }
+            ),
+        ),
+        Err(e) => CheckItem::bad(
+            &Subject::Store,
+            what,
+            Status::Error,
+            Problem::Store(e),
+            "set `store` to a new or empty directory, or to an existing certctl store",
+        ),
+    }
+}
+
 fn offline_items(inv: &Inventory) -> Vec<CheckItem> {
-    let mut items = Vec::new();
+    let mut items = vec![store_item(inv)];
     let a = &inv.account;
     if let Some(p) = &a.ca_bundle {
         items.push(file_item(&Subject::Account, "ca_bundle", p));

@@ -667,3 +667,36 @@ fn online_check_names_a_node_whose_base_dir_is_read_only() {
     assert_eq!(item(&v, "node node1", "base_dir writable")["status"], "ok");
     assert_eq!(errors(&v).len(), 1, "{v:#}");
 }
+
+#[test]
+fn check_refuses_a_store_that_is_not_certctls_and_writes_nothing_there() {
+    let lab = lab();
+    let _g = lab.shared();
+    let s = setup(lab, 1, |t| t);
+    // A foreign, non-empty directory as the store.
+    let foreign = s._dir.path().join("store");
+    std::fs::create_dir_all(&foreign).expect("mkdir");
+    std::fs::write(foreign.join("notes.txt"), b"mine\n").expect("write");
+    let (out, v) = check(&s.config, false);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert_error(
+        &v,
+        "store",
+        "usable as certctl's store",
+        "not a certctl store",
+    );
+    let names: Vec<_> = std::fs::read_dir(&foreign)
+        .expect("store dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, ["notes.txt"], "check wrote into a foreign directory");
+    // A missing store is fine and is not created.
+    std::fs::remove_dir_all(&foreign).expect("rm");
+    let (out, v) = check(&s.config, false);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        item(&v, "store", "usable as certctl's store")["status"],
+        "ok"
+    );
+    assert!(!foreign.exists(), "check created the store");
+}
