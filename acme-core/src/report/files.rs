@@ -64,7 +64,8 @@ pub fn assess_files(
                     },
                 ));
             }
-            if let Some(first) = file.certificates.first() {
+            // The leaf's validity (the first certificate when there is no leaf).
+            if let Some(first) = file.certificates.get(file.leaf.unwrap_or(0)) {
                 findings.extend(assess_validity(
                     first.not_before,
                     first.not_after,
@@ -74,7 +75,7 @@ pub fn assess_files(
                 ));
             }
             for issue in &file.chain_issues {
-                findings.extend(chain_finding(issue.clone(), now));
+                findings.extend(chain_finding(issue.clone(), thresholds, now));
             }
             if let Some(k) = file.key.as_ref().filter(|k| !k.matches) {
                 findings.push(Finding::new(

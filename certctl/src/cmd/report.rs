@@ -344,7 +344,8 @@ pub(crate) fn inspect(ctx: &Ctx, args: InspectArgs) -> anyhow::Result<ExitCode> 
         "FILE", "CERTS", "SUBJECT", "EXPIRES", "LEFT", "KEY", "STATUS", "NOTES",
     ]);
     for f in &report.files {
-        let first = f.file.certificates.first();
+        // The leaf (or the first certificate when there is none).
+        let first = f.file.certificates.get(f.file.leaf.unwrap_or(0));
         let key = match (&f.file.key, f.file.keys) {
             (Some(k), _) if k.matches => "matches".to_string(),
             (Some(_), _) => "MISMATCH".to_string(),
