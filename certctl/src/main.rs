@@ -128,7 +128,10 @@ fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("certctl: error: {e:#}");
+            eprintln!("certctl: error: {}", output::error_text(&e));
+            if e.chain().any(|c| c.is::<exit::UsageError>()) {
+                return ExitCode::from(exit::USAGE);
+            }
             ExitCode::from(exit::ERROR)
         }
     }
