@@ -320,8 +320,10 @@ pub(crate) async fn scan(ctx: &Ctx, args: ScanArgs) -> anyhow::Result<ExitCode> 
                 } else {
                     "mismatch"
                 },
-                c.leaf.not_after.date().to_string(),
-                human_signed(c.leaf.not_after - now),
+                // When the chain stops working: an intermediate sent that
+                // expires first counts (as in the report and Prometheus).
+                c.chain_not_after().date().to_string(),
+                human_signed(c.chain_not_after() - now),
             ),
             None => ("-", "-", "-".into(), "-".into()),
         };

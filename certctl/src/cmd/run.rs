@@ -148,8 +148,9 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
 /// One word of a unit file value, quoted for systemd (systemd.syntax(7),
 /// systemd.service(5) "Command lines"): wrapped in double quotes with `\\`
 /// and `"` escaped when it holds whitespace, a quote, a backslash or `;`;
-/// `%` doubled (specifiers are expanded everywhere); in command lines
-/// (`exec`) `$` doubled too (environment variables are expanded there).
+/// `%` doubled (specifiers are expanded everywhere); in the arguments of a
+/// command line (`exec`) `$` doubled too (environment variables are
+/// expanded there, but not in the command's own path).
 /// Values must hold no control character (checked before).
 fn systemd_quote(s: &str, exec: bool) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -414,7 +415,8 @@ CapabilityBoundingSet=
 # A stuck run must not block the next timer forever.
 TimeoutStartSec=1h
 ",
-        binary = systemd_quote(&args.binary.to_string_lossy(), true),
+        // The command itself is not subject to `$` expansion, its arguments are.
+        binary = systemd_quote(&args.binary.to_string_lossy(), false),
         config = systemd_quote(&config.to_string_lossy(), true),
         store = systemd_quote(&store.to_string_lossy(), false),
     );
