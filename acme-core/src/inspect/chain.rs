@@ -7,7 +7,7 @@
 //! called an intermediate, and a missing issuer of an intermediate is called
 //! the root.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -137,10 +137,10 @@ impl Anchors {
     }
 
     /// Adds every certificate of a PEM file.
-    pub fn add_pem_file(&mut self, path: &PathBuf) -> Result<(), InspectError> {
+    pub fn add_pem_file(&mut self, path: &Path) -> Result<(), InspectError> {
         let pem = crate::fsread::read_file(path, crate::fsread::FileKind::CaBundle).map_err(
             |source| InspectError::Read {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 source,
             },
         )?;

@@ -248,7 +248,7 @@ fn check_sni(sni: &str) -> Result<(), String> {
     acme_core::names::check_host(sni).map_err(|m| format!("SNI name `{sni}` is invalid: {m}"))
 }
 
-fn read_target_list(path: &PathBuf, sni: Option<&str>) -> anyhow::Result<Vec<ScanTarget>> {
+fn read_target_list(path: &std::path::Path, sni: Option<&str>) -> anyhow::Result<Vec<ScanTarget>> {
     let text = acme_core::fsread::read_text(path, acme_core::fsread::FileKind::List)
         .with_context(|| format!("cannot read endpoint list {}", path.display()))?;
     let mut out = Vec::new();
