@@ -113,12 +113,19 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let _ = e.print();
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    let _ = e.print();
                     ExitCode::SUCCESS
                 }
-                _ => ExitCode::from(exit::USAGE),
+                _ => {
+                    // The message quotes the argument as given: escaped, line by line.
+                    let text = e.render().to_string();
+                    for line in text.lines() {
+                        eprintln!("{}", output::escape(line));
+                    }
+                    ExitCode::from(exit::USAGE)
+                }
             };
         }
     };

@@ -513,6 +513,15 @@ fn control_characters_are_escaped_in_tables_and_exact_in_json() -> Result<()> {
             && stderr.contains(r"\x1b[31mhost\u{202e}"),
         "{stderr:?}"
     );
+    // And in a usage error from the argument parser.
+    let out = run(&["--lock-wait", "\x1b[31mx\u{202e}\x07", "list"]);
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains('\x1b') && !stderr.contains('\u{202e}') && !stderr.contains('\x07'),
+        "{stderr:?}"
+    );
+    assert!(stderr.contains(r"\u{202e}"), "{stderr:?}");
     Ok(())
 }
 
