@@ -14,7 +14,7 @@ pub const INSPECT_SCHEMA: &str = "certctl.inspect/v1";
 ///
 /// JSON schema `certctl.inspect/v1`: `{"schema", "generated_at", "severity",
 /// "thresholds": {"warning_seconds", "critical_seconds"}, "files": [{"path",
-/// "certificates": [CertFacts], "keys", "chain_issues": [{"kind", ..}],
+/// "certificates": [CertFacts], "leaf": null | index, "keys", "chain_issues": [{"kind", ..}],
 /// "key": null | {"path", "matches"}, "error": null | string, "severity",
 /// "findings": [Finding]}]}` with `CertFacts` and `Finding` as in
 /// [`super::Report`].
