@@ -603,10 +603,12 @@ struct RawInventory {
 impl Inventory {
     /// Reads and validates the inventory at `path`. Touches no network.
     pub fn load(path: &Path) -> Result<Self, InventoryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::fsread::read_text(path, crate::fsread::FileKind::Inventory).map_err(
+            |source| InventoryError::Read {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
         Self::from_str(&text, path)
     }
 

@@ -12,6 +12,8 @@
 //! - [`inspect`]: X.509 facts, TLS probes, and the renewal policy.
 //! - [`report`]: the fleet expiry report and its renderers.
 //! - [`preflight`]: `certctl check`, every inventory item checked offline or online.
+//! - [`fsread`]: every input file is read through it: regular files only,
+//!   bounded by kind, never blocking on a FIFO or device.
 //!
 //! Data flows one way: inventory → plan → (acme, dns) → store → deploy → report.
 //! The crate never installs a tracing subscriber; it logs with spans per
@@ -23,6 +25,7 @@ pub mod acme;
 pub mod deploy;
 pub mod dns;
 mod error;
+pub mod fsread;
 pub mod inspect;
 pub mod inventory;
 pub mod names;

@@ -152,7 +152,7 @@ impl SecretSource {
                 });
             }
             (
-                std::fs::read(path).map_err(err)?,
+                crate::fsread::read_file(path, crate::fsread::FileKind::Secret).map_err(err)?,
                 path.display().to_string(),
             )
         } else if let Some(var) = &self.env {
@@ -489,5 +489,25 @@ mod tests {
         assert_eq!(ok("c2VjcmV0").expect("plain").expose(), b"secret");
         assert_eq!(ok("c2VjcmV0Pz8-").expect("url").expose(), b"secret??>");
         assert!(ok("c2Vj cmV0!").is_err());
+    }
+
+    #[test]
+    fn a_fifo_as_secret_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("tsig.secret");
+        let st = std::process::Command::new("mkfifo")
+            .args(["-m", "600"])
+            .arg(&p)
+            .status()
+            .expect("mkfifo");
+        assert!(st.success());
+        let src = SecretSource::new("tsig_secret_file", Some(p), "e", None);
+        let e = src.read().expect_err("fifo");
+        assert!(matches!(e, SecretError::File { .. }), "{e:?}");
+        let msg = crate::error_chain(&e);
+        assert!(
+            msg.contains("FIFO") && msg.contains("tsig_secret_file"),
+            "{msg}"
+        );
     }
 }

@@ -362,7 +362,7 @@ impl Release {
     /// Reads one of the PEM files.
     pub fn read(&self, which: &str) -> Result<Vec<u8>> {
         let p = self.file(which);
-        fs::read(&p).map_err(io_err("read", &p))
+        crate::fsread::read_file(&p, crate::fsread::FileKind::Pem).map_err(io_err("read", &p))
     }
 }
 
@@ -601,7 +601,7 @@ impl Store {
     /// The stored ACME account credentials (JSON) for `directory`, if any.
     pub fn load_account(&self, directory: &str) -> Result<Option<crate::secret::Secret>> {
         let p = self.account_path(directory);
-        match fs::read(&p) {
+        match crate::fsread::read_file(&p, crate::fsread::FileKind::Account) {
             Ok(b) => Ok(Some(crate::secret::Secret::new(b))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err("read account", &p)(e)),
@@ -1141,7 +1141,7 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Reads and parses a JSON file; `None` if it does not exist.
 pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    match fs::read(path) {
+    match crate::fsread::read_file(path, crate::fsread::FileKind::State) {
         Ok(b) => serde_json::from_slice(&b)
             .map(Some)
             .map_err(|e| StoreError::Corrupt {

@@ -13,3 +13,16 @@ pub(crate) const CRITICAL: u8 = 2;
 pub(crate) const ERROR: u8 = 3;
 /// The command line was wrong.
 pub(crate) const USAGE: u8 = 64;
+
+/// A mistake in the command line found after parsing (an invalid `--sni`,
+/// a duration systemd would not accept): `main` exits with [`USAGE`].
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}

@@ -114,12 +114,19 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let _ = e.print();
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    let _ = e.print();
                     ExitCode::SUCCESS
                 }
-                _ => ExitCode::from(exit::USAGE),
+                _ => {
+                    // The message quotes the argument as given: escaped, line by line.
+                    let text = e.render().to_string();
+                    for line in text.lines() {
+                        eprintln!("{}", output::escape(line));
+                    }
+                    ExitCode::from(exit::USAGE)
+                }
             };
         }
     };
@@ -129,7 +136,10 @@ fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("certctl: error: {e:#}");
+            eprintln!("certctl: error: {}", output::error_text(&e));
+            if e.chain().any(|c| c.is::<exit::UsageError>()) {
+                return ExitCode::from(exit::USAGE);
+            }
             ExitCode::from(exit::ERROR)
         }
     }
@@ -203,12 +213,29 @@ fn init_logging(verbose: u8, quiet: bool) {
     let filter = EnvFilter::try_from_env("CERTCTL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // journald keeps plain lines readable; no ANSI unless stderr is a TTY.
     let _ = tracing_subscriber::fmt()
+        .fmt_fields(log_fields())
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_target(false)
         .without_time()
         .try_init();
+}
+
+/// Log fields cleaned like every other human line ([`output::clean`]): a
+/// node's stderr or a CA's error text in a log field cannot start a fake log
+/// line (LF, CR), reorder text (bidi) or drive the terminal.
+fn log_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt as _;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let v = output::clean(&format!("{value:?}"));
+        if field.name() == "message" {
+            write!(w, "{v}")
+        } else {
+            write!(w, "{field}={v}")
+        }
+    })
+    .delimited(" ")
 }
 
 fn write_man(dir: &std::path::Path) -> anyhow::Result<()> {
@@ -235,5 +262,44 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn log_lines_escape_untrusted_fields_and_stay_one_line() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("lock").extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .fmt_fields(log_fields())
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        tracing::subscriber::with_default(sub, || {
+            let stderr = "nginx: ok\nWARN fake line\x1b[2J\u{202e}";
+            tracing::warn!(node = "n1", stderr = %stderr, "reload said {}", "a\rb");
+        });
+        let text = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8");
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        assert!(
+            !text.contains('\x1b') && !text.contains('\u{202e}') && !text.contains('\r'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(r"stderr=nginx: ok\nWARN fake line\x1b[2J\u{202e}"),
+            "{text:?}"
+        );
+        assert!(text.contains(r"reload said a\rb"), "{text:?}");
     }
 }

@@ -190,6 +190,7 @@ fn scan_gives_the_right_verdict_for_each_broken_certificate() -> Result<()> {
     let root = ca("Scan Test Root", (-30, 3650), None)?;
     let int = ca("Scan Test Intermediate", (-30, 3000), Some(&root))?;
     let short_int = ca("Scan Test Short Intermediate", (-30, 30), Some(&root))?;
+    let dying_int = ca("Scan Test Dying Intermediate", (-300, 4), Some(&root))?;
     let dir = tempfile::tempdir()?;
     let root_pem = dir.path().join("root.pem");
     std::fs::write(&root_pem, &root.pem)?;
@@ -202,6 +203,7 @@ fn scan_gives_the_right_verdict_for_each_broken_certificate() -> Result<()> {
     let (selfsigned, selfsigned_k) = leaf(&["selfsigned.scan.test"], (-1, 89), None)?;
     let (missing, missing_k) = leaf(&["missing.scan.test"], (-1, 89), Some(&int))?;
     let (early, early_k) = leaf(&["early.scan.test"], (-1, 89), Some(&short_int))?;
+    let (dying, dying_k) = leaf(&["dying.scan.test"], (-1, 89), Some(&dying_int))?;
     let server = TlsServer::start(vec![
         ("good.scan.test", vec![good, int.der.clone()], &good_k),
         (
@@ -219,12 +221,17 @@ fn scan_gives_the_right_verdict_for_each_broken_certificate() -> Result<()> {
             vec![early, short_int.der.clone()],
             &early_k,
         ),
+        (
+            "dying.scan.test",
+            vec![dying, dying_int.der.clone()],
+            &dying_k,
+        ),
     ])?;
     let addr = server.addr.to_string();
     let ca_file = root_pem.to_str().context("utf-8 path")?;
 
     // (sni, exit status, finding kinds)
-    let cases: [(&str, i32, &[&str]); 8] = [
+    let cases: [(&str, i32, &[&str]); 9] = [
         ("good.scan.test", 0, &[]),
         ("expired.scan.test", 2, &["expired"]),
         ("soon.scan.test", 1, &["expires_soon"]),
@@ -233,6 +240,9 @@ fn scan_gives_the_right_verdict_for_each_broken_certificate() -> Result<()> {
         ("selfsigned.scan.test", 2, &["self_signed"]),
         ("missing.scan.test", 2, &["incomplete_chain"]),
         ("early.scan.test", 1, &["intermediate_expires_first"]),
+        // 4 days left on the intermediate: critical under the 7-day
+        // threshold, although the leaf has 89.
+        ("dying.scan.test", 2, &["intermediate_expires_first"]),
     ];
     for (sni, status, kinds) in cases {
         let out = run(&["scan", &addr, "--sni", sni, "--ca-file", ca_file, "--json"]);
@@ -287,6 +297,16 @@ fn scan_gives_the_right_verdict_for_each_broken_certificate() -> Result<()> {
     assert!(
         good_line.contains(" ok ") && good_line.contains("trusted"),
         "{good_line}"
+    );
+    // The table's LEFT is the chain's: the intermediate's 4 days.
+    let dying_line = table
+        .lines()
+        .find(|l| l.contains("dying.scan.test"))
+        .context("dying line")?;
+    assert!(
+        dying_line.contains("critical")
+            && (dying_line.contains(" 3d") || dying_line.contains(" 4d")),
+        "{dying_line}"
     );
 
     // Only the closed port: unknown.
@@ -362,6 +382,168 @@ fn inspect_checks_files_chains_and_keys_on_disk() -> Result<()> {
     let out = run(&["inspect", junk.to_str().context("utf-8")?]);
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     Ok(())
+}
+
+/// Runs certctl with a watchdog: kills it and fails after 10 s.
+fn run_bounded(args: &[&str]) -> Result<Output> {
+    let mut child = Command::new(certctl_bin())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let start = std::time::Instant::now();
+    while child.try_wait()?.is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(10) {
+            child.kill()?;
+            let out = child.wait_with_output()?;
+            anyhow::bail!("certctl {args:?} hung for 10 s:\n{}", show(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(child.wait_with_output()?)
+}
+
+#[test]
+fn inspect_of_a_fifo_or_dev_zero_returns_at_once_with_a_clear_error() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let fifo = dir.path().join("cert.pem");
+    assert!(Command::new("mkfifo").arg(&fifo).status()?.success());
+    let fifo_s = fifo.to_str().context("utf-8")?;
+    for (path, says) in [
+        (fifo_s, "is a FIFO (named pipe), not a regular file"),
+        ("/dev/zero", "is a character device, not a regular file"),
+    ] {
+        let out = run_bounded(&["inspect", path])?;
+        assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(path) && stdout.contains(says),
+            "{}",
+            show(&out)
+        );
+        let out = run_bounded(&["inspect", "--json", path])?;
+        assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+        assert_eq!(finding_kinds(&json(&out)["files"][0]), vec!["unreadable"]);
+    }
+    // A FIFO given as a trust anchor file: refused, not waited on.
+    let out = run_bounded(&["inspect", "/dev/null", "--ca-file", fifo_s])?;
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("FIFO"),
+        "{}",
+        show(&out)
+    );
+    // The inventory too.
+    let out = run_bounded(&["--config", fifo_s, "check"])?;
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("FIFO"),
+        "{}",
+        show(&out)
+    );
+    // And an endpoint list.
+    let out = run_bounded(&["scan", "--from-file", fifo_s])?;
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("FIFO"),
+        "{}",
+        show(&out)
+    );
+    Ok(())
+}
+
+#[test]
+fn control_characters_are_escaped_in_tables_and_exact_in_json() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let evil = "evil\x1b]0;pwned\x07\x1b[2J\u{202e}lmth.pem\nnext";
+    let path = dir.path().join(evil);
+    std::fs::write(&path, b"")?;
+    let root = ca("Escape Root", (-30, 3650), None)?;
+    let (_, cert, _) = leaf_pem(&["bad\x1b[31m.example.test"], (-1, 89), Some(&root))?;
+    let cert_path = dir.path().join("sans.pem");
+    std::fs::write(&cert_path, cert)?;
+    let out = run(&[
+        "inspect",
+        path.to_str().context("utf-8")?,
+        cert_path.to_str().context("utf-8")?,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains('\x1b') && !stdout.contains('\x07') && !stdout.contains('\u{202e}'),
+        "{stdout:?}"
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        3,
+        "a header and one line per file: {stdout:?}"
+    );
+    assert!(
+        stdout.contains(r"evil\x1b]0;pwned\x07\x1b[2J\u{202e}lmth.pem\nnext"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r"bad\x1b[31m.example.test"), "{stdout}");
+    // JSON keeps the exact bytes (serde escapes them as JSON requires).
+    let out = run(&[
+        "inspect",
+        "--json",
+        path.to_str().context("utf-8")?,
+        cert_path.to_str().context("utf-8")?,
+    ]);
+    let v = json(&out);
+    let paths: Vec<&str> = v["files"]
+        .as_array()
+        .context("files")?
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    assert!(paths.iter().any(|p| p.ends_with(evil)), "{paths:?}");
+    let sans: Vec<&str> = v["files"]
+        .as_array()
+        .context("files")?
+        .iter()
+        .filter_map(|f| f["certificates"][0]["dns_names"][0].as_str())
+        .collect();
+    assert_eq!(sans, vec!["bad\x1b[31m.example.test"]);
+    // A name on the command line, in the final error line.
+    let out = run(&["scan", "\x1b[31mhost\u{202e}:443"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains('\x1b')
+            && !stderr.contains('\u{202e}')
+            && stderr.contains(r"\x1b[31mhost\u{202e}"),
+        "{stderr:?}"
+    );
+    // And in a usage error from the argument parser.
+    let out = run(&["--lock-wait", "\x1b[31mx\u{202e}\x07", "list"]);
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains('\x1b') && !stderr.contains('\u{202e}') && !stderr.contains('\x07'),
+        "{stderr:?}"
+    );
+    assert!(stderr.contains(r"\u{202e}"), "{stderr:?}");
+    Ok(())
+}
+
+#[test]
+fn scan_with_an_invalid_sni_is_a_usage_error() {
+    for sni in ["not a name", "exa..mple.test", "-x.test", "a\nb"] {
+        let out = run(&["scan", "127.0.0.200:1", &format!("--sni={sni}")]);
+        assert_eq!(out.status.code(), Some(64), "--sni {sni:?}: {}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--sni: SNI name"), "{stderr}");
+        assert!(!stderr.contains("critical"), "{stderr}");
+    }
+    // A bad --critical/--warning pair is one too.
+    let out = run(&[
+        "scan",
+        "127.0.0.200:1",
+        "--critical",
+        "30d",
+        "--warning",
+        "7d",
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
 }
 
 fn write_root(dir: &Path, root: &Ca) -> Result<String> {

@@ -174,23 +174,112 @@ fn systemd_units_pass_systemd_analyze() {
         eprintln!("systemd-analyze is not installed; skipping the unit verification");
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = lab();
+    let _g = lab.shared();
+    // A config, a store and a binary whose paths hold a space, `%` and `$`.
+    let dir = tempfile::Builder::new()
+        .prefix("certctl units %h $USER ")
+        .tempdir()
+        .expect("tempdir");
+    let config = inventory(lab, dir.path(), 1, |t| t);
+    std::fs::create_dir_all(dir.path().join("store")).expect("store dir");
+    let bin = dir.path().join("bin dir %i").join("certctl");
+    std::fs::create_dir_all(bin.parent().expect("parent")).expect("mkdir");
+    std::os::unix::fs::symlink(certctl_lab_tests::certctl_bin(), &bin).expect("symlink");
+    let units = dir.path().join("units");
+    std::fs::create_dir(&units).expect("units dir");
     let out = Command::new(certctl_lab_tests::certctl_bin())
-        .args(["--config", "/nonexistent.toml", "systemd", "--binary"])
-        .arg(certctl_lab_tests::certctl_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["systemd", "--binary"])
+        .arg(&bin)
         .arg("--output-dir")
-        .arg(dir.path())
+        .arg(&units)
         .output()
         .expect("run");
     assert!(out.status.success(), "{}", show(&out));
+    let service = std::fs::read_to_string(units.join("certctl.service")).expect("service");
+    // `$` is expanded in arguments, not in the command's path.
+    let quoted = |p: &Path, arg: bool| {
+        let s = p.display().to_string().replace('%', "%%");
+        format!("\"{}\"", if arg { s.replace('$', "$$") } else { s })
+    };
+    let exec = format!(
+        "ExecStart={} --config {} run",
+        quoted(&bin, false),
+        quoted(&config, true)
+    );
+    assert!(service.contains(&exec), "{exec}\n{service}");
+    assert!(
+        service.contains(&format!(
+            "ReadWritePaths=\"{}\"",
+            dir.path()
+                .join("store")
+                .display()
+                .to_string()
+                .replace('%', "%%")
+        )),
+        "{service}"
+    );
     let out = Command::new("systemd-analyze")
         .arg("verify")
-        .arg(dir.path().join("certctl.service"))
-        .arg(dir.path().join("certctl.timer"))
+        .arg(units.join("certctl.service"))
+        .arg(units.join("certctl.timer"))
         .output()
         .expect("systemd-analyze");
     let err = String::from_utf8_lossy(&out.stderr);
     // The man page is not installed here; anything else is a unit error.
     let problems: Vec<&str> = err.lines().filter(|l| !l.contains("man certctl")).collect();
     assert!(problems.is_empty(), "{err}");
+}
+
+#[test]
+fn systemd_refuses_a_missing_config_newlines_and_bad_durations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("units")).expect("units dir");
+    let run = |args: &[&str]| {
+        Command::new(certctl_lab_tests::certctl_bin())
+            .args(args)
+            .arg("--output-dir")
+            .arg(dir.path().join("units"))
+            .output()
+            .expect("run")
+    };
+    let out = run(&["--config", "/nonexistent/certctl.toml", "systemd"]);
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/certctl.toml does not exist"),
+        "{}",
+        show(&out)
+    );
+    let lab = lab();
+    let _g = lab.shared();
+    let config = inventory(lab, dir.path(), 1, |t| t);
+    let config = config.to_str().expect("utf-8");
+    for (args, says) in [
+        (
+            &["--on-calendar", "daily\nExecStartPre=/bin/touch /tmp/x"][..],
+            "control character",
+        ),
+        (&["--on-calendar", "every day"][..], "--on-calendar"),
+        (&["--randomized-delay", "an hour"][..], "--randomized-delay"),
+        (&["--binary", "/usr/bin/cert\nctl"][..], "--binary"),
+    ] {
+        let mut a = vec!["--config", config, "systemd"];
+        a.extend_from_slice(args);
+        let out = run(&a);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{args:?}: {}",
+            show(&out)
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("units"))
+                .expect("units")
+                .count(),
+            0,
+            "nothing written"
+        );
+    }
 }

@@ -116,10 +116,12 @@ impl CaClient {
             let _ = roots.add(c);
         }
         if let Some(path) = bundle {
-            let pem = std::fs::read(path).map_err(|source| AcmeError::CaBundle {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let pem = crate::fsread::read_file(path, crate::fsread::FileKind::CaBundle).map_err(
+                |source| AcmeError::CaBundle {
+                    path: path.to_path_buf(),
+                    source,
+                },
+            )?;
             let mut added = 0;
             for der in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
                 if roots.add(der).is_ok() {

@@ -1,8 +1,13 @@
 //! Chain analysis of a served or on-disk chain (leaf first): order, missing
-//! intermediates, intermediates that expire before the leaf. Names and key
-//! identifiers only; trust (signatures) is the prober's job.
+//! intermediates or roots, intermediates that expire before the leaf. Names
+//! and key identifiers only; trust (signatures) is the prober's job.
+//!
+//! Words: a *root* is a self-issued CA certificate (a trust anchor); an
+//! *intermediate* is any other CA certificate. A root that is sent is never
+//! called an intermediate, and a missing issuer of an intermediate is called
+//! the root.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -18,17 +23,31 @@ use super::InspectError;
 pub enum ChainIssue {
     /// No certificate at all.
     Empty,
+    /// A file whose first certificate is a CA: the leaf is at `position`
+    /// (nginx and most servers need the leaf first).
+    LeafNotFirst {
+        /// Index of the leaf in the file.
+        position: usize,
+    },
     /// The certificate at `position + 1` did not issue the one at `position`
     /// (each certificate must be followed by its issuer).
     NotInOrder {
         /// Index (0 = leaf) of the certificate whose successor is wrong.
         position: usize,
     },
-    /// The chain stops at a certificate whose issuer is neither in the chain
+    /// The chain stops at the leaf, whose issuer is neither in the chain
     /// nor a trust anchor: an intermediate is missing.
     MissingIntermediate {
         /// The issuer name that is missing.
         issuer: String,
+    },
+    /// The chain stops at an intermediate whose issuer (its root) is neither
+    /// sent nor a trust anchor.
+    UnknownRoot {
+        /// The root's name.
+        issuer: String,
+        /// The intermediate it issued, the last certificate of the path.
+        intermediate: String,
     },
     /// An intermediate expires before the leaf, so the chain breaks early.
     IntermediateExpiresFirst {
@@ -46,6 +65,11 @@ impl std::fmt::Display for ChainIssue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ChainIssue::Empty => f.write_str("no certificate"),
+            ChainIssue::LeafNotFirst { position } => write!(
+                f,
+                "the leaf is certificate {} of the file; it must come first, followed by its issuer",
+                position + 1
+            ),
             ChainIssue::NotInOrder { position } => write!(
                 f,
                 "chain out of order: certificate {} is not the issuer of certificate {position}",
@@ -54,6 +78,13 @@ impl std::fmt::Display for ChainIssue {
             ChainIssue::MissingIntermediate { issuer } => {
                 write!(f, "incomplete chain: issuer `{issuer}` is missing")
             }
+            ChainIssue::UnknownRoot {
+                issuer,
+                intermediate,
+            } => write!(
+                f,
+                "root `{issuer}` (issuer of `{intermediate}`) is not a known trust anchor"
+            ),
             ChainIssue::IntermediateExpiresFirst {
                 subject, not_after, ..
             } => write!(
@@ -106,11 +137,13 @@ impl Anchors {
     }
 
     /// Adds every certificate of a PEM file.
-    pub fn add_pem_file(&mut self, path: &PathBuf) -> Result<(), InspectError> {
-        let pem = std::fs::read(path).map_err(|source| InspectError::Read {
-            path: path.clone(),
-            source,
-        })?;
+    pub fn add_pem_file(&mut self, path: &Path) -> Result<(), InspectError> {
+        let pem = crate::fsread::read_file(path, crate::fsread::FileKind::CaBundle).map_err(
+            |source| InspectError::Read {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
         for f in super::parse_pem_chain(&pem)? {
             self.add(&f);
         }
@@ -137,6 +170,22 @@ impl Anchors {
                 }
         })
     }
+}
+
+/// The earliest end of validity of a chain (leaf first): the leaf and the
+/// intermediates sent; roots (self-issued) are left out, since clients use
+/// their own copy of a trust anchor. `None` for an empty chain.
+pub fn chain_not_after(chain: &[CertFacts]) -> Option<OffsetDateTime> {
+    let (leaf, rest) = chain.split_first()?;
+    Some(not_after_of(leaf, rest))
+}
+
+/// [`chain_not_after`] of `leaf` followed by `rest`.
+pub(crate) fn not_after_of(leaf: &CertFacts, rest: &[CertFacts]) -> OffsetDateTime {
+    rest.iter()
+        .filter(|c| !c.is_self_issued())
+        .map(|c| c.not_after)
+        .fold(leaf.not_after, OffsetDateTime::min)
 }
 
 /// Analyses a chain (leaf first) against `anchors`.
@@ -166,8 +215,15 @@ pub fn analyze_chain(chain: &[CertFacts], anchors: &Anchors) -> Vec<ChainIssue> 
             Some(j) => current = j,
             None => {
                 if !anchors.knows_issuer_of(cert) {
-                    issues.push(ChainIssue::MissingIntermediate {
-                        issuer: cert.issuer.clone(),
+                    issues.push(if current == 0 {
+                        ChainIssue::MissingIntermediate {
+                            issuer: cert.issuer.clone(),
+                        }
+                    } else {
+                        ChainIssue::UnknownRoot {
+                            issuer: cert.issuer.clone(),
+                            intermediate: cert.subject.clone(),
+                        }
                     });
                 }
                 break;

@@ -20,6 +20,9 @@ pub struct FileReport {
     pub path: PathBuf,
     /// Its certificates, in file order.
     pub certificates: Vec<CertFacts>,
+    /// Index in `certificates` of the leaf (the first non-CA certificate),
+    /// when there is one; not 0 means the file is out of order.
+    pub leaf: Option<usize>,
     /// How many private keys it holds (never their content).
     pub keys: usize,
     /// Shape problems of the chain (files with a leaf and more certificates).
@@ -72,6 +75,7 @@ fn error_report(path: &Path, error: String) -> FileReport {
     FileReport {
         path: path.to_path_buf(),
         certificates: Vec::new(),
+        leaf: None,
         keys: 0,
         chain_issues: Vec::new(),
         key: None,
@@ -131,6 +135,8 @@ struct Parsed {
     certs: Vec<CertFacts>,
     keys: Vec<String>,
     error: Option<String>,
+    /// Holds PEM blocks that are neither certificates nor keys, and nothing else.
+    other_pem: bool,
 }
 
 fn parse_file(path: &Path) -> Parsed {
@@ -139,11 +145,15 @@ fn parse_file(path: &Path) -> Parsed {
         certs: Vec::new(),
         keys: Vec::new(),
         error: None,
+        other_pem: false,
     };
-    let bytes = match std::fs::read(path) {
+    let bytes = match crate::fsread::read_file(path, crate::fsread::FileKind::Pem) {
         Ok(b) => b,
         Err(e) => {
-            p.error = Some(format!("cannot read: {e}"));
+            p.error = Some(match crate::fsread::refused(&e) {
+                Some(r) => r.to_string(),
+                None => format!("cannot read: {e}"),
+            });
             return p;
         }
     };
@@ -164,6 +174,19 @@ fn parse_file(path: &Path) -> Parsed {
         }
         Err(e) => p.error = Some(e.to_string()),
     }
+    if p.error.is_none() && p.certs.is_empty() && p.keys.is_empty() {
+        p.other_pem = bytes.windows(11).any(|w| w == b"-----BEGIN ");
+        p.error = Some(if bytes.trim_ascii().is_empty() {
+            "empty file: no certificate or private key".to_string()
+        } else if p.other_pem {
+            "no certificate or private key (only other PEM blocks, e.g. DH parameters)".to_string()
+        } else {
+            format!(
+                "not PEM: no `-----BEGIN CERTIFICATE-----` or private key block in {} bytes",
+                bytes.len()
+            )
+        });
+    }
     p
 }
 
@@ -180,9 +203,8 @@ fn inspect_dir(dir: &Path, files: Vec<(PathBuf, bool)>, anchors: &Anchors) -> Ve
         .filter(|(p, _)| !p.keys.is_empty())
         .map(|(p, _)| (p.path.clone(), p.keys.clone()))
         .collect();
-    let needs_keys = parsed
-        .iter()
-        .any(|(p, _)| p.certs.first().is_some_and(|c| !c.is_ca));
+    let mut sibling_errors = Vec::new();
+    let needs_keys = parsed.iter().any(|(p, _)| p.certs.iter().any(|c| !c.is_ca));
     if explicit_only && needs_keys {
         if let Ok(rd) = std::fs::read_dir(dir) {
             let mut siblings: Vec<PathBuf> = rd
@@ -195,6 +217,9 @@ fn inspect_dir(dir: &Path, files: Vec<(PathBuf, bool)>, anchors: &Anchors) -> Ve
                 let sp = parse_file(&s);
                 if !sp.keys.is_empty() {
                     key_files.push((s, sp.keys));
+                } else if let Some(error) = sp.error {
+                    // A key file that cannot be used is said, not skipped.
+                    sibling_errors.push(error_report(&s, error));
                 }
             }
         }
@@ -203,9 +228,10 @@ fn inspect_dir(dir: &Path, files: Vec<(PathBuf, bool)>, anchors: &Anchors) -> Ve
     let mut publics: Option<Vec<(PathBuf, Vec<u8>)>> = None;
     let mut out = Vec::with_capacity(parsed.len());
     for (p, explicit) in parsed.drain(..) {
-        if !explicit && p.error.is_none() && p.certs.is_empty() && p.keys.is_empty() {
+        if !explicit && p.other_pem {
             continue; // e.g. DH parameters found while walking
         }
+        let leaf_at = p.certs.iter().position(|c| !c.is_ca);
         let mut report = FileReport {
             path: p.path.clone(),
             keys: p.keys.len(),
@@ -213,10 +239,28 @@ fn inspect_dir(dir: &Path, files: Vec<(PathBuf, bool)>, anchors: &Anchors) -> Ve
             key: None,
             error: p.error,
             certificates: Vec::new(),
+            leaf: leaf_at,
         };
-        if let Some(leaf) = p.certs.first().filter(|c| !c.is_ca) {
+        if let Some(at) = leaf_at {
+            let leaf = &p.certs[at];
+            if at > 0 {
+                // Analyse the chain as it should be (leaf first, the rest in
+                // file order), and say the file is out of order.
+                report
+                    .chain_issues
+                    .push(ChainIssue::LeafNotFirst { position: at });
+            }
             if p.certs.len() > 1 {
-                report.chain_issues = analyze_chain(&p.certs, anchors);
+                let mut ordered = Vec::with_capacity(p.certs.len());
+                ordered.push(leaf.clone());
+                ordered.extend(
+                    p.certs
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != at)
+                        .map(|(_, c)| c.clone()),
+                );
+                report.chain_issues.extend(analyze_chain(&ordered, anchors));
             }
             if !key_files.is_empty() {
                 let publics = publics.get_or_insert_with(|| {
@@ -245,6 +289,7 @@ fn inspect_dir(dir: &Path, files: Vec<(PathBuf, bool)>, anchors: &Anchors) -> Ve
         report.certificates = p.certs;
         out.push(report);
     }
+    out.extend(sibling_errors);
     out
 }
 

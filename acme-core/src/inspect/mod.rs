@@ -15,7 +15,8 @@ mod files;
 mod policy;
 pub mod probe;
 
-pub use chain::{analyze_chain, Anchors, ChainIssue};
+pub(crate) use chain::not_after_of;
+pub use chain::{analyze_chain, chain_not_after, Anchors, ChainIssue};
 pub use facts::{key_matches_cert, matches_name, parse_pem_chain, CertFacts};
 pub use files::{inspect_paths, FileReport, KeyCheck};
 pub use policy::{AriWindow, DueReason, RenewalPolicy, RenewalWindow};
@@ -349,10 +350,38 @@ mod tests {
             .iter()
             .any(|i| matches!(i, ChainIssue::MissingIntermediate { .. })));
         // Without the root as anchor, a chain ending at the intermediate is incomplete.
-        let unknown = analyze_chain(&[leaf_f.clone(), int_f], &Anchors::new());
-        assert!(unknown.contains(&ChainIssue::MissingIntermediate {
-            issuer: "CN=Root".into()
+        // The missing issuer of an intermediate is the root, and is called so.
+        let unknown = analyze_chain(&[leaf_f.clone(), int_f.clone()], &Anchors::new());
+        assert!(unknown.contains(&ChainIssue::UnknownRoot {
+            issuer: "CN=Root".into(),
+            intermediate: "CN=Int".into(),
         }));
+        assert!(!unknown
+            .iter()
+            .any(|i| matches!(i, ChainIssue::MissingIntermediate { .. })));
+        let msg = unknown
+            .iter()
+            .find(|i| matches!(i, ChainIssue::UnknownRoot { .. }))
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(msg.starts_with("root `CN=Root`"), "{msg}");
+        // A root that is sent is not an intermediate expiring first, and the
+        // chain's end of validity leaves it out.
+        let short_root = root("Short Root", (-10, 20));
+        let int2 = intermediate("Int2", (-10, 60), &short_root);
+        let (der2, _) = leaf(&["c.test"], (-1, 89), Some(&int2));
+        let sent = [
+            CertFacts::from_der(&der2).expect("leaf"),
+            CertFacts::from_der(&int2.der).expect("int"),
+            CertFacts::from_der(&short_root.der).expect("root"),
+        ];
+        let issues = analyze_chain(&sent, &Anchors::new());
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert!(
+            matches!(&issues[0], ChainIssue::IntermediateExpiresFirst { subject, .. } if subject == "CN=Int2")
+        );
+        assert_eq!(chain_not_after(&sent), Some(sent[1].not_after));
+        assert_eq!(chain_not_after(&[]), None);
         // A self-signed leaf is complete (trust is judged elsewhere).
         let ss = facts_for(&["b.test"]);
         assert!(analyze_chain(&[ss], &Anchors::new()).is_empty());

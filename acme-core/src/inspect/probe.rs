@@ -137,10 +137,12 @@ impl Prober {
             }
         }
         for path in &trust.bundles {
-            let pem = std::fs::read(path).map_err(|source| ProberError::Bundle {
-                path: path.clone(),
-                source,
-            })?;
+            let pem = crate::fsread::read_file(path, crate::fsread::FileKind::CaBundle).map_err(
+                |source| ProberError::Bundle {
+                    path: path.clone(),
+                    source,
+                },
+            )?;
             let mut added = 0;
             for der in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
                 if roots.add(der).is_ok() {

@@ -14,7 +14,7 @@ pub const INSPECT_SCHEMA: &str = "certctl.inspect/v1";
 ///
 /// JSON schema `certctl.inspect/v1`: `{"schema", "generated_at", "severity",
 /// "thresholds": {"warning_seconds", "critical_seconds"}, "files": [{"path",
-/// "certificates": [CertFacts], "keys", "chain_issues": [{"kind", ..}],
+/// "certificates": [CertFacts], "leaf": null | index, "keys", "chain_issues": [{"kind", ..}],
 /// "key": null | {"path", "matches"}, "error": null | string, "severity",
 /// "findings": [Finding]}]}` with `CertFacts` and `Finding` as in
 /// [`super::Report`].
@@ -64,7 +64,8 @@ pub fn assess_files(
                     },
                 ));
             }
-            if let Some(first) = file.certificates.first() {
+            // The leaf's validity (the first certificate when there is no leaf).
+            if let Some(first) = file.certificates.get(file.leaf.unwrap_or(0)) {
                 findings.extend(assess_validity(
                     first.not_before,
                     first.not_after,
@@ -74,7 +75,7 @@ pub fn assess_files(
                 ));
             }
             for issue in &file.chain_issues {
-                findings.extend(chain_finding(issue.clone(), now));
+                findings.extend(chain_finding(issue.clone(), thresholds, now));
             }
             if let Some(k) = file.key.as_ref().filter(|k| !k.matches) {
                 findings.push(Finding::new(

@@ -160,6 +160,18 @@ pub enum FindingKind {
         /// The missing issuer.
         issuer: String,
     },
+    /// The chain ends at an intermediate whose root is not a trust anchor.
+    UnknownRoot {
+        /// The root's name.
+        issuer: String,
+        /// The intermediate it issued.
+        intermediate: String,
+    },
+    /// A file's first certificate is a CA; the leaf comes later.
+    LeafNotFirst {
+        /// Index of the leaf in the file (0 = first).
+        position: usize,
+    },
     /// The chain is not leaf first, each followed by its issuer.
     ChainOrder {
         /// Index whose successor is not its issuer.
@@ -239,6 +251,8 @@ impl FindingKind {
             FindingKind::Untrusted { .. } => "untrusted",
             FindingKind::SelfSigned => "self_signed",
             FindingKind::IncompleteChain { .. } => "incomplete_chain",
+            FindingKind::UnknownRoot { .. } => "unknown_root",
+            FindingKind::LeafNotFirst { .. } => "leaf_not_first",
             FindingKind::ChainOrder { .. } => "chain_order",
             FindingKind::IntermediateExpiresFirst { .. } => "intermediate_expires_first",
             FindingKind::ServedDrift { .. } => "served_drift",
@@ -282,6 +296,18 @@ impl std::fmt::Display for FindingKind {
             FindingKind::IncompleteChain { issuer } => {
                 write!(f, "incomplete chain: intermediate `{issuer}` not sent")
             }
+            FindingKind::UnknownRoot {
+                issuer,
+                intermediate,
+            } => write!(
+                f,
+                "root `{issuer}` (issuer of intermediate `{intermediate}`) is not a trust anchor here"
+            ),
+            FindingKind::LeafNotFirst { position } => write!(
+                f,
+                "chain out of order: the leaf is certificate {} of the file, after a CA certificate (it must come first)",
+                position + 1
+            ),
             FindingKind::ChainOrder { position } => write!(
                 f,
                 "chain out of order at certificate {position} (each must be followed by its issuer)"
@@ -534,6 +560,16 @@ pub struct ServedCert {
     pub verification_error: Option<String>,
 }
 
+impl ServedCert {
+    /// When the served chain stops working: the earliest end of validity of
+    /// the leaf and the intermediates sent (roots left out). The table's
+    /// EXPIRES/LEFT, `scan`'s and the Prometheus
+    /// `certctl_certificate_chain_not_after_seconds` use it.
+    pub fn chain_not_after(&self) -> OffsetDateTime {
+        crate::inspect::not_after_of(&self.leaf, &self.chain)
+    }
+}
+
 /// A validity finding for a certificate valid from `not_before` to
 /// `not_after`, at `now`. `served` certificates that are not yet valid are
 /// critical (clients refuse them); stored ones are a warning.
@@ -642,8 +678,11 @@ pub fn assess_served(
         full.push(leaf.clone());
         full.extend(rest.iter().cloned());
         for issue in analyze_chain(&full, anchors) {
-            explained |= matches!(issue, ChainIssue::MissingIntermediate { .. });
-            findings.extend(chain_finding(issue, now));
+            explained |= matches!(
+                issue,
+                ChainIssue::MissingIntermediate { .. } | ChainIssue::UnknownRoot { .. }
+            );
+            findings.extend(chain_finding(issue, thresholds, now));
         }
     }
     if let (Err(reason), false) = (&served.verification, explained) {
@@ -663,27 +702,52 @@ pub fn assess_served(
     (Some(cert), findings)
 }
 
-/// The finding for a chain issue: a missing intermediate is critical (most
-/// clients fail), an early-expiring intermediate is a warning until it has
-/// expired, an out-of-order chain a warning.
-pub fn chain_finding(issue: ChainIssue, now: OffsetDateTime) -> Option<Finding> {
+/// The finding for a chain issue: a missing intermediate or unknown root is
+/// critical (most clients fail), as is a file whose leaf is not first (nginx
+/// refuses it); an out-of-order chain is a warning. An intermediate that
+/// expires before the leaf takes its severity from its own time left under
+/// `thresholds` (the chain breaks then, whatever the leaf says), and is at
+/// least a warning.
+pub fn chain_finding(
+    issue: ChainIssue,
+    thresholds: Thresholds,
+    now: OffsetDateTime,
+) -> Option<Finding> {
     Some(match issue {
         ChainIssue::MissingIntermediate { issuer } => {
             Finding::new(Severity::Critical, FindingKind::IncompleteChain { issuer })
+        }
+        ChainIssue::UnknownRoot {
+            issuer,
+            intermediate,
+        } => Finding::new(
+            Severity::Critical,
+            FindingKind::UnknownRoot {
+                issuer,
+                intermediate,
+            },
+        ),
+        ChainIssue::LeafNotFirst { position } => {
+            Finding::new(Severity::Critical, FindingKind::LeafNotFirst { position })
         }
         ChainIssue::NotInOrder { position } => {
             Finding::new(Severity::Warning, FindingKind::ChainOrder { position })
         }
         ChainIssue::IntermediateExpiresFirst {
             subject, not_after, ..
-        } => Finding::new(
-            if now >= not_after {
+        } => {
+            let left = not_after - now;
+            let under = |d: Duration| time::Duration::try_from(d).is_ok_and(|d| left <= d);
+            let severity = if left <= time::Duration::ZERO || under(thresholds.critical) {
                 Severity::Critical
             } else {
                 Severity::Warning
-            },
-            FindingKind::IntermediateExpiresFirst { subject, not_after },
-        ),
+            };
+            Finding::new(
+                severity,
+                FindingKind::IntermediateExpiresFirst { subject, not_after },
+            )
+        }
         // An empty chain is reported by the caller in its own terms.
         _ => return None,
     })
@@ -726,7 +790,7 @@ pub struct Row {
     pub version: String,
     /// Serial(s) stored or served, shortened.
     pub serial: String,
-    /// Earliest end of validity, as a date.
+    /// Earliest end of validity (of the served chains, for a node), as a date.
     pub expires: String,
     /// Time left, for people (`21d`, `-2d`), `-` when unknown.
     pub left: String,
@@ -819,7 +883,7 @@ impl Report {
                 let not_after = n
                     .served
                     .iter()
-                    .filter_map(|s| s.certificate.as_ref().map(|c| c.leaf.not_after))
+                    .filter_map(|s| s.certificate.as_ref().map(ServedCert::chain_not_after))
                     .min();
                 let mut notes: Vec<String> = n.findings.iter().map(|f| f.message.clone()).collect();
                 for s in &n.served {

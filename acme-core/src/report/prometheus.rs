@@ -6,6 +6,10 @@
 //! - `certctl_certificate_not_after_seconds{certificate,source,node,sni,serial}`
 //!   and `certctl_certificate_not_before_seconds{..}`: `source="store"` (node
 //!   and sni empty) or `source="served"` (one per node and SNI name).
+//! - `certctl_certificate_chain_not_after_seconds{certificate,node,sni,serial}`:
+//!   when a served chain stops working: the earliest end of validity of the
+//!   leaf and the intermediates sent (roots left out). Alert on this one: an
+//!   intermediate that expires before the leaf lowers it.
 //! - `certctl_certificate_renewal_due_seconds{certificate}`: when renewal is due.
 //! - `certctl_probe_success{certificate,node,sni}`: 1 if a certificate was served.
 //! - `certctl_probe_duration_seconds{certificate,node,sni}`: handshake time.
@@ -84,6 +88,10 @@ pub fn render(report: &Report) -> String {
         "certctl_certificate_not_before_seconds",
         "Start of validity of a certificate (unix time), in the store or as served.",
     );
+    let mut chain_not_after = Family::new(
+        "certctl_certificate_chain_not_after_seconds",
+        "When a served chain stops working (unix time): earliest end of validity of its leaf and intermediates.",
+    );
     let mut due = Family::new(
         "certctl_certificate_renewal_due_seconds",
         "When renewal of the store's certificate is due (unix time).",
@@ -141,6 +149,15 @@ pub fn render(report: &Report) -> String {
                     ];
                     not_after.push(&labels, cert.leaf.not_after.unix_timestamp());
                     not_before.push(&labels, cert.leaf.not_before.unix_timestamp());
+                    chain_not_after.push(
+                        &[
+                            ("certificate", name),
+                            ("node", n.node.as_str()),
+                            ("sni", s.sni.as_str()),
+                            ("serial", cert.leaf.serial.as_str()),
+                        ],
+                        cert.chain_not_after().unix_timestamp(),
+                    );
                 }
             }
         }
@@ -177,6 +194,7 @@ pub fn render(report: &Report) -> String {
     for f in [
         &not_after,
         &not_before,
+        &chain_not_after,
         &due,
         &severity,
         &success,

@@ -386,6 +386,192 @@ fn files_are_assessed_like_served_certificates() {
     assert!(v["files"][0].get("path").is_some(), "flattened file facts");
 }
 
+#[test]
+fn intermediate_with_four_days_left_is_critical_whatever_the_leaf_says() {
+    let now = OffsetDateTime::now_utc();
+    let ca = root("Root", (-10, 3650));
+    let short_int = intermediate("Short Int", (-300, 4), &ca);
+    let mut anchors = Anchors::new();
+    anchors.add(&CertFacts::from_der(&ca.der).expect("root"));
+    let (l, _) = leaf(&["www.example.test"], (-1, 80), Some(&short_int));
+    let s = served(&[&l, &short_int.der, &ca.der], Ok(()));
+    let (cert, f) = assess_served(&s, "www.example.test", TH, &anchors, now);
+    assert_eq!(kinds(&f), vec!["intermediate_expires_first"]);
+    assert_eq!(
+        worst(&f),
+        Severity::Critical,
+        "4 days left under a 7-day threshold"
+    );
+    let cert = cert.expect("cert");
+    let int_end = CertFacts::from_der(&short_int.der).expect("int").not_after;
+    assert_eq!(cert.chain_not_after(), int_end, "the root sent is left out");
+    // 15 days left is a warning, not yet critical.
+    let mid_int = intermediate("Mid Int", (-300, 15), &ca);
+    let (l2, _) = leaf(&["www.example.test"], (-1, 80), Some(&mid_int));
+    let (_, f) = assess_served(
+        &served(&[&l2, &mid_int.der], Ok(())),
+        "www.example.test",
+        TH,
+        &anchors,
+        now,
+    );
+    assert_eq!(worst(&f), Severity::Warning);
+
+    // The table and the Prometheus textfile agree with the finding.
+    let mut r = sample();
+    let n1 = &mut r.certificates[0].nodes[0];
+    n1.served[0].certificate = Some(cert);
+    n1.served[0].severity = worst(&f);
+    n1.severity = Severity::Critical;
+    let row = r
+        .rows()
+        .into_iter()
+        .find(|row| row.place == "n1")
+        .expect("n1 row");
+    assert!(
+        (3 * 86_400..=4 * 86_400).contains(&row.seconds_left),
+        "LEFT is the intermediate's: {}",
+        row.seconds_left
+    );
+    assert!(
+        row.left.starts_with('3') || row.left.starts_with('4'),
+        "{}",
+        row.left
+    );
+    let text = prometheus::render(&r);
+    assert!(text.contains("# TYPE certctl_certificate_chain_not_after_seconds gauge"));
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "certctl_certificate_chain_not_after_seconds{certificate=\"www\",node=\"n1\"",
+            )
+        })
+        .expect("chain series");
+    assert!(
+        line.ends_with(&format!(" {}", int_end.unix_timestamp())),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_missing_root_is_called_root_not_intermediate() {
+    let now = OffsetDateTime::now_utc();
+    let ca = root("Private Root", (-10, 3650));
+    let int = intermediate("Int", (-10, 3000), &ca);
+    let (l, _) = leaf(&["a.test"], (-1, 89), Some(&int));
+    let s = served(&[&l, &int.der], Err("UnknownIssuer".into()));
+    let (_, f) = assess_served(&s, "a.test", TH, &Anchors::new(), now);
+    assert_eq!(kinds(&f), vec!["unknown_root"]);
+    assert_eq!(worst(&f), Severity::Critical);
+    assert!(
+        f[0].message.starts_with("root `CN=Private Root`"),
+        "{}",
+        f[0].message
+    );
+    assert!(!f[0].message.contains("intermediate `CN=Private Root`"));
+}
+
+fn write(path: &std::path::Path, bytes: impl AsRef<[u8]>) {
+    std::fs::write(path, bytes).expect("write");
+}
+
+#[test]
+fn chain_with_the_intermediate_first_is_a_finding_and_the_key_is_checked_against_the_leaf() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = root("Root", (-10, 3650));
+    let int = intermediate("Int", (-10, 3000), &ca);
+    let (der, key) = leaf(&["a.test"], (-1, 5), Some(&int));
+    let pem = crate::inspect::testutil::pem;
+    write(&dir.path().join("fullchain.pem"), pem(&[&int.der, &der]));
+    write(&dir.path().join("privkey.pem"), key.serialize_pem());
+    let mut anchors = Anchors::new();
+    anchors.add(&CertFacts::from_der(&ca.der).expect("root"));
+    let files = crate::inspect::inspect_paths(&[dir.path().join("fullchain.pem")], &anchors);
+    let r = assess_files(files, TH, OffsetDateTime::now_utc());
+    let f = &r.files[0];
+    assert_eq!(f.file.leaf, Some(1));
+    assert_eq!(
+        f.file.key.as_ref().map(|k| k.matches),
+        Some(true),
+        "key vs the leaf"
+    );
+    // The leaf's 5 days left count (not the intermediate's 3000), and the order.
+    assert_eq!(kinds(&f.findings), vec!["expires_soon", "leaf_not_first"]);
+    assert_eq!(f.severity, Severity::Critical);
+    // A wrong key is still a mismatch when the leaf is second.
+    write(
+        &dir.path().join("privkey.pem"),
+        rcgen::KeyPair::generate().expect("key").serialize_pem(),
+    );
+    let files = crate::inspect::inspect_paths(&[dir.path().join("fullchain.pem")], &anchors);
+    assert_eq!(files[0].key.as_ref().map(|k| k.matches), Some(false));
+    // A sibling key file that cannot be used is reported, not skipped.
+    write(&dir.path().join("privkey.pem"), b"garbage");
+    let files = crate::inspect::inspect_paths(&[dir.path().join("fullchain.pem")], &anchors);
+    let key = files
+        .iter()
+        .find(|f| f.path.ends_with("privkey.pem"))
+        .expect("privkey.pem reported");
+    assert!(
+        key.error.as_deref().is_some_and(|e| e.contains("not PEM")),
+        "{key:?}"
+    );
+}
+
+#[test]
+fn empty_random_and_fifo_files_are_errors_not_ok() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    write(&d.join("empty.pem"), b"");
+    write(
+        &d.join("random.crt"),
+        [0x8fu8, 0x00, 0x13, 0xfe, 0x42, 0x99, 0x07],
+    );
+    write(
+        &d.join("dhparam.pem"),
+        "-----BEGIN DH PARAMETERS-----\nMAYCAQACAQI=\n-----END DH PARAMETERS-----\n",
+    );
+    let st = std::process::Command::new("mkfifo")
+        .arg(d.join("pipe.pem"))
+        .status()
+        .expect("mkfifo");
+    assert!(st.success());
+    // Named one by one: each is an error (exit 3), none is "ok".
+    for (name, says) in [
+        ("empty.pem", "empty file"),
+        ("random.crt", "not PEM"),
+        ("dhparam.pem", "no certificate or private key"),
+        ("pipe.pem", "FIFO"),
+    ] {
+        let files = crate::inspect::inspect_paths(&[d.join(name)], &Anchors::new());
+        let r = assess_files(files, TH, OffsetDateTime::now_utc());
+        assert_eq!(r.severity, Severity::Unknown, "{name}");
+        assert_eq!(kinds(&r.files[0].findings), vec!["unreadable"], "{name}");
+        assert!(
+            r.files[0].findings[0].message.contains(says),
+            "{name}: {}",
+            r.files[0].findings[0].message
+        );
+    }
+    // Walking the directory reports the same files, except DH parameters.
+    let files = crate::inspect::inspect_paths(&[d.to_path_buf()], &Anchors::new());
+    let mut seen: Vec<String> = files
+        .iter()
+        .filter(|f| f.error.is_some())
+        .map(|f| {
+            f.path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, vec!["empty.pem", "pipe.pem", "random.crt"]);
+    assert_eq!(files.len(), 3, "{files:?}");
+}
+
 #[tokio::test]
 async fn notify_gets_the_json_only_when_something_is_wrong() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -208,7 +208,11 @@ pub(crate) fn print_outcomes(ctx: &Ctx, outcomes: &[RenewOutcome]) -> anyhow::Re
     })?;
     for o in outcomes {
         if let RenewResult::Failed { error, .. } = &o.result {
-            eprintln!("certctl: {}: {}", o.name, anyhow_chain(error));
+            eprintln!(
+                "certctl: {}: {}",
+                crate::output::clean(&o.name),
+                crate::output::clean(&anyhow_chain(error))
+            );
         }
     }
     print_damage(outcomes, "");

@@ -9,6 +9,7 @@ use acme_core::report::{self, ReportOptions, ScanTarget, Severity, Thresholds};
 use anyhow::Context as _;
 use time::OffsetDateTime;
 
+use crate::exit::UsageError;
 use crate::output::{paint, print_json, Table};
 use crate::Ctx;
 
@@ -110,12 +111,14 @@ fn color_of(s: Severity) -> &'static str {
 }
 
 fn thresholds(warning: Duration, critical: Duration) -> anyhow::Result<Thresholds> {
-    anyhow::ensure!(
-        critical <= warning,
-        "--critical ({}) must not be longer than --warning ({})",
-        acme_core::inspect::human_duration(critical),
-        acme_core::inspect::human_duration(warning)
-    );
+    if critical > warning {
+        return Err(UsageError(format!(
+            "--critical ({}) must not be longer than --warning ({})",
+            acme_core::inspect::human_duration(critical),
+            acme_core::inspect::human_duration(warning)
+        ))
+        .into());
+    }
     Ok(Thresholds { warning, critical })
 }
 
@@ -176,7 +179,10 @@ pub(crate) async fn emit(
     if let (Some(cmd), true) = (&inventory.report.notify, out.notify) {
         if let Err(e) = report::notify(cmd, &report, Duration::from_secs(60)).await {
             // The report itself is complete; say so and keep its status.
-            eprintln!("certctl: warning: {:#}", anyhow::Error::new(e));
+            eprintln!(
+                "certctl: warning: {}",
+                crate::output::error_text(&anyhow::Error::new(e))
+            );
         }
     }
     Ok(report.severity)
@@ -236,8 +242,14 @@ fn print_report_table(ctx: &Ctx, report: &report::Report) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn read_target_list(path: &PathBuf, sni: Option<&str>) -> anyhow::Result<Vec<ScanTarget>> {
-    let text = std::fs::read_to_string(path)
+/// Checks an SNI name: a DNS host name (or an IP address, which is sent as
+/// no SNI and matched against IP SANs).
+fn check_sni(sni: &str) -> Result<(), String> {
+    acme_core::names::check_host(sni).map_err(|m| format!("SNI name `{sni}` is invalid: {m}"))
+}
+
+fn read_target_list(path: &std::path::Path, sni: Option<&str>) -> anyhow::Result<Vec<ScanTarget>> {
+    let text = acme_core::fsread::read_text(path, acme_core::fsread::FileKind::List)
         .with_context(|| format!("cannot read endpoint list {}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -248,13 +260,16 @@ fn read_target_list(path: &PathBuf, sni: Option<&str>) -> anyhow::Result<Vec<Sca
         let mut words = line.split_whitespace();
         let addr = words.next().unwrap_or("");
         let line_sni = words.next().or(sni);
-        let t = ScanTarget::parse(addr, line_sni).map_err(|m| {
-            anyhow::anyhow!(
-                "{}:{}: {m}; expected `host[:port] [sni]`",
-                path.display(),
-                i + 1
-            )
-        })?;
+        let t = line_sni
+            .map_or(Ok(()), check_sni)
+            .and_then(|()| ScanTarget::parse(addr, line_sni))
+            .map_err(|m| {
+                anyhow::anyhow!(
+                    "{}:{}: {m}; expected `host[:port] [sni]`",
+                    path.display(),
+                    i + 1
+                )
+            })?;
         out.push(t);
     }
     Ok(out)
@@ -262,10 +277,14 @@ fn read_target_list(path: &PathBuf, sni: Option<&str>) -> anyhow::Result<Vec<Sca
 
 pub(crate) async fn scan(ctx: &Ctx, args: ScanArgs) -> anyhow::Result<ExitCode> {
     let th = thresholds(args.warning, args.critical)?;
+    // A name that cannot be a TLS server name is the caller's mistake, not a
+    // finding about the endpoint.
+    if let Some(sni) = &args.sni {
+        check_sni(sni).map_err(|m| UsageError(format!("--sni: {m}")))?;
+    }
     let mut targets = Vec::new();
     for t in &args.targets {
-        targets
-            .push(ScanTarget::parse(t, args.sni.as_deref()).map_err(|m| anyhow::anyhow!("{m}"))?);
+        targets.push(ScanTarget::parse(t, args.sni.as_deref()).map_err(UsageError)?);
     }
     if let Some(f) = &args.from_file {
         targets.extend(read_target_list(f, args.sni.as_deref())?);
@@ -301,8 +320,10 @@ pub(crate) async fn scan(ctx: &Ctx, args: ScanArgs) -> anyhow::Result<ExitCode> 
                 } else {
                     "mismatch"
                 },
-                c.leaf.not_after.date().to_string(),
-                human_signed(c.leaf.not_after - now),
+                // When the chain stops working: an intermediate sent that
+                // expires first counts (as in the report and Prometheus).
+                c.chain_not_after().date().to_string(),
+                human_signed(c.chain_not_after() - now),
             ),
             None => ("-", "-", "-".into(), "-".into()),
         };
@@ -344,7 +365,8 @@ pub(crate) fn inspect(ctx: &Ctx, args: InspectArgs) -> anyhow::Result<ExitCode> 
         "FILE", "CERTS", "SUBJECT", "EXPIRES", "LEFT", "KEY", "STATUS", "NOTES",
     ]);
     for f in &report.files {
-        let first = f.file.certificates.first();
+        // The leaf (or the first certificate when there is none).
+        let first = f.file.certificates.get(f.file.leaf.unwrap_or(0));
         let key = match (&f.file.key, f.file.keys) {
             (Some(k), _) if k.matches => "matches".to_string(),
             (Some(_), _) => "MISMATCH".to_string(),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::exit::UsageError;
 use crate::Ctx;
 
 /// Arguments of `certctl run`.
@@ -67,13 +68,14 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
             match &o.result {
                 RenewResult::Issued { release, reason } => eprintln!(
                     "certctl: renew: {} issued {} ({reason})",
-                    o.name, release.version
+                    crate::output::clean(&o.name),
+                    release.version
                 ),
                 RenewResult::Failed { error, .. } => {
                     eprintln!(
                         "certctl: renew: {} FAILED: {}",
                         o.name,
-                        super::issue::error_line(error)
+                        crate::output::clean(&super::issue::error_line(error))
                     )
                 }
                 RenewResult::Deferred { until } => eprintln!(
@@ -116,7 +118,10 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             Err(e) => {
-                eprintln!("certctl: deploy: {:#}", anyhow::Error::new(e));
+                eprintln!(
+                    "certctl: deploy: {}",
+                    crate::output::error_text(&anyhow::Error::new(e))
+                );
                 code = code.max(crate::exit::CRITICAL);
             }
         }
@@ -141,7 +146,232 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
+/// One word of a unit file value, quoted for systemd (systemd.syntax(7),
+/// systemd.service(5) "Command lines"): wrapped in double quotes with `\\`
+/// and `"` escaped when it holds whitespace, a quote, a backslash or `;`;
+/// `%` doubled (specifiers are expanded everywhere); in the arguments of a
+/// command line (`exec`) `$` doubled too (environment variables are
+/// expanded there, but not in the command's own path).
+/// Values must hold no control character (checked before).
+fn systemd_quote(s: &str, exec: bool) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        match c {
+            '%' => out.push_str("%%"),
+            '$' if exec => out.push_str("$$"),
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+    if s.is_empty()
+        || s.chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | ';'))
+    {
+        format!("\"{out}\"")
+    } else {
+        out
+    }
+}
+
+/// Refuses a value that would break a unit file: a newline or any other
+/// control character.
+fn check_unit_value(what: &str, s: &str) -> Result<(), UsageError> {
+    match s.chars().find(|c| c.is_control()) {
+        None => Ok(()),
+        Some(c) => Err(UsageError(format!(
+            "{what} `{}` holds a control character ({}); unit files take one value per line",
+            crate::output::clean(s),
+            crate::output::clean(&c.to_string())
+        ))),
+    }
+}
+
+/// A systemd time span (systemd.time(7)): numbers each followed by an
+/// optional unit, e.g. `1h`, `30min`, `1h 30min`, `90` (seconds).
+fn check_timespan(s: &str) -> Result<(), String> {
+    const UNITS: [&str; 34] = [
+        "usec", "us", "µs", "msec", "ms", "seconds", "second", "sec", "s", "minutes", "minute",
+        "min", "m", "hours", "hour", "hr", "h", "days", "day", "d", "weeks", "week", "w", "months",
+        "month", "M", "years", "year", "y", "nsec", "ns", "μs", "secs", "mins",
+    ];
+    let bad = || format!("`{s}` is not a systemd time span (e.g. `1h`, `30min`, `1h 30min`)");
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    let mut rest = t;
+    while !rest.is_empty() {
+        let num = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (n, tail) = rest.split_at(num);
+        if n.is_empty() || n.parse::<f64>().is_err() {
+            return Err(bad());
+        }
+        let tail = tail.trim_start();
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let (unit, after) = tail.split_at(unit_len);
+        if !unit.is_empty() && !UNITS.contains(&unit) {
+            return Err(bad());
+        }
+        rest = after.trim_start();
+    }
+    Ok(())
+}
+
+/// A structural check of a systemd calendar expression (systemd.time(7)):
+/// a shorthand (`daily`, `hourly`, ...), or `[weekdays] [date] [time]
+/// [timezone]` with at least a date or a time, each field made of numbers,
+/// `*`, ranges (`..`), lists (`,`) and repetitions (`/`), and hours, minutes
+/// and seconds in range. `systemd-analyze calendar` is the full judge (the
+/// lab test compares); this catches typos without needing systemd.
+fn check_on_calendar(s: &str) -> Result<(), String> {
+    const SHORTHANDS: [&str; 9] = [
+        "minutely",
+        "hourly",
+        "daily",
+        "weekly",
+        "monthly",
+        "yearly",
+        "annually",
+        "quarterly",
+        "semiannually",
+    ];
+    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let bad = |why: &str| {
+        format!("`{s}` is not a systemd calendar expression ({why}; e.g. `daily`, `*-*-* 00/6:00:00`, `Mon..Fri 02:30`)")
+    };
+    let t = s.trim();
+    if SHORTHANDS.contains(&t) {
+        return Ok(());
+    }
+    let mut words: Vec<&str> = t.split_whitespace().collect();
+    if words.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    let is_day = |w: &str| {
+        let l = w.to_ascii_lowercase();
+        DAYS.iter()
+            .any(|d| l.len() >= 3 && (l == *d || (l.starts_with(d) && l.ends_with("day"))))
+    };
+    if words[0].starts_with(|c: char| c.is_ascii_alphabetic()) && !words[0].contains(':') {
+        let ok = words[0].split(',').flat_map(|p| p.split("..")).all(is_day);
+        if ok {
+            words.remove(0);
+        }
+    }
+    // A trailing time zone (`UTC`, `Europe/Berlin`).
+    if words.len() > 1 {
+        if let Some(last) = words.last() {
+            if last.starts_with(|c: char| c.is_ascii_alphabetic())
+                && last
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '+' | '-'))
+            {
+                words.pop();
+            }
+        }
+    }
+    if words.is_empty() {
+        return Ok(()); // weekdays alone: every such day at midnight
+    }
+    if words.len() > 2 {
+        return Err(bad("too many fields"));
+    }
+    let atoms = |field: &str, allowed: &dyn Fn(char) -> bool| field.chars().all(allowed);
+    let mut have_time = false;
+    for (i, w) in words.iter().enumerate() {
+        if w.contains(':') {
+            if i + 1 != words.len() || have_time {
+                return Err(bad("the time must come last"));
+            }
+            have_time = true;
+            if !atoms(w, &|c| {
+                c.is_ascii_digit() || matches!(c, '*' | ',' | '.' | '/' | ':')
+            }) {
+                return Err(bad("a time holds digits, `*`, `,`, `..`, `/` and `:`"));
+            }
+            let parts: Vec<&str> = w.split(':').collect();
+            if !(2..=3).contains(&parts.len()) {
+                return Err(bad("a time is HH:MM or HH:MM:SS"));
+            }
+            for (p, max) in parts.iter().zip([23u32, 59, 59]) {
+                if p.is_empty() {
+                    return Err(bad("an empty time field"));
+                }
+                for n in p.split([',', '/']).flat_map(|x| x.split("..")) {
+                    let whole = n.split('.').next().unwrap_or("");
+                    if whole.is_empty() && n != "*" && !n.is_empty() {
+                        return Err(bad("a malformed number"));
+                    }
+                    if let Ok(v) = whole.parse::<u32>() {
+                        if v > max {
+                            return Err(bad(&format!("{v} is out of range (at most {max})")));
+                        }
+                    }
+                }
+            }
+        } else if w.contains('-') {
+            if i != 0 {
+                return Err(bad("the date must come before the time"));
+            }
+            if !atoms(w, &|c| {
+                c.is_ascii_digit() || matches!(c, '*' | ',' | '.' | '/' | '-' | '~')
+            }) {
+                return Err(bad("a date holds digits, `*`, `,`, `..`, `/`, `~` and `-`"));
+            }
+            if w.split(['-', '~']).any(str::is_empty) {
+                return Err(bad("an empty date field"));
+            }
+        } else {
+            return Err(bad(&format!(
+                "`{w}` is neither a weekday, a date nor a time"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the arguments of `certctl systemd` (a mistake is a usage error).
+fn check_systemd_args(
+    args: &SystemdArgs,
+    config: &std::path::Path,
+    store: &std::path::Path,
+) -> Result<(), UsageError> {
+    let text = |p: &std::path::Path, what: &str| -> Result<String, UsageError> {
+        let s = p.to_str().ok_or_else(|| {
+            UsageError(format!(
+                "{what} {} is not valid UTF-8, which a unit file cannot hold",
+                crate::output::clean(&p.to_string_lossy())
+            ))
+        })?;
+        check_unit_value(what, s)?;
+        if !p.is_absolute() {
+            return Err(UsageError(format!(
+                "{what} `{}` must be an absolute path in a unit file",
+                crate::output::clean(s)
+            )));
+        }
+        Ok(s.to_string())
+    };
+    text(&args.binary, "--binary")?;
+    text(config, "--config")?;
+    text(store, "the inventory's store")?;
+    check_unit_value("--on-calendar", &args.on_calendar)?;
+    check_unit_value("--randomized-delay", &args.randomized_delay)?;
+    check_on_calendar(&args.on_calendar)
+        .map_err(|m| UsageError(format!("--on-calendar: {}", crate::output::clean(&m))))?;
+    check_timespan(&args.randomized_delay)
+        .map_err(|m| UsageError(format!("--randomized-delay: {}", crate::output::clean(&m))))?;
+    Ok(())
+}
+
 /// The service and timer units, hardened; `store` must stay writable.
+/// Values are quoted for systemd ([`systemd_quote`]); call
+/// [`check_systemd_args`] first.
 fn units(
     args: &SystemdArgs,
     config: &std::path::Path,
@@ -186,9 +416,10 @@ CapabilityBoundingSet=
 # A stuck run must not block the next timer forever.
 TimeoutStartSec=1h
 ",
-        binary = args.binary.display(),
-        config = config.display(),
-        store = store.display(),
+        // The command itself is not subject to `$` expansion, its arguments are.
+        binary = systemd_quote(&args.binary.to_string_lossy(), false),
+        config = systemd_quote(&config.to_string_lossy(), true),
+        store = systemd_quote(&store.to_string_lossy(), false),
     );
     let timer = format!(
         "\
@@ -204,22 +435,35 @@ Persistent=true
 [Install]
 WantedBy=timers.target
 ",
-        cal = args.on_calendar,
-        delay = args.randomized_delay,
+        cal = args.on_calendar.trim().replace('%', "%%"),
+        delay = args.randomized_delay.trim(),
     );
     (service, timer)
 }
 
 pub(crate) fn systemd(ctx: &Ctx, args: SystemdArgs) -> anyhow::Result<ExitCode> {
-    // The store path comes from the inventory when it is readable.
-    let store = acme_core::Inventory::load(&ctx.config)
-        .map(|inv| inv.store)
-        .unwrap_or_else(|_| PathBuf::from("/var/lib/certctl"));
+    // The units run `certctl --config <file>`: that file must exist, and
+    // its store is the one path the service may write.
     let config = if ctx.config.is_absolute() {
         ctx.config.clone()
     } else {
         std::env::current_dir()?.join(&ctx.config)
     };
+    if !config.is_file() {
+        return Err(UsageError(format!(
+            "the inventory {} does not exist (or is not a file); the units would run with it: \
+             pass the one the timer should use with -c/--config",
+            crate::output::clean(&config.to_string_lossy())
+        ))
+        .into());
+    }
+    let store = ctx.inventory()?.store;
+    let store = if store.is_absolute() {
+        store
+    } else {
+        std::env::current_dir()?.join(store)
+    };
+    check_systemd_args(&args, &config, &store)?;
     let (service, timer) = units(&args, &config, &store);
     match &args.output_dir {
         Some(dir) => {
@@ -259,5 +503,138 @@ mod tests {
             assert!(service.contains(line), "{line}");
         }
         assert!(timer.contains("OnCalendar=hourly") && timer.contains("RandomizedDelaySec=10m"));
+    }
+
+    #[test]
+    fn unit_values_are_quoted_for_systemd() {
+        assert_eq!(
+            systemd_quote("/etc/certctl/c.toml", true),
+            "/etc/certctl/c.toml"
+        );
+        assert_eq!(
+            systemd_quote("/srv/my certs/100%/c.toml", true),
+            "\"/srv/my certs/100%%/c.toml\""
+        );
+        assert_eq!(systemd_quote("/a/$HOME/%i", true), "/a/$$HOME/%%i");
+        assert_eq!(systemd_quote("/a/$HOME", false), "/a/$HOME");
+        assert_eq!(systemd_quote("/a\"b\\c", true), "\"/a\\\"b\\\\c\"");
+        assert_eq!(systemd_quote("/x;y", true), "\"/x;y\"");
+        let args = SystemdArgs {
+            binary: "/usr/bin/certctl".into(),
+            on_calendar: "daily".into(),
+            randomized_delay: "1h".into(),
+            output_dir: None,
+        };
+        let (service, _) = units(
+            &args,
+            "/etc/my certs/%h.toml".as_ref(),
+            "/srv/st 1".as_ref(),
+        );
+        assert!(
+            service.contains("ExecStart=/usr/bin/certctl --config \"/etc/my certs/%%h.toml\" run"),
+            "{service}"
+        );
+        assert!(
+            service.contains("ReadWritePaths=\"/srv/st 1\""),
+            "{service}"
+        );
+    }
+
+    #[test]
+    fn newlines_relative_paths_and_bad_durations_are_refused() {
+        let good = SystemdArgs {
+            binary: "/usr/bin/certctl".into(),
+            on_calendar: "*-*-* 00/6:00:00".into(),
+            randomized_delay: "1h 30min".into(),
+            output_dir: None,
+        };
+        let c = std::path::Path::new("/etc/certctl/c.toml");
+        let st = std::path::Path::new("/var/lib/certctl");
+        assert!(check_systemd_args(&good, c, st).is_ok());
+        let with = |f: &dyn Fn(&mut SystemdArgs)| {
+            let mut a = SystemdArgs {
+                binary: good.binary.clone(),
+                on_calendar: good.on_calendar.clone(),
+                randomized_delay: good.randomized_delay.clone(),
+                output_dir: None,
+            };
+            f(&mut a);
+            check_systemd_args(&a, c, st).map_err(|e| e.0)
+        };
+        let e = with(&|a| a.on_calendar = "daily\nExecStartPre=/bin/evil".into()).expect_err("nl");
+        assert!(e.contains("control character") && !e.contains('\n'), "{e}");
+        let e = with(&|a| a.binary = "/usr/bin/cert\nctl".into()).expect_err("nl");
+        assert!(e.starts_with("--binary"), "{e}");
+        let e = with(&|a| a.binary = "certctl".into()).expect_err("relative");
+        assert!(e.contains("absolute"), "{e}");
+        let e = with(&|a| a.randomized_delay = "1 hour and a bit".into()).expect_err("span");
+        assert!(e.starts_with("--randomized-delay"), "{e}");
+        let e = with(&|a| a.on_calendar = "every day".into()).expect_err("cal");
+        assert!(e.starts_with("--on-calendar"), "{e}");
+        assert!(check_systemd_args(&good, "/etc/a\rb".as_ref(), st).is_err());
+        assert!(check_systemd_args(&good, c, "/var/lib\n".as_ref()).is_err());
+    }
+
+    /// The pure checks agree with `systemd-analyze` (when installed) on a
+    /// set of good and bad values.
+    #[test]
+    fn calendar_and_timespan_checks_agree_with_systemd_analyze() {
+        let calendars = [
+            ("daily", true),
+            ("hourly", true),
+            ("*-*-* 00/6:00:00", true),
+            ("Mon..Fri 02:30", true),
+            ("Sat,Sun *-*-* 03:00:00 UTC", true),
+            ("*-*-01 04:00", true),
+            ("*:0/15", true),
+            ("2027-01-01", true),
+            ("every day", false),
+            ("*-*-* 25:00:00", false),
+            ("*-*-* 12:61", false),
+            ("", false),
+            ("Funday 10:00", false),
+        ];
+        let spans = [
+            ("1h", true),
+            ("30min", true),
+            ("1h 30min", true),
+            ("90", true),
+            ("2.5s", true),
+            ("10m", true),
+            ("1 hour", true),
+            ("", false),
+            ("soon", false),
+            ("1h and more", false),
+            ("-5s", false),
+        ];
+        for (c, ok) in calendars {
+            assert_eq!(check_on_calendar(c).is_ok(), ok, "OnCalendar `{c}`");
+        }
+        for (d, ok) in spans {
+            assert_eq!(check_timespan(d).is_ok(), ok, "time span `{d}`");
+        }
+        let Ok(probe) = std::process::Command::new("systemd-analyze")
+            .arg("--version")
+            .output()
+        else {
+            return; // not installed: the lab test requires it
+        };
+        if !probe.status.success() {
+            return;
+        }
+        for (c, ok) in calendars.iter().filter(|(c, _)| !c.is_empty()) {
+            let st = std::process::Command::new("systemd-analyze")
+                .args(["calendar", c])
+                .output()
+                .expect("systemd-analyze calendar");
+            assert_eq!(st.status.success(), *ok, "systemd-analyze calendar `{c}`");
+        }
+        for (d, ok) in spans.iter().filter(|(d, _)| !d.is_empty()) {
+            let st = std::process::Command::new("systemd-analyze")
+                .args(["timespan", d])
+                .output()
+                .expect("systemd-analyze timespan");
+            assert_eq!(st.status.success(), *ok, "systemd-analyze timespan `{d}`");
+        }
     }
 }
