@@ -395,8 +395,8 @@ impl Store {
             create_dir_private(&root.join(d))?;
         }
         let repairs = store.repair_modes()?;
-        for r in &repairs {
-            tracing::warn!(path = %r.path.display(), was = format!("{:o}", r.was), now = format!("{:o}", r.now), "tightened loose permissions in the store");
+        for r in repairs.iter().take(10) {
+            tracing::debug!(path = %r.path.display(), was = format!("{:o}", r.was), now = format!("{:o}", r.now), "tightened loose permissions in the store");
         }
         Ok((store, repairs))
     }
