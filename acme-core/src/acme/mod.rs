@@ -911,7 +911,9 @@ pub async fn renew(
     let mut solvers: BTreeMap<&str, Arc<dyn DnsSolver>> = BTreeMap::new();
     let now = OffsetDateTime::now_utc();
     let mut plans = Vec::new();
-    for cert in certs {
+    let names: Vec<&str> = certs.iter().map(|c| c.name.as_str()).collect();
+    let audits = store.audit_all(&names);
+    for (cert, audit) in certs.into_iter().zip(audits) {
         if !opts.dry_run {
             let solver = match solvers.get(cert.solver.as_str()) {
                 Some(s) => Some(s.clone()),
@@ -930,7 +932,6 @@ pub async fn renew(
         // A damaged live version is not built on (no key reuse, no ARI
         // `replaces`): a fresh one is issued. A damaged record is moved aside
         // and starts afresh.
-        let audit = store.audit(cert.name.as_str());
         let previous = audit.sound().cloned();
         let Audit {
             renewal,
