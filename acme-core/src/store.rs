@@ -32,6 +32,8 @@ use crate::inventory::KeyType;
 use crate::names::CertName;
 
 mod audit;
+#[cfg(test)]
+pub(crate) use audit::install_self_signed;
 pub use audit::{Audit, Damage, Part, Problem};
 
 /// A store failure. Each names the path involved.
