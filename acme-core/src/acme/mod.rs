@@ -32,7 +32,7 @@ use crate::inventory::{CertificateConfig, Inventory};
 use crate::store::{Audit, Damage, Material, Release, ReleaseMeta, Store};
 use crate::DomainName;
 
-pub use renewal::{due_at, AriWindow, DueReason, RenewalRecord};
+pub use renewal::{due_at, AriWindow, DueReason, RenewalPolicy, RenewalRecord, RenewalWindow};
 
 /// How often a request rejected for a bad nonce (§6.5) is sent again, on top
 /// of instant-acme's own three tries.
@@ -975,14 +975,8 @@ pub async fn renew(
                 } else {
                     None
                 };
-                let seed = p.meta.ari_id.as_deref().unwrap_or(&p.meta.serial);
-                let (at, why, due_now) = due_at(
-                    p.meta.not_before,
-                    p.meta.not_after,
-                    ari,
-                    cert.renew_before.or(inv.renewal.renew_before),
-                    seed.as_bytes(),
-                );
+                let (at, why, due_now) =
+                    due_at(RenewalPolicy::for_certificate(inv, cert), &p.meta, ari, now);
                 let reason = if opts.force {
                     Some(DueReason::Forced)
                 } else if let Some(what) = changed {
@@ -1074,7 +1068,7 @@ pub async fn renew(
                         RenewResult::Failed { reason, error }
                     }
                 };
-                if let Err(e) = store.write_state(cert.name.as_str(), "renewal", &record) {
+                if let Err(e) = record.write(store, cert.name.as_str()) {
                     tracing::warn!(certificate = %cert.name, error = %crate::error::chain(&e), "cannot record renewal state");
                 }
                 RenewOutcome { name: cert.name.to_string(), due, result, damage }
@@ -1148,7 +1142,7 @@ async fn ari_window(
                 window,
                 refresh_after: now + again,
             });
-            let _ = store.write_state(&live.name, "renewal", &*record);
+            let _ = record.write(store, &live.name);
             Some(window)
         }
         Ok(None) => None,
