@@ -16,6 +16,17 @@ pub(super) struct StoredAccount {
     pub(super) contact: Vec<String>,
 }
 
+/// The account the store keeps for `directory`, from its JSON.
+pub(super) fn decode(
+    directory: &str,
+    bytes: &crate::secret::Secret,
+) -> Result<StoredAccount, AcmeError> {
+    serde_json::from_slice(bytes.expose()).map_err(|source| AcmeError::BadAccount {
+        directory: directory.to_string(),
+        source,
+    })
+}
+
 pub(super) fn save_account(
     store: &Store,
     directory: &str,
@@ -26,15 +37,15 @@ pub(super) fn save_account(
         credentials,
         contact: contact.to_vec(),
     })
-    .map_err(|e| AcmeError::BadAccount {
+    .map_err(|source| AcmeError::BadAccount {
         directory: directory.to_string(),
-        reason: e.to_string(),
+        source,
     })?;
     store
         .save_account(directory, &json)
-        .map_err(|e| AcmeError::BadAccount {
+        .map_err(|source| AcmeError::SaveAccount {
             directory: directory.to_string(),
-            reason: crate::error::chain(&e),
+            source,
         })
 }
 
@@ -79,17 +90,13 @@ pub async fn look_up_account(
     };
     match stored {
         Some(bytes) => {
-            let saved: StoredAccount =
-                serde_json::from_slice(bytes.expose()).map_err(|e| AcmeError::BadAccount {
-                    directory: ca.directory.clone(),
-                    reason: e.to_string(),
-                })?;
+            let saved: StoredAccount = decode(&ca.directory, bytes)?;
             let der = saved.credentials.private_key().clone_key();
             let key = || {
-                instant_acme::Key::from_pkcs8_der(der.clone_key()).map_err(|e| {
-                    AcmeError::BadAccount {
+                instant_acme::Key::from_pkcs8_der(der.clone_key()).map_err(|source| {
+                    AcmeError::BadAccountKey {
                         directory: ca.directory.clone(),
-                        reason: e.to_string(),
+                        source,
                     }
                 })
             };
@@ -130,5 +137,26 @@ pub async fn look_up_account(
                 Err(e) => Err(server("looking up the account")(e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_stored_account_keeps_the_json_error_as_its_source() {
+        use std::error::Error as _;
+        let e = decode(
+            "https://ca.test/dir",
+            &crate::secret::Secret::new(b"{not json".to_vec()),
+        )
+        .err()
+        .expect("an error");
+        assert!(matches!(e, AcmeError::BadAccount { .. }), "{e:?}");
+        let source = e.source().expect("source");
+        assert!(source.downcast_ref::<serde_json::Error>().is_some());
+        assert!(e.to_string().contains("https://ca.test/dir"));
+        assert!(!e.to_string().contains(&source.to_string()), "said once");
     }
 }

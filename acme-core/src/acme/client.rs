@@ -139,7 +139,7 @@ impl CaClient {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| AcmeError::Tls(e.to_string()))?
+            .map_err(|source| AcmeError::Tls { source })?
             .with_root_certificates(roots)
             .with_no_client_auth();
         // Without TCP_NODELAY the first request after the handshake waits

@@ -52,8 +52,12 @@ pub enum AcmeError {
         source: std::io::Error,
     },
     /// TLS set-up failed.
-    #[error("TLS configuration for the ACME client: {0}")]
-    Tls(String),
+    #[error("TLS configuration for the ACME client")]
+    Tls {
+        /// rustls' error.
+        #[source]
+        source: rustls::Error,
+    },
     /// The CA could not be reached or answered with an error.
     #[error("ACME server {directory} failed while {step} (check that account.directory is right and reachable)")]
     Server {
@@ -66,24 +70,46 @@ pub enum AcmeError {
         source: instant_acme::Error,
     },
     /// The CA rate-limited us or asked us to wait.
-    #[error("ACME server {directory} asks to retry after {retry_after} ({detail}); certctl will not ask again before then")]
+    #[error("ACME server {directory} asks to retry after {retry_after} ({}); certctl will not ask again before then", order::problem_text(.problem))]
     RateLimited {
         /// Directory URL.
         directory: String,
         /// When we may ask again.
         retry_after: OffsetDateTime,
-        /// The CA's problem detail.
-        detail: String,
+        /// The CA's problem document (RFC 8555 §6.7), boxed to keep the error small.
+        problem: Box<instant_acme::Problem>,
     },
-    /// An authorization or the order became invalid.
-    #[error("ACME server {directory} refused the order for `{name}`: {detail}")]
+    /// The order became invalid.
+    #[error("ACME server {directory} refused the order for `{name}`: {}", order::problems_text(*.status, .problems))]
     OrderInvalid {
         /// Directory URL.
         directory: String,
         /// Certificate name.
         name: String,
-        /// The CA's problem details, per identifier.
-        detail: String,
+        /// The order's status (RFC 8555 §7.1.6).
+        status: instant_acme::OrderStatus,
+        /// The CA's problem documents: the order's, then each failed challenge's.
+        problems: Vec<OrderProblem>,
+    },
+    /// An authorization of a new order is neither pending nor valid.
+    #[error(
+        "ACME server {directory} refused the order for `{identifier}`: authorization is {status:?}"
+    )]
+    AuthorizationInvalid {
+        /// Directory URL.
+        directory: String,
+        /// The identifier it authorizes.
+        identifier: String,
+        /// Its status (RFC 8555 §7.1.6).
+        status: instant_acme::AuthorizationStatus,
+    },
+    /// The CA asked to validate an identifier that is not a domain name.
+    #[error("ACME server {directory} asks to validate `{identifier}`, which is not a domain name certctl can solve a dns-01 challenge for")]
+    BadIdentifier {
+        /// Directory URL.
+        directory: String,
+        /// The identifier, as the CA sent it.
+        identifier: String,
     },
     /// The CA offered no dns-01 challenge for an identifier.
     #[error("ACME server {directory} offers no dns-01 challenge for {identifier}")]
@@ -95,7 +121,7 @@ pub enum AcmeError {
     },
     /// The order did not complete in time.
     #[error(
-        "order for `{name}` at {directory} did not complete within {waited:?} (status {status})"
+        "order for `{name}` at {directory} did not complete within {waited:?} (status {status:?})"
     )]
     Timeout {
         /// Directory URL.
@@ -105,29 +131,70 @@ pub enum AcmeError {
         /// How long we waited.
         waited: Duration,
         /// The last order status seen.
-        status: String,
+        status: instant_acme::OrderStatus,
     },
-    /// Key generation or CSR failed.
-    #[error("key or CSR: {reason}")]
+    /// Key generation, loading or the CSR failed.
+    #[error("key or CSR: {step} failed")]
     Key {
         /// What failed.
-        reason: String,
+        step: KeyStep,
+        /// rcgen's error.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// A stored key is not PEM text.
+    #[error("key or CSR: the stored key is not PEM text")]
+    KeyText {
+        /// Where the bytes stop being UTF-8.
+        #[source]
+        source: std::str::Utf8Error,
     },
     /// The issued certificate could not be parsed.
-    #[error("the CA returned a certificate certctl cannot parse: {reason}")]
+    #[error("the CA returned a certificate certctl cannot parse")]
     BadCertificate {
-        /// Parser message.
-        reason: String,
+        /// The parser's error.
+        #[source]
+        source: crate::inspect::InspectError,
     },
+    /// The CA's answer held no certificate.
+    #[error("the CA returned no certificate")]
+    NoCertificate,
     /// Stored account credentials are unreadable.
-    #[error("stored ACME account for {directory} is unreadable ({reason}); move the file in <store>/accounts away to register a new account")]
+    #[error("stored ACME account for {directory} is unreadable; move the file in <store>/accounts away to register a new account")]
     BadAccount {
         /// Directory URL.
         directory: String,
-        /// Parser message.
-        reason: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
     },
-    /// The EAB key is not base64url.
+    /// The stored account key cannot be used.
+    #[error("stored ACME account key for {directory} is unusable; move the file in <store>/accounts away to register a new account")]
+    BadAccountKey {
+        /// Directory URL.
+        directory: String,
+        /// instant-acme's error.
+        #[source]
+        source: instant_acme::Error,
+    },
+    /// The account could not be stored.
+    #[error("cannot store the ACME account for {directory}")]
+    SaveAccount {
+        /// Directory URL.
+        directory: String,
+        /// The store's error.
+        #[source]
+        source: crate::store::StoreError,
+    },
+    /// The EAB key cannot be read.
+    #[error("cannot read the EAB hmac key")]
+    EabKey {
+        /// Why.
+        #[source]
+        source: crate::secret::SecretError,
+    },
+    /// The EAB key is not base64url (the decoder's error is not kept: it
+    /// would quote a byte of the secret).
     #[error("EAB hmac key is not base64url")]
     BadEabKey,
     /// The account in the store is not known to the CA (RFC 8555 §7.3.1).
@@ -136,6 +203,40 @@ pub enum AcmeError {
         /// Directory URL.
         directory: String,
     },
+}
+
+/// What was being done with a key when it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyStep {
+    /// Generating a fresh certificate key.
+    Generate,
+    /// Loading the stored key for reuse.
+    Load,
+    /// Taking the certificate's names into the CSR.
+    CsrNames,
+    /// Signing the CSR.
+    CsrSign,
+}
+
+impl std::fmt::Display for KeyStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyStep::Generate => "generating the key",
+            KeyStep::Load => "loading the stored key",
+            KeyStep::CsrNames => "putting the names into the CSR",
+            KeyStep::CsrSign => "signing the CSR",
+        })
+    }
+}
+
+/// One problem document of a refused order (RFC 8555 §6.7).
+#[derive(Debug, Clone)]
+pub struct OrderProblem {
+    /// The identifier whose challenge failed; `None` for the order's own error.
+    pub identifier: Option<String>,
+    /// The CA's problem document.
+    pub problem: instant_acme::Problem,
 }
 
 /// Shorthand.

@@ -12,7 +12,7 @@ use instant_acme::{
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use super::account::{save_account, StoredAccount};
+use super::account::{self, save_account};
 use super::{client, journal, keys, AcmeError, AriWindow, CaConfig, Result};
 use crate::dns::{DnsSolver, TxtRecord};
 use crate::inventory::CertificateConfig;
@@ -108,11 +108,7 @@ impl Issuer {
         let stored = store.load_account(&ca.directory).ok().flatten();
         let account = match stored {
             Some(bytes) => {
-                let saved: StoredAccount =
-                    serde_json::from_slice(bytes.expose()).map_err(|e| AcmeError::BadAccount {
-                        directory: ca.directory.clone(),
-                        reason: e.to_string(),
-                    })?;
+                let saved = account::decode(&ca.directory, &bytes)?;
                 let account = Account::builder_with_http(http()?)
                     .from_credentials(saved.credentials)
                     .await
@@ -122,13 +118,7 @@ impl Issuer {
                     retry_nonce!(account.update_contacts(&contacts).await)
                         .map_err(server("updating the account's contacts"))?;
                     // Same credentials, new contacts.
-                    let again: StoredAccount =
-                        serde_json::from_slice(bytes.expose()).map_err(|e| {
-                            AcmeError::BadAccount {
-                                directory: ca.directory.clone(),
-                                reason: e.to_string(),
-                            }
-                        })?;
+                    let again = account::decode(&ca.directory, &bytes)?;
                     save_account(store, &ca.directory, again.credentials, &ca.contact)?;
                     tracing::info!(directory = %ca.directory, "account contacts updated");
                 }
@@ -138,7 +128,10 @@ impl Issuer {
                 let contacts: Vec<&str> = ca.contact.iter().map(String::as_str).collect();
                 let eab = match &ca.eab {
                     Some(e) => {
-                        let key = e.hmac_key().read().map_err(|_| AcmeError::BadEabKey)?;
+                        let key = e
+                            .hmac_key()
+                            .read()
+                            .map_err(|source| AcmeError::EabKey { source })?;
                         use base64::Engine as _;
                         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
                             .decode(key.expose().trim_ascii_end())
@@ -335,10 +328,10 @@ impl Issuer {
                     AuthorizationStatus::Pending => {}
                     AuthorizationStatus::Valid => continue,
                     other => {
-                        return Err(AcmeError::OrderInvalid {
+                        return Err(AcmeError::AuthorizationInvalid {
                             directory: self.directory.clone(),
-                            name: a.identifier().to_string(),
-                            detail: format!("authorization is {other:?}"),
+                            identifier: a.identifier().to_string(),
+                            status: other,
                         })
                     }
                 }
@@ -350,10 +343,9 @@ impl Issuer {
                     });
                 };
                 let value = ch.key_authorization().dns_value();
-                let domain = DomainName::new(&ident).map_err(|reason| AcmeError::OrderInvalid {
+                let domain = DomainName::new(&ident).map_err(|_| AcmeError::BadIdentifier {
                     directory: self.directory.clone(),
-                    name: ident.clone(),
-                    detail: reason,
+                    identifier: ident.clone(),
                 })?;
                 out.push((domain, value));
             }
@@ -435,18 +427,19 @@ impl Issuer {
                     directory: self.directory.clone(),
                     name: cert.name.to_string(),
                     waited: started.elapsed(),
-                    status: format!("{:?}", order.state().status),
+                    status: order.state().status,
                 }
                 .into())
             }
             Err(e) => return Err(server("waiting for validation")(e).into()),
         };
         if status != OrderStatus::Ready {
-            let detail = self.failure_detail(order).await;
+            let problems = failure_problems(order).await;
             return Err(AcmeError::OrderInvalid {
                 directory: self.directory.clone(),
                 name: cert.name.to_string(),
-                detail,
+                status: order.state().status,
+                problems,
             }
             .into());
         }
@@ -502,32 +495,51 @@ impl Issuer {
         tracing::info!(version = %release.version, elapsed = ?started.elapsed(), "certificate issued and stored");
         Ok(release)
     }
+}
 
-    /// The CA's reasons for an invalid order, per identifier.
-    async fn failure_detail(&self, order: &mut Order) -> String {
-        let mut parts = Vec::new();
-        if let Some(p) = &order.state().error {
-            parts.push(problem_text(p));
-        }
-        let mut authzs = order.authorizations();
-        while let Some(Ok(a)) = authzs.next().await {
-            if a.status == AuthorizationStatus::Invalid {
-                for c in &a.challenges {
-                    if let Some(e) = &c.error {
-                        parts.push(format!("{}: {}", a.identifier(), problem_text(e)));
-                    }
+/// The CA's reasons for an invalid order: the order's own problem, then
+/// each failed challenge's, per identifier.
+async fn failure_problems(order: &mut Order) -> Vec<super::OrderProblem> {
+    let mut out = Vec::new();
+    if let Some(p) = &order.state().error {
+        out.push(super::OrderProblem {
+            identifier: None,
+            problem: p.clone(),
+        });
+    }
+    let mut authzs = order.authorizations();
+    while let Some(Ok(a)) = authzs.next().await {
+        if a.status == AuthorizationStatus::Invalid {
+            for c in &a.challenges {
+                if let Some(e) = &c.error {
+                    out.push(super::OrderProblem {
+                        identifier: Some(a.identifier().to_string()),
+                        problem: e.clone(),
+                    });
                 }
             }
         }
-        if parts.is_empty() {
-            format!("order is {:?}", order.state().status)
-        } else {
-            parts.join("; ")
-        }
     }
+    out
 }
 
-fn problem_text(p: &instant_acme::Problem) -> String {
+/// The problems of a refused order on one line, or its status if it gave none.
+pub(super) fn problems_text(status: OrderStatus, problems: &[super::OrderProblem]) -> String {
+    if problems.is_empty() {
+        return format!("order is {status:?}");
+    }
+    let parts: Vec<String> = problems
+        .iter()
+        .map(|p| match &p.identifier {
+            Some(id) => format!("{id}: {}", problem_text(&p.problem)),
+            None => problem_text(&p.problem),
+        })
+        .collect();
+    parts.join("; ")
+}
+
+/// A problem document as `type: detail`, the type without its ACME prefix.
+pub(super) fn problem_text(p: &instant_acme::Problem) -> String {
     let kind = p
         .r#type
         .as_deref()
@@ -563,7 +575,7 @@ fn rate_limited(
     Some(AcmeError::RateLimited {
         directory: directory.to_string(),
         retry_after: at,
-        detail: problem_text(p),
+        problem: Box::new(p.clone()),
     })
 }
 
@@ -585,14 +597,10 @@ fn split_chain(pem: &str) -> (String, String) {
 /// certificates (so serials and ARI identifiers compare equal).
 fn leaf_facts(pem: &str) -> Result<crate::inspect::CertFacts> {
     crate::inspect::parse_pem_chain(pem.as_bytes())
-        .map_err(|e| AcmeError::BadCertificate {
-            reason: e.to_string(),
-        })?
+        .map_err(|source| AcmeError::BadCertificate { source })?
         .into_iter()
         .next()
-        .ok_or_else(|| AcmeError::BadCertificate {
-            reason: "no certificate in the answer".into(),
-        })
+        .ok_or(AcmeError::NoCertificate)
 }
 
 #[cfg(test)]
@@ -621,5 +629,87 @@ mod tests {
             panic!("wrong variant")
         };
         assert!(retry_after > OffsetDateTime::now_utc());
+    }
+
+    fn problem(json: &str) -> instant_acme::Problem {
+        serde_json::from_str(json).expect("problem")
+    }
+
+    #[test]
+    fn rate_limit_keeps_the_cas_problem_document_and_says_it_once() {
+        let log = client::RetryLog::default();
+        let e = rate_limited(
+            "https://ca.test/dir",
+            &log,
+            &instant_acme::Error::Api(problem(
+                r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many certificates","status":429}"#,
+            )),
+        )
+        .expect("rate limited");
+        let AcmeError::RateLimited { problem, .. } = &e else {
+            panic!("wrong variant")
+        };
+        assert_eq!(problem.status, Some(429));
+        let text = crate::error::chain(&e);
+        assert_eq!(
+            text.matches("rateLimited: too many certificates").count(),
+            1,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_refused_order_carries_its_status_and_each_identifiers_problem() {
+        let e = AcmeError::OrderInvalid {
+            directory: "https://ca.test/dir".into(),
+            name: "www".into(),
+            status: OrderStatus::Invalid,
+            problems: vec![
+                super::super::OrderProblem {
+                    identifier: None,
+                    problem: problem(r#"{"type":"urn:ietf:params:acme:error:unauthorized"}"#),
+                },
+                super::super::OrderProblem {
+                    identifier: Some("www.example.test".into()),
+                    problem: problem(
+                        r#"{"type":"urn:ietf:params:acme:error:incorrectResponse","detail":"no TXT record"}"#,
+                    ),
+                },
+            ],
+        };
+        assert_eq!(
+            e.to_string(),
+            "ACME server https://ca.test/dir refused the order for `www`: unauthorized; \
+             www.example.test: incorrectResponse: no TXT record"
+        );
+        let none = AcmeError::OrderInvalid {
+            directory: "https://ca.test/dir".into(),
+            name: "www".into(),
+            status: OrderStatus::Pending,
+            problems: Vec::new(),
+        };
+        assert!(none.to_string().ends_with("order is Pending"), "{none}");
+    }
+
+    #[test]
+    fn key_errors_keep_their_cause_as_the_source() {
+        use std::error::Error as _;
+        let not_text = keys::load(&crate::secret::Secret::new(vec![0xff, 0xfe])).err();
+        assert!(
+            matches!(&not_text, Some(AcmeError::KeyText { .. })),
+            "{not_text:?}"
+        );
+        let garbage = keys::load(&crate::secret::Secret::new(b"not a key".to_vec())).err();
+        let Some(
+            e @ AcmeError::Key {
+                step: super::super::KeyStep::Load,
+                ..
+            },
+        ) = &garbage
+        else {
+            panic!("{garbage:?}")
+        };
+        assert!(e.source().is_some());
+        assert_eq!(e.to_string(), "key or CSR: loading the stored key failed");
     }
 }

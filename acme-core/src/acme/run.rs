@@ -657,7 +657,12 @@ mod tests {
                 Err(AcmeError::RateLimited {
                     directory: PRIMARY.into(),
                     retry_after: until,
-                    detail: "rateLimited: too many certificates".into(),
+                    problem: Box::new(
+                        serde_json::from_str(
+                            r#"{"type":"urn:ietf:params:acme:error:rateLimited","status":429}"#,
+                        )
+                        .expect("problem"),
+                    ),
                 }
                 .into())
             }),
