@@ -271,7 +271,7 @@ solver = "noop"
         last_error: Some("rateLimited: too many new orders".into()),
         ..Default::default()
     };
-    store.write_state("new", "renewal", &record).expect("state");
+    record.write(&store, "new").expect("state");
 
     let dry = RenewOptions {
         dry_run: true,

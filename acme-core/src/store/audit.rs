@@ -367,7 +367,7 @@ impl Store {
             .collect();
         files.sort();
         for (path, stem) in files {
-            if stem == "renewal" {
+            if stem == crate::acme::renewal::RECORD {
                 match read_record::<RenewalRecord>(&path) {
                     Ok(r) => audit.renewal = Some(r),
                     Err(p) => audit.damage.push(Damage::new(path, Part::RenewalRecord, p)),

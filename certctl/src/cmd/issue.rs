@@ -468,22 +468,15 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
             e.version = audit.version;
         }
         if let Some(r) = &live {
-            let ari = record
-                .ari
-                .as_ref()
-                .filter(|a| a.serial == r.meta.serial)
-                .map(|a| a.window);
-            let before = cfg
-                .and_then(|c| c.renew_before)
-                .or(inv.renewal.renew_before);
-            let seed = r.meta.ari_id.as_deref().unwrap_or(&r.meta.serial);
-            let (at, why, _) = acme::due_at(
-                r.meta.not_before,
-                r.meta.not_after,
-                ari,
-                before,
-                seed.as_bytes(),
-            );
+            let policy = match cfg {
+                Some(c) => acme::RenewalPolicy::for_certificate(&inv, c),
+                None => acme::RenewalPolicy {
+                    ari: inv.renewal.ari,
+                    renew_before: inv.renewal.renew_before,
+                },
+            };
+            let ari = record.ari_for(&r.meta.serial);
+            let (at, why, _) = acme::due_at(policy, &r.meta, ari, now);
             e.version = Some(r.version.clone());
             e.serial = Some(r.meta.serial.clone());
             e.domains = r.meta.domains.clone();
