@@ -12,6 +12,7 @@
 //! - [`inspect`]: X.509 facts, TLS probes, and the renewal policy.
 //! - [`report`]: the fleet expiry report and its renderers.
 //! - [`preflight`]: `certctl check`, every inventory item checked offline or online.
+//! - [`status`]: every certificate as the store and the inventory know it (`certctl list`).
 //!
 //! Data flows one way: inventory → plan → (acme, dns) → store → deploy → report.
 //! The crate never installs a tracing subscriber; it logs with spans per
@@ -29,6 +30,7 @@ pub mod names;
 pub mod preflight;
 pub mod report;
 pub mod secret;
+pub mod status;
 pub mod store;
 
 pub use error::{chain as error_chain, Error};
