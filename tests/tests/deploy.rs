@@ -301,7 +301,7 @@ async fn broken_nginx_config_is_rolled_back_and_the_rest_deploys() {
     for x in results_of(&r, "node3") {
         match &x.outcome {
             Outcome::RolledBack { reason, .. } => {
-                let msg = deploy::error_chain(reason);
+                let msg = acme_core::error_chain(reason);
                 assert!(
                     msg.contains("nginx -t") && msg.contains("previous one was put back"),
                     "{msg}"
@@ -335,7 +335,7 @@ async fn node_without_sshd_is_reported_and_completed_on_the_next_run() {
     for x in results_of(&r, "node4") {
         match &x.outcome {
             Outcome::Failed { error } => {
-                let msg = deploy::error_chain(error);
+                let msg = acme_core::error_chain(error);
                 assert!(msg.contains("node4") && msg.contains("refused"), "{msg}");
             }
             o => panic!("node4: {o:?}"),
@@ -435,7 +435,7 @@ async fn node_that_keeps_serving_the_old_certificate_is_rolled_back() {
             Outcome::RolledBack {
                 reason, version, ..
             } => {
-                let msg = deploy::error_chain(reason);
+                let msg = acme_core::error_chain(reason);
                 assert!(msg.contains("still serving the old certificate"), "{msg}");
                 let live = std::fs::read_link(base_dir(lab, 2).join("live").join(&x.certificate))
                     .expect("link");
@@ -508,7 +508,7 @@ async fn full_disk_fails_cleanly_and_keeps_the_old_certificate() {
     for x in results_of(&r, "node3") {
         match &x.outcome {
             Outcome::Failed { error } => {
-                let msg = deploy::error_chain(error);
+                let msg = acme_core::error_chain(error);
                 assert!(
                     msg.contains("no space left on device on node3 at ")
                         && msg.contains("free space"),

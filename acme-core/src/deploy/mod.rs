@@ -155,7 +155,7 @@ pub enum Outcome {
 }
 
 fn ser_error<S: serde::Serializer>(e: &NodeError, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&error_chain(e))
+    s.collect_str(&crate::error_chain(e))
 }
 
 /// Why a pair was not attempted.
@@ -179,18 +179,6 @@ impl std::fmt::Display for SkipReason {
             SkipReason::NotInStore => "not issued yet (the store has no version)",
         })
     }
-}
-
-/// `e` and its sources, joined with `: ` (for tables and JSON).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Why a certificate could not be deployed to (or rolled back on) a node.

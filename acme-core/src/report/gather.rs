@@ -17,7 +17,7 @@ use super::{
     Finding, FindingKind, NodeReport, RenewalStatus, Report, ScanReport, ServedReport, Severity,
     StoreFacts, Thresholds, SCAN_SCHEMA, SCHEMA,
 };
-use crate::deploy::{error_chain, DeployError, Deployed, ReadError, TransportError};
+use crate::deploy::{DeployError, Deployed, ReadError, TransportError};
 use crate::inspect::probe::ProberError;
 use crate::inspect::{Anchors, InspectError, Prober, RenewalPolicy, RenewalWindow, Served, Trust};
 use crate::inventory::NodeConfig;
@@ -296,7 +296,7 @@ pub async fn gather(
                     Severity::Unknown,
                     FindingKind::DeployedUnknown {
                         cause: unknown_cause(e),
-                        reason: error_chain(e),
+                        reason: crate::error_chain(e),
                     },
                 )),
             }
