@@ -192,14 +192,14 @@ pub enum Problem {
         output: String,
     },
     /// The validate command failed.
-    #[error("validate command `{command}` on {node} failed (exit {}): {}", .status.map_or("by signal".into(), |s| s.to_string()), tail(.output))]
+    #[error("validate command `{command}` on {node} failed (exit {}): {}", .status.code().map_or("by signal".into(), |s| s.to_string()), tail(.output))]
     Validate {
         /// Node name.
         node: String,
         /// The command.
         command: String,
         /// Its exit status.
-        status: Option<i32>,
+        status: std::process::ExitStatus,
         /// What it printed.
         output: String,
     },
@@ -1048,13 +1048,13 @@ async fn base_dir_item(
         Ok(out) => {
             let text = out.stdout_text();
             let first = text.lines().next().unwrap_or("");
-            if out.status == Some(0) && first.starts_with("@ok exists") {
+            if out.status.success() && first.starts_with("@ok exists") {
                 CheckItem::ok(
                     subject,
                     check,
                     format!("{base} (a probe file was written and removed)"),
                 )
-            } else if out.status == Some(0) {
+            } else if out.status.success() {
                 let parent = first.trim_start_matches("@ok missing ").to_string();
                 CheckItem::ok(
                     subject,
@@ -1103,7 +1103,7 @@ async fn validate_item(
     );
     match t.run(&script, b"").await {
         Err(e) => CheckItem::bad(subject, check, Status::Error, Problem::Transport(e), ""),
-        Ok(out) if out.status == Some(0) => {
+        Ok(out) if out.status.success() => {
             CheckItem::ok(subject, check, format!("`{}` exited 0", node.validate))
         }
         Ok(out) => CheckItem::bad(

@@ -39,6 +39,7 @@ use serde::Serialize;
 
 pub use read::{read_deployed, Deployed, ReadError};
 pub use rollout::{deploy, plan, rollback, Plan, PlannedNode};
+pub use script::NodeStep;
 pub use state::NodeState;
 pub use transport::{ScriptOutput, Transport, TransportError};
 
@@ -201,8 +202,8 @@ pub enum NodeError {
     Step {
         /// Node name.
         node: String,
-        /// `stage`, `adopt` or `swap`.
-        step: String,
+        /// The step (`stage`, `adopt`, `swap`, ...).
+        step: NodeStep,
         /// The path.
         path: String,
         /// What the shell said.
@@ -285,25 +286,43 @@ pub enum NodeError {
         failure: ProbeFailure,
     },
     /// Putting the previous version back failed too: check the node by hand.
-    #[error("{node}: putting the previous certificate back failed as well ({step}); check live/ on the node by hand")]
+    #[error("{node}: putting the previous certificate back failed as well ({failure}); check live/ on the node by hand")]
     RestoreFailed {
         /// Node name.
         node: String,
-        /// What failed.
-        step: String,
+        /// What failed while putting it back.
+        failure: RestoreFailure,
         /// The original failure.
         #[source]
         cause: Box<NodeError>,
     },
     /// A script ended without saying how (sudo refused, shell missing...).
-    #[error("unexpected result on {node} (exit {status:?}): {stderr}")]
+    #[error("unexpected result on {node} ({status}): {stderr}")]
     Script {
         /// Node name.
         node: String,
         /// Exit status.
-        status: Option<i32>,
+        status: std::process::ExitStatus,
         /// What it printed on stderr.
         stderr: String,
+    },
+    /// The upload (a tar of the version's files) could not be built.
+    #[error("cannot build the upload for {node}")]
+    Payload {
+        /// Node name.
+        node: String,
+        /// Why.
+        #[source]
+        source: std::sync::Arc<std::io::Error>,
+    },
+    /// The task connecting to the node panicked or was cancelled.
+    #[error("the connection task for {node} failed")]
+    ConnectTask {
+        /// Node name.
+        node: String,
+        /// Why.
+        #[source]
+        source: std::sync::Arc<tokio::task::JoinError>,
     },
     /// Rollback found nothing to go back to.
     #[error("{node} has no version of `{name}` older than {current} to roll back to")]
@@ -315,6 +334,37 @@ pub enum NodeError {
         /// The live version (or what live/ is).
         current: String,
     },
+}
+
+/// What failed while putting the previous version back on a node.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreFailure {
+    /// A file step of the restore script failed.
+    #[error("{step} {path}")]
+    Step {
+        /// The step.
+        step: NodeStep,
+        /// The path.
+        path: String,
+    },
+    /// The reload after putting the links back failed.
+    #[error("reload: {output}")]
+    Reload {
+        /// What the reload command printed.
+        output: String,
+    },
+    /// The restore script ended without saying how.
+    #[error("unexpected result ({status}): {stderr}")]
+    Script {
+        /// Exit status.
+        status: std::process::ExitStatus,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// The node could not be reached to put it back.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
 }
 
 /// A deployment failure that stops the whole run (each node's own failures

@@ -268,10 +268,9 @@ fn connected(
     match r {
         Ok(Ok(t)) => Ok(t),
         Ok(Err(e)) => Err(e.into()),
-        Err(e) => Err(NodeError::Script {
+        Err(e) => Err(NodeError::ConnectTask {
             node: node.into(),
-            status: None,
-            stderr: format!("connection task failed: {e}"),
+            source: std::sync::Arc::new(e),
         }),
     }
 }
