@@ -148,7 +148,7 @@ pub enum Problem {
         /// The value.
         probe: String,
         /// What is wrong.
-        reason: String,
+        reason: ProbeAddressError,
     },
     /// No node serves the certificate.
     #[error("no node serves it: its groups are {}", groups_text(.groups))]
@@ -648,18 +648,36 @@ fn offline_items(inv: &Inventory) -> Vec<CheckItem> {
 }
 
 /// `host:port` or `[v6]:port`, as the TLS probe connects to it.
-fn parse_probe(p: &str) -> Result<(), String> {
+fn parse_probe(p: &str) -> Result<(), ProbeAddressError> {
     if p.parse::<std::net::SocketAddr>().is_ok() {
         return Ok(());
     }
     let Some((host, port)) = p.rsplit_once(':') else {
-        return Err("it has no port".into());
+        return Err(ProbeAddressError::NoPort);
     };
     port.parse::<u16>()
         .ok()
         .filter(|p| *p != 0)
-        .ok_or_else(|| format!("port `{port}` is not a number from 1 to 65535"))?;
-    crate::names::check_host(host)
+        .ok_or_else(|| ProbeAddressError::Port { port: port.into() })?;
+    crate::names::check_host(host).map_err(ProbeAddressError::Host)
+}
+
+/// What is wrong with a node's `probe` address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProbeAddressError {
+    /// No `:port`.
+    #[error("it has no port")]
+    NoPort,
+    /// The port is not a number from 1 to 65535.
+    #[error("port `{port}` is not a number from 1 to 65535")]
+    Port {
+        /// The port part.
+        port: String,
+    },
+    /// The host part is not a host name or IP address.
+    #[error(transparent)]
+    Host(crate::names::HostError),
 }
 
 fn program_item(subject: &Subject, action: &'static str, program: &str) -> CheckItem {

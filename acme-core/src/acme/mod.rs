@@ -512,7 +512,7 @@ impl Issuer {
                 let domain = DomainName::new(&ident).map_err(|reason| AcmeError::OrderInvalid {
                     directory: self.directory.clone(),
                     name: ident.clone(),
-                    detail: reason,
+                    detail: reason.to_string(),
                 })?;
                 out.push((domain, value));
             }

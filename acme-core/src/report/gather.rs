@@ -445,7 +445,7 @@ pub struct ScanTarget {
 impl ScanTarget {
     /// Parses `host`, `host:port`, `[v6]:port` or a bare IPv6 address (port
     /// 443 by default); the SNI name is `sni` or the host.
-    pub fn parse(s: &str, sni: Option<&str>) -> Result<Self, String> {
+    pub fn parse(s: &str, sni: Option<&str>) -> Result<Self, crate::inventory::ServerError> {
         let server = crate::inventory::parse_server(s.trim(), 443)?;
         let address = server.to_string();
         Ok(Self {
