@@ -954,10 +954,7 @@ async fn online_node(
                 &subject,
                 check,
                 Status::Error,
-                Problem::Probe(ProbeFailure::Connect {
-                    address,
-                    reason: crate::error_chain(e),
-                }),
+                Problem::Prober(e.clone()),
                 "fix report.trust",
             ),
             Ok(p) => match p.probe(&address, &sni).await {

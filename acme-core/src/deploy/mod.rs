@@ -285,6 +285,19 @@ pub enum NodeError {
         #[source]
         failure: ProbeFailure,
     },
+    /// The version rolled back to has no readable `cert.pem` on the node,
+    /// so what it serves cannot be checked.
+    #[error(
+        "cannot verify {sni} on {node}: version {version} on the node has no readable cert.pem"
+    )]
+    NoLeaf {
+        /// Node name.
+        node: String,
+        /// SNI that would have been checked.
+        sni: String,
+        /// The version.
+        version: String,
+    },
     /// Putting the previous version back failed too: check the node by hand.
     #[error("{node}: putting the previous certificate back failed as well ({failure}); check live/ on the node by hand")]
     RestoreFailed {

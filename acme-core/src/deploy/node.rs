@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::inspect::probe::{ProbeFailure, Prober};
+use crate::inspect::probe::Prober;
 use crate::inventory::NodeConfig;
 use crate::secret::Secret;
 
@@ -565,14 +565,10 @@ impl NodeCtx<'_> {
                 .into_iter()
                 .find(Result::is_err)
                 .unwrap_or(Ok(())),
-            None => Err(NodeError::Probe {
+            None => Err(NodeError::NoLeaf {
                 node: self.name(),
                 sni: snis.first().cloned().unwrap_or_default(),
-                failure: ProbeFailure::Handshake {
-                    address: self.node.probe_address(),
-                    sni: String::new(),
-                    reason: format!("version {previous} on the node has no readable cert.pem"),
-                },
+                version: previous.clone(),
             }),
         };
         match verified {
