@@ -634,7 +634,7 @@ pub fn assess_served(
             findings.push(Finding::new(
                 Severity::Critical,
                 FindingKind::Untrusted {
-                    reason: e.to_string(),
+                    reason: crate::error_chain(&e),
                 },
             ));
             return (None, findings);
