@@ -90,7 +90,9 @@ impl Fleet {
             .expect("params");
             let serial = random_serial();
             params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
-            let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).expect("ns");
+            let now = time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .expect("ns");
             params.not_before = now;
             params.not_after = now + time::Duration::days(30);
             let cert = params.signed_by(&key, &ca).expect("sign");

@@ -304,7 +304,7 @@ pub enum NodeError {
         /// Node name.
         node: String,
         /// What failed while putting it back.
-        failure: RestoreFailure,
+        failure: Box<RestoreFailure>,
         /// The original failure.
         #[source]
         cause: Box<NodeError>,

@@ -447,7 +447,7 @@ impl NodeCtx<'_> {
                 Err(failure) => Outcome::Failed {
                     error: NodeError::RestoreFailed {
                         node: self.name(),
-                        failure: failure.clone(),
+                        failure: Box::new(failure.clone()),
                         cause: Box::new(reason),
                     },
                 },
