@@ -31,7 +31,7 @@ pub enum FileKind {
     Pem,
     /// A CA bundle or trust anchors (PEM): 16 MiB (system bundles are ~200 KiB).
     CaBundle,
-    /// The inventory (TOML): 4 MiB.
+    /// The inventory (TOML): 64 MiB (100,000 certificates take about 11 MiB).
     Inventory,
     /// An endpoint list (`scan --from-file`): 16 MiB.
     List,
@@ -49,7 +49,7 @@ impl FileKind {
         match self {
             FileKind::Secret | FileKind::Account => 64 * KIB,
             FileKind::Pem | FileKind::State => MIB,
-            FileKind::Inventory => 4 * MIB,
+            FileKind::Inventory => 64 * MIB,
             FileKind::CaBundle | FileKind::List => 16 * MIB,
         }
     }

@@ -777,15 +777,22 @@ impl Inventory {
         }
 
         let mut node_names = BTreeSet::new();
+        // Lower-cased name → the first node with it (one lookup per node: linear).
+        let mut node_folded: std::collections::HashMap<String, &NodeConfig> =
+            std::collections::HashMap::new();
         let mut groups = BTreeSet::new();
         for (i, n) in self.nodes.iter().enumerate() {
             let at = |k: &'static str| vec![Name("node"), Idx(i), Name(k)];
             if !node_names.insert(n.name.as_str()) {
                 return Err((at("name"), format!("node `{}` is defined twice", n.name)));
             }
-            if let Some(other) = self.nodes[..i]
-                .iter()
-                .find(|o| o.name.as_str().eq_ignore_ascii_case(n.name.as_str()))
+            if let Some(other) = node_folded
+                .get(&n.name.as_str().to_ascii_lowercase())
+                .copied()
+                .or_else(|| {
+                    node_folded.insert(n.name.as_str().to_ascii_lowercase(), n);
+                    None
+                })
             {
                 return Err((
                     at("name"),
@@ -844,6 +851,9 @@ impl Inventory {
         }
 
         let mut cert_names = BTreeSet::new();
+        // Lower-cased name → the first certificate with it (linear, not a scan per certificate).
+        let mut cert_folded: std::collections::HashMap<String, &CertificateConfig> =
+            std::collections::HashMap::new();
         for (i, c) in self.certificates.iter().enumerate() {
             let at = |k: &'static str| vec![Name("certificate"), Idx(i), Name(k)];
             if !cert_names.insert(c.name.as_str()) {
@@ -852,9 +862,13 @@ impl Inventory {
                     format!("certificate `{}` is defined twice", c.name),
                 ));
             }
-            if let Some(other) = self.certificates[..i]
-                .iter()
-                .find(|o| o.name.as_str().eq_ignore_ascii_case(c.name.as_str()))
+            if let Some(other) = cert_folded
+                .get(&c.name.as_str().to_ascii_lowercase())
+                .copied()
+                .or_else(|| {
+                    cert_folded.insert(c.name.as_str().to_ascii_lowercase(), c);
+                    None
+                })
             {
                 // On a case-insensitive file system (or to a human) they are one directory.
                 return Err((

@@ -1230,7 +1230,9 @@ solver = "ns"
         let p = offline(&inv);
         let v = serde_json::to_value(&p).expect("json");
         assert_eq!(v["schema"], SCHEMA);
-        let i = &v["items"][0];
+        // The store's row comes first, then the solver's.
+        assert_eq!(v["items"][0]["subject"], "store");
+        let i = &v["items"][1];
         assert_eq!(i["subject"], "solver");
         assert_eq!(i["name"], "ns");
         assert_eq!(i["status"], "error");

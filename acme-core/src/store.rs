@@ -32,6 +32,8 @@ use crate::inventory::KeyType;
 use crate::names::CertName;
 
 mod audit;
+#[cfg(test)]
+pub(crate) use audit::install_self_signed;
 pub use audit::{Audit, Damage, Part, Problem};
 
 /// A store failure. Each names the path involved.
@@ -413,8 +415,8 @@ impl Store {
             create_dir_private(&root.join(d))?;
         }
         let repairs = store.repair_modes()?;
-        for r in &repairs {
-            tracing::warn!(path = %r.path.display(), was = format!("{:o}", r.was), now = format!("{:o}", r.now), "tightened loose permissions in the store");
+        for r in repairs.iter().take(10) {
+            tracing::debug!(path = %r.path.display(), was = format!("{:o}", r.was), now = format!("{:o}", r.now), "tightened loose permissions in the store");
         }
         Ok((store, repairs))
     }

@@ -14,8 +14,6 @@ use time::{Duration, OffsetDateTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-const ARI_ID: &str = "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE";
-
 #[derive(Default)]
 struct Seen {
     new_orders: Vec<serde_json::Value>,
@@ -137,7 +135,7 @@ fn rand_nonce() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-fn setup(dir: &Path, directory: &str) -> (Inventory, Store) {
+fn setup(dir: &Path, directory: &str) -> (Inventory, Store, String) {
     let text = format!(
         r#"
 store = "{store}"
@@ -158,29 +156,50 @@ solver = "noop"
     );
     let inv = Inventory::from_str(&text, &dir.join("certctl.toml")).expect("inventory");
     let (store, _) = Store::open(&inv.store).expect("store");
+    // A real leaf from a CA of the test's own, with an authority key id, so
+    // the store's audit finds it sound and its ARI id (RFC 9773 §4.1) is
+    // derived from the certificate itself.
     let now = OffsetDateTime::now_utc();
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_identifier_method = rcgen::KeyIdMethod::Sha256;
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "fake CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut leaf =
+        rcgen::CertificateParams::new(vec!["www.example.test".to_string()]).expect("params");
+    leaf.use_authority_key_identifier_extension = true;
+    leaf.not_before = now - Duration::days(10);
+    leaf.not_after = now + Duration::days(80);
+    let cert = leaf.signed_by(&key, &issuer).expect("leaf");
+    drop(ca_cert);
+    let facts = acme_core::inspect::parse_pem_chain(cert.pem().as_bytes())
+        .expect("parse")
+        .remove(0);
     let material = Material {
-        cert_pem: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
+        cert_pem: cert.pem(),
         chain_pem: String::new(),
-        key_pem: acme_core::secret::Secret::new(
-            b"-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n".to_vec(),
-        ),
+        key_pem: acme_core::secret::Secret::new(key.serialize_pem().into_bytes()),
         meta: ReleaseMeta {
-            domains: vec!["www.example.test".into()],
+            domains: facts.dns_names.clone(),
             key_type: Default::default(),
-            serial: "87654321".into(),
-            issuer: "CN=fake".into(),
-            not_before: now - Duration::days(10),
-            not_after: now + Duration::days(80),
+            serial: facts.serial.clone(),
+            issuer: facts.issuer.clone(),
+            not_before: facts.not_before,
+            not_after: facts.not_after,
             directory: directory.into(),
-            ari_id: Some(ARI_ID.into()),
+            ari_id: facts.ari_id.clone(),
             stored_at: now,
         },
     };
     store
         .install(&CertName::new("www").expect("name"), &material)
         .expect("install");
-    (inv, store)
+    let ari_id = facts.ari_id.expect("the leaf has an authority key id");
+    (inv, store, ari_id)
 }
 
 #[tokio::test]
@@ -189,7 +208,7 @@ async fn ari_window_in_the_past_makes_it_due_and_the_order_replaces_it() {
     let now = OffsetDateTime::now_utc();
     let (directory, seen) = fake_ca((now - Duration::days(2), now - Duration::days(1))).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (inv, store) = setup(dir.path(), &directory);
+    let (inv, store, ari_id) = setup(dir.path(), &directory);
 
     // By the lifetime rule (80 of 90 days left) it is not due; ARI says it is.
     let out = acme::renew(&inv, &store, &RenewOptions::default())
@@ -207,10 +226,10 @@ async fn ari_window_in_the_past_makes_it_due_and_the_order_replaces_it() {
     let seen = seen.lock().expect("lock");
     assert_eq!(
         seen.renewal_info_paths,
-        vec![format!("/renewal-info/{ARI_ID}")]
+        vec![format!("/renewal-info/{ari_id}")]
     );
     let order = &seen.new_orders[0];
-    assert_eq!(order["replaces"], ARI_ID, "{order}");
+    assert_eq!(order["replaces"], ari_id.as_str(), "{order}");
     assert_eq!(order["profile"], "shortlived", "{order}");
     assert_eq!(order["identifiers"][0]["value"], "www.example.test");
 }
@@ -222,7 +241,7 @@ async fn ari_window_in_the_future_is_not_due_and_is_cached() {
     let start = now + Duration::days(20);
     let (directory, seen) = fake_ca((start, start + Duration::days(2))).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (inv, store) = setup(dir.path(), &directory);
+    let (inv, store, _) = setup(dir.path(), &directory);
 
     for _ in 0..2 {
         let out = acme::renew(&inv, &store, &RenewOptions::default())
@@ -271,7 +290,7 @@ solver = "noop"
         last_error: Some("rateLimited: too many new orders".into()),
         ..Default::default()
     };
-    store.write_state("new", "renewal", &record).expect("state");
+    record.write(&store, "new").expect("state");
 
     let dry = RenewOptions {
         dry_run: true,

@@ -235,7 +235,7 @@ fn renew_only_when_due() {
     ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v[0]["result"], "would_issue", "{v}");
-    assert_eq!(v[0]["reason"]["kind"], "renew_before", "{v}");
+    assert_eq!(v[0]["reason"]["rule"], "renew_before", "{v}");
     assert_eq!(live(dir.path(), "r"), first);
 
     let out = certctl(&cfg, &["renew", "--json"]);

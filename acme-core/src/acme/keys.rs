@@ -2,7 +2,7 @@
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 
-use super::AcmeError;
+use super::{AcmeError, KeyStep};
 use crate::inventory::KeyType;
 use crate::secret::Secret;
 
@@ -16,34 +16,38 @@ pub(crate) fn generate(kind: KeyType) -> Result<KeyPair, AcmeError> {
         KeyType::Rsa3072 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_3072),
         KeyType::Rsa4096 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_4096),
     };
-    res.map_err(|e| AcmeError::Key {
-        reason: e.to_string(),
+    res.map_err(|source| AcmeError::Key {
+        step: KeyStep::Generate,
+        source,
     })
 }
 
 /// Loads a stored key (PKCS#8 PEM) for reuse.
 pub(crate) fn load(pem: &Secret) -> Result<KeyPair, AcmeError> {
-    let text = std::str::from_utf8(pem.expose()).map_err(|_| AcmeError::Key {
-        reason: "stored key is not PEM text".into(),
-    })?;
-    KeyPair::from_pem(text).map_err(|e| AcmeError::Key {
-        reason: format!("stored key cannot be loaded: {e}"),
+    let text = std::str::from_utf8(pem.expose()).map_err(|source| AcmeError::KeyText { source })?;
+    KeyPair::from_pem(text).map_err(|source| AcmeError::Key {
+        step: KeyStep::Load,
+        source,
     })
 }
 
 /// A DER CSR for `domains` signed by `key`; the first domain is the subject CN.
 pub(crate) fn csr(domains: &[String], key: &KeyPair) -> Result<Vec<u8>, AcmeError> {
-    let mut params = CertificateParams::new(domains.to_vec()).map_err(|e| AcmeError::Key {
-        reason: format!("CSR names: {e}"),
+    let mut params = CertificateParams::new(domains.to_vec()).map_err(|source| AcmeError::Key {
+        step: KeyStep::CsrNames,
+        source,
     })?;
     let mut dn = DistinguishedName::new();
     if let Some(first) = domains.first() {
         dn.push(DnType::CommonName, first.as_str());
     }
     params.distinguished_name = dn;
-    let req = params.serialize_request(key).map_err(|e| AcmeError::Key {
-        reason: format!("CSR: {e}"),
-    })?;
+    let req = params
+        .serialize_request(key)
+        .map_err(|source| AcmeError::Key {
+            step: KeyStep::CsrSign,
+            source,
+        })?;
     Ok(req.der().to_vec())
 }
 

@@ -656,7 +656,6 @@ pub async fn rollback(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Material, ReleaseMeta};
 
     const INV: &str = r#"
 [account]
@@ -703,26 +702,7 @@ groups = ["core"]
         let dir = tempfile::tempdir().expect("tempdir");
         let inv = Inventory::from_str(INV, Path::new("/x/certctl.toml")).expect("inventory");
         let (store, _) = Store::open(dir.path()).expect("store");
-        let now = time::OffsetDateTime::now_utc();
-        let m = Material {
-            cert_pem: "x".into(),
-            chain_pem: String::new(),
-            key_pem: crate::secret::Secret::new(b"k".to_vec()),
-            meta: ReleaseMeta {
-                domains: vec!["www.example.com".into()],
-                key_type: crate::inventory::KeyType::EcdsaP256,
-                serial: "01".into(),
-                issuer: "CN=t".into(),
-                not_before: now,
-                not_after: now,
-                directory: "x".into(),
-                ari_id: None,
-                stored_at: now,
-            },
-        };
-        store
-            .install(&crate::CertName::new("www").expect("name"), &m)
-            .expect("install");
+        crate::store::install_self_signed(&store, "www", &["www.example.com"]);
         (dir, inv, store)
     }
 

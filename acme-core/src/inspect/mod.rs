@@ -1,25 +1,24 @@
-//! X.509 facts, TLS probes and the renewal policy.
+//! X.509 facts and TLS probes (the renewal policy lives in
+//! [`crate::acme::renewal`] and is re-exported here).
 //!
 //! - [`CertFacts`]: what a certificate says (parsed with x509-parser; input
 //!   is untrusted, so failures are errors, never panics).
 //! - [`analyze_chain`]: order, missing intermediates, intermediates that
 //!   expire first.
 //! - [`matches_name`], [`key_matches_cert`].
-//! - [`RenewalWindow`]: when renewal is due and why.
 //! - [`inspect_paths`]: PEM files on disk (the only file I/O here).
 //! - [`Prober`]: TLS handshakes that record the served chain.
 
 mod chain;
 mod facts;
 mod files;
-mod policy;
 pub mod probe;
 
+pub use crate::acme::renewal::{AriWindow, DueReason, RenewalPolicy, RenewalWindow};
 pub(crate) use chain::not_after_of;
 pub use chain::{analyze_chain, chain_not_after, Anchors, ChainIssue};
 pub use facts::{key_matches_cert, matches_name, parse_pem_chain, CertFacts};
 pub use files::{inspect_paths, FileReport, KeyCheck};
-pub use policy::{AriWindow, DueReason, RenewalPolicy, RenewalWindow};
 pub use probe::{ProbeFailure, Prober, ProberError, Served, Trust};
 
 use std::path::PathBuf;

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::deploy::{DeployError, Deployed, ReadError, TransportError};
 use crate::inspect::probe::ProberError;
-use crate::inspect::{Anchors, InspectError, Prober, RenewalPolicy, RenewalWindow, Served, Trust};
+use crate::inspect::{Anchors, InspectError, Prober, RenewalPolicy, Served, Trust};
 use crate::inventory::NodeConfig;
 use crate::store::{Release, Store};
 use crate::Inventory;
@@ -148,17 +148,8 @@ pub async fn gather(
             let ari = audit
                 .renewal
                 .as_ref()
-                .and_then(|rec| rec.ari.as_ref())
-                .filter(|a| a.serial == r.meta.serial)
-                .map(|a| a.window);
-            let seed = r.meta.ari_id.as_deref().unwrap_or(&r.meta.serial);
-            let w = RenewalWindow::compute(
-                policy,
-                r.meta.not_before,
-                r.meta.not_after,
-                ari,
-                seed.as_bytes(),
-            );
+                .and_then(|rec| rec.ari_for(&r.meta.serial));
+            let (due_at, reason, due) = crate::acme::due_at(policy, &r.meta, ari, now);
             findings.extend(assess_validity(
                 r.meta.not_before,
                 r.meta.not_after,
@@ -177,9 +168,9 @@ pub async fn gather(
                 not_after: r.meta.not_after,
                 seconds_left: (r.meta.not_after - now).whole_seconds(),
                 renewal: RenewalStatus {
-                    due_at: w.due_at,
-                    due: w.is_due(now),
-                    reason: w.reason,
+                    due_at,
+                    due,
+                    reason,
                 },
             }
         });

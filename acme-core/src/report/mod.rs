@@ -423,7 +423,7 @@ pub fn worst<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Severity {
 ///     "thresholds": {"warning_seconds", "critical_seconds"},
 ///     "store": null | {"version", "serial", "issuer", "directory", "key_type", "domains",
 ///                      "not_before", "not_after", "seconds_left",
-///                      "renewal": {"due_at", "due", "reason": {"rule": "ari"|"lifetime"|"override", ..}}},
+///                      "renewal": {"due_at", "due", "reason": DueReason}},
 ///     "findings": [Finding],                 // about the store's version
 ///     "nodes": [{
 ///       "node", "probe_address", "severity",
@@ -440,6 +440,8 @@ pub fn worst<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Severity {
 ///   }]
 /// }
 /// Finding = {"severity", "kind": snake_case name, "message", ..kind-specific fields}
+/// DueReason = {"rule": "ari", "start", "end"} | {"rule": "lifetime", "fraction"}
+///           | {"rule": "renew_before", "seconds"}   // as in `renew --json` and `list --json`
 /// CertFacts = {"subject", "issuer", "serial", "dns_names", "ip_addresses", "not_before",
 ///              "not_after", "key_type", "is_ca", "subject_key_id", "authority_key_id",
 ///              "sha256", "ari_id"}

@@ -192,6 +192,32 @@ impl Audit {
 }
 
 impl Store {
+    /// [`Store::audit`] of every name, in order, spread over the machine's
+    /// cores: each audit reads six files and parses a certificate and a key,
+    /// so a plan over 40,000 certificates is bound by that work.
+    pub fn audit_all(&self, names: &[&str]) -> Vec<Audit> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, 8);
+        if threads == 1 || names.len() < 64 {
+            return names.iter().map(|n| self.audit(n)).collect();
+        }
+        let chunk = names.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let parts: Vec<_> = names
+                .chunks(chunk)
+                .map(|part| s.spawn(move || part.iter().map(|n| self.audit(n)).collect::<Vec<_>>()))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| match h.join() {
+                    Ok(v) => v,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        })
+    }
+
     /// Checks everything the store holds for certificate `name`: the live
     /// link, the live version's files and their agreement with `meta.json`,
     /// and the state records. Never fails: what cannot be read is damage.
@@ -341,7 +367,7 @@ impl Store {
             .collect();
         files.sort();
         for (path, stem) in files {
-            if stem == "renewal" {
+            if stem == crate::acme::renewal::RECORD {
                 match read_record::<RenewalRecord>(&path) {
                     Ok(r) => audit.renewal = Some(r),
                     Err(p) => audit.damage.push(Damage::new(path, Part::RenewalRecord, p)),
@@ -486,42 +512,46 @@ fn read_file(path: &Path) -> std::result::Result<Vec<u8>, Problem> {
     Ok(buf)
 }
 
+/// For tests across the crate: installs a real self-signed certificate for
+/// `domains`, with its key, as the live version of `name` (a sound release).
+#[cfg(test)]
+pub(crate) fn install_self_signed(store: &Store, name: &str, domains: &[&str]) -> Release {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params =
+        rcgen::CertificateParams::new(domains.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+            .expect("params");
+    let cert = params.self_signed(&key).expect("cert");
+    let facts = crate::inspect::parse_pem_chain(cert.pem().as_bytes())
+        .expect("parse")
+        .remove(0);
+    let m = crate::store::Material {
+        cert_pem: cert.pem(),
+        chain_pem: String::new(),
+        key_pem: crate::secret::Secret::new(key.serialize_pem().into_bytes()),
+        meta: ReleaseMeta {
+            domains: facts.dns_names.clone(),
+            key_type: crate::inventory::KeyType::EcdsaP256,
+            serial: facts.serial.clone(),
+            issuer: facts.issuer.clone(),
+            not_before: facts.not_before,
+            not_after: facts.not_after,
+            directory: "https://ca.test/dir".into(),
+            ari_id: facts.ari_id.clone(),
+            stored_at: time::OffsetDateTime::now_utc(),
+        },
+    };
+    store
+        .install(&crate::names::CertName::new(name).expect("name"), &m)
+        .expect("install")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::KeyType;
-    use crate::names::CertName;
-    use crate::secret::Secret;
-    use crate::store::Material;
 
     /// A real self-signed certificate and its key, installed as `www`.
     fn installed(store: &Store) -> Release {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let params =
-            rcgen::CertificateParams::new(vec!["www.example.test".to_string()]).expect("params");
-        let cert = params.self_signed(&key).expect("cert");
-        let facts = crate::inspect::parse_pem_chain(cert.pem().as_bytes())
-            .expect("parse")
-            .remove(0);
-        let m = Material {
-            cert_pem: cert.pem(),
-            chain_pem: String::new(),
-            key_pem: Secret::new(key.serialize_pem().into_bytes()),
-            meta: ReleaseMeta {
-                domains: facts.dns_names.clone(),
-                key_type: KeyType::EcdsaP256,
-                serial: facts.serial.clone(),
-                issuer: facts.issuer.clone(),
-                not_before: facts.not_before,
-                not_after: facts.not_after,
-                directory: "https://ca.test/dir".into(),
-                ari_id: facts.ari_id.clone(),
-                stored_at: time::OffsetDateTime::now_utc(),
-            },
-        };
-        store
-            .install(&CertName::new("www").expect("name"), &m)
-            .expect("install")
+        install_self_signed(store, "www", &["www.example.test"])
     }
 
     #[test]

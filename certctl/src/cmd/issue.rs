@@ -78,14 +78,36 @@ pub(crate) async fn renew(ctx: &Ctx, args: RenewArgs) -> anyhow::Result<ExitCode
 
 /// Warns about loose modes in a store opened read-only (a writing command repairs them).
 pub(crate) fn warn_loose_modes(store: &Store) {
-    for r in store.loose_modes().unwrap_or_default() {
-        eprintln!(
-            "certctl: warning: {} has mode {:o}, should be {:o}: run `chmod {:o} {}` (or any writing command, which repairs it)",
+    let loose = store.loose_modes().unwrap_or_default();
+    mode_lines(&loose, |r| {
+        format!(
+            "{} has mode {:o}, should be {:o}: run `chmod {:o} {}` (or any writing command, which repairs it)",
             r.path.display(),
             r.was,
             r.now,
             r.now,
             r.path.display()
+        )
+    });
+}
+
+/// How many paths a mode warning names one by one; the rest are counted.
+const MODE_LINES: usize = 10;
+
+/// Prints one warning per path, at most [`MODE_LINES`], then how many more
+/// (a store of 40,000 certificates with loose modes is one screen, not
+/// 40,000 lines).
+fn mode_lines(
+    repairs: &[acme_core::store::Repair],
+    line: impl Fn(&acme_core::store::Repair) -> String,
+) {
+    for r in repairs.iter().take(MODE_LINES) {
+        eprintln!("certctl: warning: {}", crate::output::clean(&line(r)));
+    }
+    if repairs.len() > MODE_LINES {
+        eprintln!(
+            "certctl: warning: … and {} more paths in the store with loose modes",
+            repairs.len() - MODE_LINES
         );
     }
 }
@@ -96,14 +118,14 @@ pub(crate) fn open_store_locked(
     inv: &acme_core::Inventory,
 ) -> anyhow::Result<(Store, acme_core::store::StoreLock)> {
     let (store, repairs) = Store::open(&inv.store)?;
-    for r in repairs {
-        eprintln!(
-            "certctl: warning: {} had mode {:o}; set to {:o}",
+    mode_lines(&repairs, |r| {
+        format!(
+            "{} had mode {:o}; set to {:o}",
             r.path.display(),
             r.was,
             r.now
-        );
-    }
+        )
+    });
     let lock = store.lock(ctx.lock_wait)?;
     Ok((store, lock))
 }
@@ -446,22 +468,15 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
             e.version = audit.version;
         }
         if let Some(r) = &live {
-            let ari = record
-                .ari
-                .as_ref()
-                .filter(|a| a.serial == r.meta.serial)
-                .map(|a| a.window);
-            let before = cfg
-                .and_then(|c| c.renew_before)
-                .or(inv.renewal.renew_before);
-            let seed = r.meta.ari_id.as_deref().unwrap_or(&r.meta.serial);
-            let (at, why, _) = acme::due_at(
-                r.meta.not_before,
-                r.meta.not_after,
-                ari,
-                before,
-                seed.as_bytes(),
-            );
+            let policy = match cfg {
+                Some(c) => acme::RenewalPolicy::for_certificate(&inv, c),
+                None => acme::RenewalPolicy {
+                    ari: inv.renewal.ari,
+                    renew_before: inv.renewal.renew_before,
+                },
+            };
+            let ari = record.ari_for(&r.meta.serial);
+            let (at, why, _) = acme::due_at(policy, &r.meta, ari, now);
             e.version = Some(r.version.clone());
             e.serial = Some(r.meta.serial.clone());
             e.domains = r.meta.domains.clone();
