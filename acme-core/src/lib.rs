@@ -14,6 +14,7 @@
 //! - [`preflight`]: `certctl check`, every inventory item checked offline or online.
 //! - [`fsread`]: every input file is read through it: regular files only,
 //!   bounded by kind, never blocking on a FIFO or device.
+//! - [`status`]: every certificate as the store and the inventory know it (`certctl list`).
 //!
 //! Data flows one way: inventory → plan → (acme, dns) → store → deploy → report.
 //! The crate never installs a tracing subscriber; it logs with spans per
@@ -32,6 +33,7 @@ pub mod names;
 pub mod preflight;
 pub mod report;
 pub mod secret;
+pub mod status;
 pub mod store;
 
 pub use error::{chain as error_chain, Error};

@@ -2,10 +2,8 @@
 //! cron job or a Nagios-style check can use them directly).
 
 /// Everything is fine.
-#[allow(dead_code)]
 pub(crate) const OK: u8 = 0;
 /// A warning threshold was crossed (report), nothing failed.
-#[allow(dead_code)]
 pub(crate) const WARNING: u8 = 1;
 /// A critical finding, or an item (a certificate, a node) failed.
 pub(crate) const CRITICAL: u8 = 2;

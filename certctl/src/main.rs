@@ -84,10 +84,8 @@ enum Command {
 
 /// What every command gets: global options, resolved.
 #[derive(Debug)]
-#[allow(dead_code)] // verbosity and TTY facts are read by the deploy and report commands
 pub(crate) struct Ctx {
     pub(crate) config: PathBuf,
-    pub(crate) verbose: u8,
     pub(crate) quiet: bool,
     pub(crate) color: bool,
     pub(crate) stdout_tty: bool,
@@ -158,7 +156,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let stdout_tty = std::io::stdout().is_terminal();
     let ctx = Ctx {
         config: cli.config,
-        verbose: cli.verbose,
         quiet: cli.quiet,
         color: cli.color.enabled(stdout_tty),
         stdout_tty,

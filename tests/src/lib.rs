@@ -57,6 +57,7 @@ static LAB: OnceLock<Lab> = OnceLock::new();
 /// `CERTCTL_LAB_NODES` or 5.
 pub fn lab() -> &'static Lab {
     LAB.get_or_init(|| {
+        init_tracing();
         let dir = std::env::var("CERTCTL_LAB_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|_| PathBuf::from("/tmp/certctl-lab"));
@@ -84,6 +85,18 @@ pub fn lab() -> &'static Lab {
         );
         lab
     })
+}
+
+/// Sends the library's logs (level from `RUST_LOG`, else warnings) to the
+/// test writer, so they show beside the failing test. Once per test binary.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Another subscriber may already be set (a test's own): keep it.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
 
 impl Lab {
@@ -160,6 +173,22 @@ impl Lab {
         let path = dir.join("certctl.toml");
         std::fs::write(&path, edit(text)).expect("write inventory");
         path
+    }
+
+    /// The lab's inventory with its own store in `dir`, only `certs` (see
+    /// [`cert`]) and the first `nodes` nodes, after `edit`; returns the path.
+    pub fn inventory(
+        &self,
+        dir: &Path,
+        certs: &str,
+        nodes: usize,
+        edit: impl FnOnce(String) -> String,
+    ) -> PathBuf {
+        self.inventory_in(dir, |text| {
+            let mut out = format!("{}\n{certs}\n", head(&text));
+            out.push_str(&first_nodes(&text, nodes));
+            edit(out)
+        })
     }
 
     /// The address of node `i` (1-based).
@@ -243,4 +272,33 @@ pub fn set_node(text: &str, node: &str, key: &str, value: &str) -> String {
         block.trim_end_matches('\n').to_string() + "\n\n",
         &text[end..]
     )
+}
+
+/// A `[[certificate]]` block for `domains`, solved by the lab's solver, with
+/// `extra` lines (e.g. `groups = ["edge"]`) and a blank line after it.
+pub fn cert(name: &str, domains: &[&str], extra: &str) -> String {
+    let list = domains
+        .iter()
+        .map(|d| format!("\"{d}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("[[certificate]]\nname = \"{name}\"\ndomains = [{list}]\nsolver = \"lab\"\n{extra}\n")
+}
+
+/// The inventory `text` before its first `[[certificate]]`: the store,
+/// account, solvers and settings.
+pub fn head(text: &str) -> &str {
+    text.split("[[certificate]]").next().unwrap_or(text)
+}
+
+/// The first `n` `[[node]]` blocks of inventory `text`, each starting on a
+/// new line.
+pub fn first_nodes(text: &str, n: usize) -> String {
+    let mut out = String::new();
+    for block in text.split("\n[[node]]\n").skip(1).take(n) {
+        out.push_str("\n[[node]]\n");
+        out.push_str(block.trim_end());
+        out.push('\n');
+    }
+    out
 }

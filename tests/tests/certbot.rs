@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use acme_core::inspect::{Prober, Trust};
-use certctl_lab_tests::{certctl, lab, show, unique, Lab};
+use certctl_lab_tests::{certctl, head, lab, show, unique, Lab};
 
 /// The node whose nginx gets the certbot vhost.
 const NODE: usize = 4;
@@ -156,8 +156,7 @@ async fn wait_served(lab: &Lab, sni: &str, leaf: &[u8]) -> bool {
 /// the certbot lineage, and node [`NODE`] with the certbot tree as `base_dir`.
 fn inventory(lab: &Lab, dir: &Path, le: &Path, name: &str, domain: &str) -> PathBuf {
     let text = std::fs::read_to_string(lab.dir.join("certctl.toml")).expect("lab inventory");
-    let head = &text[..text.find("[[certificate]]").expect("certificates")];
-    let head = head.replace(
+    let head = head(&text).replace(
         &format!("store = \"{}\"", lab.dir.join("store").display()),
         &format!("store = \"{}\"", dir.join("store").display()),
     );

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use certctl_lab_tests::{certctl, lab, set_node, show, txt, unique, Lab, Restore};
+use certctl_lab_tests::{
+    certctl, first_nodes, head, lab, set_node, show, txt, unique, Lab, Restore,
+};
 use serde_json::Value;
 
 /// The lab's inventory with one certificate on a unique domain, the first
@@ -41,19 +43,11 @@ fn setup(lab: &Lab, nodes: usize, edit: impl FnOnce(String) -> String) -> Setup 
         std::fs::create_dir(b).expect("create base_dir");
     }
     let config = lab.inventory_in(dir.path(), |text| {
-        let head = text
-            .split("[[certificate]]")
-            .next()
-            .expect("lab inventory has certificates")
-            .to_string();
         let mut out = format!(
-            "{head}\n[[certificate]]\nname = \"c\"\ndomains = [\"{domain}\"]\nsolver = \"lab\"\ngroups = [\"edge\"]\n"
+            "{}\n[[certificate]]\nname = \"c\"\ndomains = [\"{domain}\"]\nsolver = \"lab\"\ngroups = [\"edge\"]\n",
+            head(&text)
         );
-        for block in text.split("\n[[node]]\n").skip(1).take(nodes) {
-            out.push_str("\n[[node]]\n");
-            out.push_str(block.trim_end());
-            out.push('\n');
-        }
+        out.push_str(&first_nodes(&text, nodes));
         for (i, b) in bases.iter().enumerate() {
             out = set_node(
                 &out,

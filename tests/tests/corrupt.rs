@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use certctl_lab_tests::{certctl, lab, show, unique};
+use certctl_lab_tests::{certctl, head, lab, show, unique};
 
 /// A store with two issued certificates, `good` and `bad`, no nodes.
 struct Fixture {
@@ -21,10 +21,10 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let (good, bad) = (unique("good"), unique("bad"));
         let cfg = lab.inventory_in(dir.path(), |text| {
-            let head = text.split("[[certificate]]").next().expect("head").to_string();
             format!(
-                "{head}\n[[certificate]]\nname = \"good\"\ndomains = [\"{good}.example.test\"]\nsolver = \"lab\"\n\
-                 \n[[certificate]]\nname = \"bad\"\ndomains = [\"{bad}.example.test\"]\nsolver = \"lab\"\n"
+                "{}\n[[certificate]]\nname = \"good\"\ndomains = [\"{good}.example.test\"]\nsolver = \"lab\"\n\
+                 \n[[certificate]]\nname = \"bad\"\ndomains = [\"{bad}.example.test\"]\nsolver = \"lab\"\n",
+                head(&text)
             )
         });
         let out = certctl(&cfg, &["issue", "good", "bad"]);

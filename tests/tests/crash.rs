@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use acme_core::inspect::{Prober, Trust};
-use certctl_lab_tests::{certctl, certctl_bin, lab, show, txt, Lab};
+use certctl_lab_tests::{cert, certctl, certctl_bin, first_nodes, head, lab, show, txt, Lab};
 
 const NODES: usize = 3;
 
@@ -57,28 +57,15 @@ fn linked(link: &Path) -> Option<String> {
 
 fn inventory(lab: &Lab, dir: &Path) -> PathBuf {
     lab.inventory_in(dir, |text| {
-        let head = text
-            .split("[[certificate]]")
-            .next()
-            .expect("lab inventory has certificates")
-            .to_string();
-        let mut out = head;
+        let mut out = head(&text).to_string();
         for (name, domains, _) in CERTS {
-            let list = domains
-                .iter()
-                .map(|d| format!("\"{d}\""))
-                .collect::<Vec<_>>()
-                .join(", ");
-            out.push_str(&format!(
-                "[[certificate]]\nname = \"{name}\"\ndomains = [{list}]\nsolver = \"lab\"\n\
-                 groups = [\"edge\"]\nrenew_before = \"2000d\"\n\n"
+            out.push_str(&cert(
+                name,
+                domains,
+                "groups = [\"edge\"]\nrenew_before = \"2000d\"\n",
             ));
         }
-        for block in text.split("\n[[node]]\n").skip(1).take(NODES) {
-            out.push_str("\n[[node]]\n");
-            out.push_str(block.trim_end());
-            out.push('\n');
-        }
+        out.push_str(&first_nodes(&text, NODES));
         out
     })
 }

@@ -9,40 +9,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use acme_core::inspect::{Prober, Trust};
-use certctl_lab_tests::{certctl, certctl_bin, lab, set_node, show, txt, unique, Lab, Restore};
-
-fn cert(name: &str, domains: &[&str], extra: &str) -> String {
-    let list = domains
-        .iter()
-        .map(|d| format!("\"{d}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("[[certificate]]\nname = \"{name}\"\ndomains = [{list}]\nsolver = \"lab\"\n{extra}\n")
-}
-
-/// The lab's inventory with only `certs` and the first `nodes` nodes, after `edit`.
-fn inventory(
-    lab: &Lab,
-    dir: &Path,
-    certs: &str,
-    nodes: usize,
-    edit: impl FnOnce(String) -> String,
-) -> PathBuf {
-    lab.inventory_in(dir, |text| {
-        let head = text
-            .split("[[certificate]]")
-            .next()
-            .expect("lab inventory has certificates")
-            .to_string();
-        let mut out = format!("{head}\n{certs}\n");
-        for block in text.split("\n[[node]]\n").skip(1).take(nodes) {
-            out.push_str("\n[[node]]\n");
-            out.push_str(block.trim_end());
-            out.push('\n');
-        }
-        edit(out)
-    })
-}
+use certctl_lab_tests::{
+    cert, certctl, certctl_bin, lab, set_node, show, txt, unique, Lab, Restore,
+};
 
 fn no_txt_left(domains: &[&str]) {
     for d in domains {
@@ -143,7 +112,7 @@ fn acme_server_down_names_the_directory_and_keeps_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
     let d = format!("{}.example.test", unique("acmedown"));
-    let cfg = inventory(lab, dir.path(), &cert("a", &[&d], ""), 0, |t| t);
+    let cfg = lab.inventory(dir.path(), &cert("a", &[&d], ""), 0, |t| t);
     let out = certctl(&cfg, &["issue", "a"]);
     assert_eq!(code(&out), Some(0), "{}", show(&out));
     let first = live(&store, "a").expect("issued");
@@ -178,7 +147,7 @@ fn nameserver_that_never_shows_the_record_is_named_and_the_record_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
     let d = format!("{}.example.test", unique("ns2down"));
-    let cfg = inventory(lab, dir.path(), &cert("p", &[&d], ""), 0, |t| {
+    let cfg = lab.inventory(dir.path(), &cert("p", &[&d], ""), 0, |t| {
         t.replacen(
             "\nresolver = \"127.0.0.1:53\"\n",
             "\nresolver = \"127.0.0.1:53\"\npropagation_timeout = \"2s\"\n",
@@ -211,8 +180,7 @@ fn node_whose_reload_fails_keeps_its_certificate_and_the_others_deploy() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
     let domains = ["www.example.test", "example.test"];
-    let cfg = inventory(
-        lab,
+    let cfg = lab.inventory(
         dir.path(),
         &cert("www", &domains, "groups = [\"edge\"]"),
         3,
@@ -281,7 +249,7 @@ fn store_disk_full_fails_cleanly_and_keeps_the_previous_version() {
     let _unmount = Unmount(store.clone());
 
     let d = format!("{}.example.test", unique("full"));
-    let cfg = inventory(lab, dir.path(), &cert("f", &[&d], ""), 0, |t| t);
+    let cfg = lab.inventory(dir.path(), &cert("f", &[&d], ""), 0, |t| t);
     let out = certctl(&cfg, &["issue", "f"]);
     assert_eq!(code(&out), Some(0), "{}", show(&out));
     let first = live(&store, "f").expect("issued");
@@ -338,7 +306,7 @@ fn two_runs_at_once_issue_once() {
     let _g = lab.shared();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = format!("{}.example.test", unique("tworuns"));
-    let cfg = inventory(lab, dir.path(), &cert("t", &[&d], ""), 0, |t| t);
+    let cfg = lab.inventory(dir.path(), &cert("t", &[&d], ""), 0, |t| t);
     let spawn = || {
         Command::new(certctl_bin())
             .arg("--config")

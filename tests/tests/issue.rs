@@ -5,27 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use certctl_lab_tests::{certctl, lab, show, txt, unique, Lab, Restore};
+use certctl_lab_tests::{cert, certctl, head, lab, show, txt, unique, Lab, Restore};
 
-/// An inventory with the lab's account and solver and only `certs`.
+/// An inventory with the lab's account and solver, only `certs` and no nodes.
 fn inventory(lab: &Lab, dir: &Path, certs: &str) -> PathBuf {
-    lab.inventory_in(dir, |text| {
-        let head = text
-            .split("[[certificate]]")
-            .next()
-            .expect("lab inventory has certificates")
-            .to_string();
-        format!("{head}\n{certs}\n")
-    })
-}
-
-fn cert(name: &str, domains: &[&str], extra: &str) -> String {
-    let list = domains
-        .iter()
-        .map(|d| format!("\"{d}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("[[certificate]]\nname = \"{name}\"\ndomains = [{list}]\nsolver = \"lab\"\n{extra}\n")
+    lab.inventory(dir, certs, 0, |t| t)
 }
 
 fn ok(out: &Output) {
@@ -260,12 +244,7 @@ fn wrong_tsig_secret_names_key_and_server_and_leaves_nothing() {
     std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let d = format!("{}.example.test", unique("tsig"));
     let cfg = lab.inventory_in(dir.path(), |text| {
-        let head = text
-            .split("[[certificate]]")
-            .next()
-            .expect("head")
-            .to_string();
-        let head = head.replace(
+        let head = head(&text).replace(
             &format!(
                 "tsig_secret_file = \"{}\"",
                 lab.dir.join("tsig.secret").display()

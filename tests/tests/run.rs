@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use certctl_lab_tests::{certctl, lab, show, Lab};
+use certctl_lab_tests::{certctl, head, lab, show, Lab};
 
 /// The lab's inventory with its own store and only nodes `1..=n`.
 fn inventory(lab: &Lab, dir: &Path, n: usize, edit: impl FnOnce(String) -> String) -> PathBuf {
@@ -103,7 +103,7 @@ fn fallback_ca_issues_when_the_first_is_down_and_the_report_says_so() {
     let pebble = "https://127.0.0.1:14000/dir";
     let name = format!("fb-{}.example.test", std::process::id());
     let cfg = inventory(lab, dir.path(), 0, |t| {
-        let head = t.split("[[certificate]]").next().expect("head").to_string();
+        let head = head(&t).to_string();
         // Nothing listens on port 9: the primary CA is down.
         let head = head.replacen(
             &format!("directory = \"{pebble}\""),

@@ -21,20 +21,7 @@ fn inventory(
     nodes: usize,
     edit: impl FnOnce(String) -> String,
 ) -> PathBuf {
-    let path = lab.inventory_in(dir, |text| {
-        let head = text
-            .split("[[certificate]]")
-            .next()
-            .expect("lab inventory has certificates")
-            .to_string();
-        let mut out = format!("{head}\n{certs}\n");
-        for block in text.split("\n[[node]]\n").skip(1).take(nodes) {
-            out.push_str("\n[[node]]\n");
-            out.push_str(block.trim_end());
-            out.push('\n');
-        }
-        edit(out)
-    });
+    let path = lab.inventory(dir, certs, nodes, edit);
     let renamed = dir.join(file);
     std::fs::rename(&path, &renamed).expect("rename inventory");
     renamed

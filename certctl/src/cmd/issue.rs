@@ -362,47 +362,6 @@ fn stamp(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
-/// One certificate of the store, for `list`.
-#[derive(Serialize)]
-struct ListEntry {
-    name: String,
-    in_inventory: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    serial: Option<String>,
-    domains: Vec<String>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        with = "time::serde::rfc3339::option"
-    )]
-    not_after: Option<OffsetDateTime>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    days_left: Option<i64>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        with = "time::serde::rfc3339::option"
-    )]
-    due_at: Option<OffsetDateTime>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    due_reason: Option<DueReason>,
-    versions: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    last_error: Option<String>,
-    deployments: Vec<DeploymentJson>,
-    /// Damaged store files; the certificate then counts as failed (exit 2).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    damage: Vec<acme_core::store::Damage>,
-}
-
-/// A deployment record, for `list`.
-#[derive(Serialize)]
-struct DeploymentJson {
-    node: String,
-    #[serde(flatten)]
-    state: acme_core::deploy::NodeState,
-}
-
 pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> {
     let inv = ctx.inventory()?;
     let store = Store::open_existing(&inv.store).with_context(|| {
@@ -413,80 +372,7 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
     })?;
     warn_loose_modes(&store);
     let now = OffsetDateTime::now_utc();
-    let by_name: std::collections::HashMap<&str, &acme_core::inventory::CertificateConfig> = inv
-        .certificates
-        .iter()
-        .map(|c| (c.name.as_str(), c))
-        .collect();
-    let mut names: Vec<String> = inv
-        .certificates
-        .iter()
-        .map(|c| c.name.to_string())
-        .collect();
-    for n in store.names()? {
-        if !by_name.contains_key(n.as_str()) {
-            names.push(n);
-        }
-    }
-    let mut entries = Vec::new();
-    for name in names {
-        let cfg = by_name.get(name.as_str()).copied();
-        // The live version, its files and the state records, checked whole.
-        let audit = store.audit(&name);
-        let live = audit.sound().cloned();
-        let record = audit.renewal.unwrap_or_default();
-        let deployments = audit
-            .deployments
-            .into_iter()
-            .filter(|(node, _)| {
-                cfg.is_some_and(|c| {
-                    inv.node(node)
-                        .is_some_and(|n| n.groups.iter().any(|g| c.groups.contains(g)))
-                })
-            })
-            .map(|(node, state)| DeploymentJson { node, state })
-            .collect();
-        let mut e = ListEntry {
-            name: name.clone(),
-            in_inventory: cfg.is_some(),
-            version: None,
-            serial: None,
-            domains: cfg
-                .map(|c| c.domains.iter().map(|d| d.to_string()).collect())
-                .unwrap_or_default(),
-            not_after: None,
-            days_left: None,
-            due_at: None,
-            due_reason: None,
-            versions: store.versions(&name)?.len(),
-            last_error: record.last_error.clone(),
-            deployments,
-            damage: audit.damage,
-        };
-        if live.is_none() {
-            // A damaged live version still says which version it is.
-            e.version = audit.version;
-        }
-        if let Some(r) = &live {
-            let policy = match cfg {
-                Some(c) => acme::RenewalPolicy::for_certificate(&inv, c),
-                None => acme::RenewalPolicy {
-                    ari: inv.renewal.ari,
-                    renew_before: inv.renewal.renew_before,
-                },
-            };
-            let ari = record.ari_for(&r.meta.serial);
-            let (at, why, _) = acme::due_at(policy, &r.meta, ari, now);
-            e.version = Some(r.version.clone());
-            e.serial = Some(r.meta.serial.clone());
-            e.domains = r.meta.domains.clone();
-            e.not_after = Some(r.meta.not_after);
-            e.days_left = Some((r.meta.not_after - now).whole_days());
-            e.due_at = Some(at);
-            e.due_reason = Some(why);
-        }
-        entries.push(e);
-    }
+    let entries = acme_core::status::list(&inv, &store, now)?;
     for e in &entries {
         for d in &e.damage {
             eprintln!(
@@ -524,12 +410,7 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
         let deployed = if e.deployments.is_empty() {
             "-".to_string()
         } else {
-            let current = e
-                .deployments
-                .iter()
-                .filter(|d| d.state.version.as_deref() == e.version.as_deref())
-                .count();
-            format!("{current}/{}", e.deployments.len())
+            format!("{}/{}", e.deployed_current(), e.deployments.len())
         };
         t.row(vec![
             e.name.clone(),
@@ -539,7 +420,7 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
                 .map(|d| format!("{d}d"))
                 .unwrap_or_else(|| "-".into()),
             match (&e.due_at, &e.due_reason) {
-                (Some(at), Some(why)) if *at <= now => format!("due now ({why})"),
+                (Some(_), Some(why)) if e.is_due(now) => format!("due now ({why})"),
                 (Some(at), Some(why)) => format!("{} ({why})", day(*at)),
                 _ => "not issued".into(),
             },
