@@ -37,9 +37,9 @@ async fn main() -> anyhow::Result<()> {
             }
             Outcome::Unchanged { version } => format!("already serving {version}"),
             Outcome::RolledBack { reason, .. } => {
-                format!("rolled back: {}", deploy::error_chain(reason))
+                format!("rolled back: {}", acme_core::error_chain(reason))
             }
-            Outcome::Failed { error } => format!("failed: {}", deploy::error_chain(error)),
+            Outcome::Failed { error } => format!("failed: {}", acme_core::error_chain(error)),
             Outcome::Skipped { why } => format!("skipped: {why}"),
             other => format!("{other:?}"),
         };

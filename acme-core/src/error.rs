@@ -26,6 +26,12 @@ pub enum Error {
     /// Certificate inspection failed.
     #[error(transparent)]
     Inspect(#[from] crate::inspect::InspectError),
+    /// The fleet report could not be gathered.
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+    /// The report's notify command failed.
+    #[error(transparent)]
+    Notify(#[from] crate::report::NotifyError),
 }
 
 /// An error and its sources on one line, `: `-separated, leaving out a
@@ -42,4 +48,42 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{msg}")]
+    struct E {
+        msg: &'static str,
+        #[source]
+        source: Option<Box<E>>,
+    }
+
+    fn e(msg: &'static str, source: Option<E>) -> E {
+        E {
+            msg,
+            source: source.map(Box::new),
+        }
+    }
+
+    #[test]
+    fn chain_joins_every_source_with_colons() {
+        let err = e(
+            "cannot deploy",
+            Some(e("ssh failed", Some(e("refused", None)))),
+        );
+        assert_eq!(chain(&err), "cannot deploy: ssh failed: refused");
+    }
+
+    #[test]
+    fn chain_prints_a_repeated_source_message_once() {
+        let err = e(
+            "cannot read x: permission denied",
+            Some(e("permission denied", None)),
+        );
+        assert_eq!(chain(&err), "cannot read x: permission denied");
+    }
 }

@@ -735,13 +735,15 @@ impl Inventory {
         if let Some(eab) = &a.eab {
             eab.hmac_key()
                 .check()
-                .map_err(|m| (vec![Name("account"), Name("eab")], m))?;
+                .map_err(|m| (vec![Name("account"), Name("eab")], m.to_string()))?;
         }
         for (name, s) in &self.solvers {
             let at = |k: &'static str| vec![Name("solvers"), Key::Owned(name.clone()), Name(k)];
             match s {
                 SolverConfig::Rfc2136(r) => {
-                    r.tsig_secret().check().map_err(|m| (at("tsig_key"), m))?;
+                    r.tsig_secret()
+                        .check()
+                        .map_err(|m| (at("tsig_key"), m.to_string()))?;
                     names::check_dns_name(&r.tsig_key)
                         .map_err(|m| (at("tsig_key"), format!("tsig_key `{}`: {m}", r.tsig_key)))?;
                 }
@@ -1069,7 +1071,7 @@ fn de_directory<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Err
 }
 
 /// Parses `host[:port]`, `[v6]:port` or a bare IPv6 address; port 53 by default.
-pub fn parse_server(s: &str, default_port: u16) -> Result<Server, String> {
+pub fn parse_server(s: &str, default_port: u16) -> Result<Server, ServerError> {
     if let Ok(ip) = s.parse::<std::net::IpAddr>() {
         return Ok(Server {
             host: ip.to_string(),
@@ -1085,12 +1087,17 @@ pub fn parse_server(s: &str, default_port: u16) -> Result<Server, String> {
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) => (
             h,
-            p.parse::<u16>()
-                .map_err(|_| format!("`{s}`: port `{p}` is not a number from 1 to 65535"))?,
+            p.parse::<u16>().map_err(|_| ServerError::Port {
+                input: s.into(),
+                port: p.into(),
+            })?,
         ),
         None => (s, default_port),
     };
-    names::check_host(host).map_err(|m| format!("`{s}`: {m}"))?;
+    names::check_host(host).map_err(|problem| ServerError::Host {
+        input: s.into(),
+        problem,
+    })?;
     Ok(Server {
         host: host.to_string(),
         port,
@@ -1107,12 +1114,8 @@ fn de_opt_server<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Server
 }
 
 /// Parses a duration such as `90s`, `15m`, `2h`, `21d` or `1h30m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let err = || {
-        format!(
-            "`{s}` is not a duration; expected a number and a unit, e.g. `90s`, `15m`, `2h`, `21d`"
-        )
-    };
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    let err = || DurationError { input: s.into() };
     let s = s.trim();
     if s.is_empty() {
         return Err(err());
@@ -1151,6 +1154,38 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         rest = &rest[unit_len..];
     }
     Ok(Duration::from_secs(total))
+}
+
+/// A server (`host[:port]`) that [`parse_server`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The port is not a number from 1 to 65535.
+    #[error("`{input}`: port `{port}` is not a number from 1 to 65535")]
+    Port {
+        /// What was given.
+        input: String,
+        /// The port part.
+        port: String,
+    },
+    /// The host is neither an IP address nor a DNS name.
+    #[error("`{input}`: {problem}")]
+    Host {
+        /// What was given.
+        input: String,
+        /// What is wrong with the host.
+        problem: names::HostError,
+    },
+}
+
+/// A duration that [`parse_duration`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{input}` is not a duration; expected a number and a unit, e.g. `90s`, `15m`, `2h`, `21d`"
+)]
+pub struct DurationError {
+    /// What was given.
+    pub input: String,
 }
 
 mod duration {
@@ -1413,6 +1448,32 @@ solver = "ns"
             Ok("::1".to_string())
         );
         assert!(parse_server("ns1:x", 53).is_err());
+        assert_eq!(
+            parse_server("ns1:x", 53),
+            Err(ServerError::Port {
+                input: "ns1:x".into(),
+                port: "x".into()
+            })
+        );
+        let bad_host = parse_server("ns_1..x:53", 53).expect_err("empty label");
+        assert!(
+            matches!(
+                &bad_host,
+                ServerError::Host {
+                    problem: names::HostError(names::DnsNameError::EmptyLabel),
+                    ..
+                }
+            ),
+            "{bad_host:?}"
+        );
+        assert_eq!(
+            bad_host.to_string(),
+            "`ns_1..x:53`: not a host name or IP address: it has an empty label"
+        );
+        assert_eq!(
+            parse_duration("5 parsecs").map_err(|e| e.input),
+            Err("5 parsecs".to_string())
+        );
     }
 
     #[test]

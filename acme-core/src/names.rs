@@ -15,14 +15,20 @@ pub struct CertName(String);
 
 impl CertName {
     /// Validates `s` as a certificate or node name.
-    pub fn new(s: &str) -> Result<Self, String> {
-        check_label(s).map_err(|m| format!("certificate name `{s}`: {m}"))?;
+    pub fn new(s: &str) -> Result<Self, NameError> {
+        check_label(s).map_err(|problem| NameError::Certificate {
+            name: s.into(),
+            problem,
+        })?;
         Ok(Self(s.to_string()))
     }
 
     /// Validates `s` as a node name: the same rules, worded for a node.
-    pub fn node(s: &str) -> Result<Self, String> {
-        check_label(s).map_err(|m| format!("node name `{s}`: {m}"))?;
+    pub fn node(s: &str) -> Result<Self, NameError> {
+        check_label(s).map_err(|problem| NameError::Node {
+            name: s.into(),
+            problem,
+        })?;
         Ok(Self(s.to_string()))
     }
 
@@ -62,34 +68,30 @@ pub struct DomainName(String);
 
 impl DomainName {
     /// Validates `s` as a certificate domain (a trailing dot is dropped, case folded).
-    pub fn new(s: &str) -> Result<Self, String> {
+    pub fn new(s: &str) -> Result<Self, NameError> {
         let lower = s.trim_end_matches('.').to_ascii_lowercase();
         let bare = lower.strip_prefix("*.").unwrap_or(&lower);
         if !s.is_ascii() {
-            return Err(format!(
-                "domain `{s}` is not ASCII; write internationalized names in their xn-- (punycode) form"
-            ));
+            return Err(NameError::DomainNotAscii { name: s.into() });
         }
         let unbracketed = bare.trim_start_matches('[').trim_end_matches(']');
         if unbracketed.parse::<std::net::IpAddr>().is_ok() {
-            return Err(format!(
-                "domain `{s}` is an IP address: DNS-01 cannot validate an IP address (there is no \
-                 DNS name to put the TXT record under); list DNS names only"
-            ));
+            return Err(NameError::DomainIsIp { name: s.into() });
         }
-        check_dns_name(bare).map_err(|m| format!("domain `{s}` is not a valid DNS name: {m}"))?;
+        check_dns_name(bare).map_err(|problem| NameError::DomainInvalid {
+            name: s.into(),
+            problem,
+        })?;
         if !bare.contains('.') {
-            return Err(format!(
-                "domain `{s}` is not a valid DNS name: it needs at least two labels"
-            ));
+            return Err(NameError::DomainOneLabel { name: s.into() });
         }
         // DNS-01 needs `_acme-challenge.<base>` to be a DNS name too (RFC 8555 §8.4).
-        let challenge = CHALLENGE_PREFIX.len() + bare.len();
-        if challenge > 253 {
-            return Err(format!(
-                "domain `{s}` is too long for DNS-01: its challenge name `{CHALLENGE_PREFIX}...` \
-                 would be {challenge} octets, at most 253 are allowed"
-            ));
+        let octets = CHALLENGE_PREFIX.len() + bare.len();
+        if octets > 253 {
+            return Err(NameError::ChallengeTooLong {
+                name: s.into(),
+                octets,
+            });
         }
         Ok(Self(lower))
     }
@@ -137,71 +139,69 @@ impl<'de> Deserialize<'de> for DomainName {
 }
 
 /// A short name used as a path component and in remote commands.
-pub fn check_label(s: &str) -> Result<(), String> {
+pub fn check_label(s: &str) -> Result<(), LabelError> {
     if s.is_empty() {
-        return Err("must not be empty".into());
+        return Err(LabelError::Empty);
     }
     if s.len() > 64 {
-        return Err("must be at most 64 characters".into());
+        return Err(LabelError::TooLong { length: s.len() });
     }
     let first_ok = s.as_bytes()[0].is_ascii_alphanumeric();
     let all_ok = s
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
     if !first_ok || !all_ok || s.contains("..") {
-        return Err(
-            "must start with a letter or digit and contain only letters, digits, `.`, `_` and `-` (no `..`)"
-                .into(),
-        );
+        return Err(LabelError::Characters);
     }
     Ok(())
 }
 
 /// A DNS name (no wildcard) in LDH form, with `_` allowed in labels (for
 /// `_acme-challenge` and TSIG key names).
-pub fn check_dns_name(s: &str) -> Result<(), String> {
+pub fn check_dns_name(s: &str) -> Result<(), DnsNameError> {
     let s = s.trim_end_matches('.');
     if s.is_empty() {
-        return Err("it is empty".into());
+        return Err(DnsNameError::Empty);
     }
     if s.len() > 253 {
-        return Err(format!(
-            "it is {} octets long, at most 253 are allowed",
-            s.len()
-        ));
+        return Err(DnsNameError::TooLong { octets: s.len() });
     }
     for label in s.split('.') {
         if label.is_empty() {
-            return Err("it has an empty label".into());
+            return Err(DnsNameError::EmptyLabel);
         }
         if label.len() > 63 {
-            return Err(format!("label `{label}` is longer than 63 octets"));
+            return Err(DnsNameError::LabelTooLong {
+                label: label.into(),
+            });
         }
         if !label
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(format!(
-                "label `{label}` may hold only letters, digits, `-` and `_`"
-            ));
+            return Err(DnsNameError::LabelCharacters {
+                label: label.into(),
+            });
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("label `{label}` starts or ends with `-`"));
+            return Err(DnsNameError::LabelHyphen {
+                label: label.into(),
+            });
         }
     }
     Ok(())
 }
 
 /// A host name or IP literal for SSH or DNS.
-pub fn check_host(s: &str) -> Result<(), String> {
+pub fn check_host(s: &str) -> Result<(), HostError> {
     if s.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());
     }
-    check_dns_name(s).map_err(|m| format!("not a host name or IP address: {m}"))
+    check_dns_name(s).map_err(HostError)
 }
 
 /// A remote user or group name.
-pub fn check_user(s: &str) -> Result<(), String> {
+pub fn check_user(s: &str) -> Result<(), UserError> {
     let ok = !s.is_empty()
         && s.len() <= 32
         && !s.starts_with('-')
@@ -210,28 +210,176 @@ pub fn check_user(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err("expected a user or group name: letters, digits, `_`, `-`, `.`".into())
+        Err(UserError)
     }
 }
 
 /// A remote absolute directory: no `..`, no shell-special characters.
-pub fn check_remote_path(p: &Path) -> Result<(), String> {
+pub fn check_remote_path(p: &Path) -> Result<(), RemotePathError> {
     let Some(s) = p.to_str() else {
-        return Err("is not valid UTF-8".into());
+        return Err(RemotePathError::NotUtf8);
     };
     if !s.starts_with('/') {
-        return Err("must be an absolute path".into());
+        return Err(RemotePathError::Relative);
     }
     if s.split('/').any(|c| c == "..") {
-        return Err("must not contain `..`".into());
+        return Err(RemotePathError::DotDot);
     }
     if !s
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"/._-+@".contains(&b))
     {
-        return Err("may hold only letters, digits and `/ . _ - + @`".into());
+        return Err(RemotePathError::Characters);
     }
     Ok(())
+}
+
+/// Why a certificate name, node name or domain is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// Not a valid certificate name.
+    #[error("certificate name `{name}`: {problem}")]
+    Certificate {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        problem: LabelError,
+    },
+    /// Not a valid node name.
+    #[error("node name `{name}`: {problem}")]
+    Node {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        problem: LabelError,
+    },
+    /// A domain with non-ASCII characters (an IDN not in its `xn--` form).
+    #[error(
+        "domain `{name}` is not ASCII; write internationalized names in their xn-- (punycode) form"
+    )]
+    DomainNotAscii {
+        /// The domain given.
+        name: String,
+    },
+    /// A domain that is an IP address.
+    #[error(
+        "domain `{name}` is an IP address: DNS-01 cannot validate an IP address (there is no \
+         DNS name to put the TXT record under); list DNS names only"
+    )]
+    DomainIsIp {
+        /// The domain given.
+        name: String,
+    },
+    /// A domain that is not a DNS name.
+    #[error("domain `{name}` is not a valid DNS name: {problem}")]
+    DomainInvalid {
+        /// The domain given.
+        name: String,
+        /// What is wrong with it.
+        problem: DnsNameError,
+    },
+    /// A domain of one label.
+    #[error("domain `{name}` is not a valid DNS name: it needs at least two labels")]
+    DomainOneLabel {
+        /// The domain given.
+        name: String,
+    },
+    /// A domain whose `_acme-challenge.` name would be too long.
+    #[error(
+        "domain `{name}` is too long for DNS-01: its challenge name `{CHALLENGE_PREFIX}...` \
+         would be {octets} octets, at most 253 are allowed"
+    )]
+    ChallengeTooLong {
+        /// The domain given.
+        name: String,
+        /// The challenge name's length.
+        octets: usize,
+    },
+}
+
+/// What is wrong with a short name ([`check_label`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LabelError {
+    /// It is empty.
+    #[error("must not be empty")]
+    Empty,
+    /// It is longer than 64 characters.
+    #[error("must be at most 64 characters")]
+    TooLong {
+        /// Its length in bytes.
+        length: usize,
+    },
+    /// It holds other characters, starts with one, or holds `..`.
+    #[error(
+        "must start with a letter or digit and contain only letters, digits, `.`, `_` and `-` (no `..`)"
+    )]
+    Characters,
+}
+
+/// What is wrong with a DNS name ([`check_dns_name`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DnsNameError {
+    /// It is empty.
+    #[error("it is empty")]
+    Empty,
+    /// It is longer than 253 octets.
+    #[error("it is {octets} octets long, at most 253 are allowed")]
+    TooLong {
+        /// Its length.
+        octets: usize,
+    },
+    /// It has an empty label (`a..b`, a leading dot).
+    #[error("it has an empty label")]
+    EmptyLabel,
+    /// A label is longer than 63 octets.
+    #[error("label `{label}` is longer than 63 octets")]
+    LabelTooLong {
+        /// The label.
+        label: String,
+    },
+    /// A label holds other characters than letters, digits, `-` and `_`.
+    #[error("label `{label}` may hold only letters, digits, `-` and `_`")]
+    LabelCharacters {
+        /// The label.
+        label: String,
+    },
+    /// A label starts or ends with `-`.
+    #[error("label `{label}` starts or ends with `-`")]
+    LabelHyphen {
+        /// The label.
+        label: String,
+    },
+}
+
+/// A host that is neither an IP address nor a DNS name ([`check_host`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a host name or IP address: {0}")]
+pub struct HostError(pub DnsNameError);
+
+/// A remote user or group name that is refused ([`check_user`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("expected a user or group name: letters, digits, `_`, `-`, `.`")]
+pub struct UserError;
+
+/// What is wrong with a remote directory ([`check_remote_path`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemotePathError {
+    /// It is not UTF-8.
+    #[error("is not valid UTF-8")]
+    NotUtf8,
+    /// It is relative.
+    #[error("must be an absolute path")]
+    Relative,
+    /// It holds a `..` component.
+    #[error("must not contain `..`")]
+    DotDot,
+    /// It holds a shell-special or other character.
+    #[error("may hold only letters, digits and `/ . _ - + @`")]
+    Characters,
 }
 
 /// Quotes `s` for a POSIX shell: single quotes, with `'` written as `'\''`.
@@ -291,14 +439,24 @@ mod tests {
     #[test]
     fn ip_addresses_are_not_dns01_domains() {
         for ip in ["192.0.2.1", "::1", "2001:db8::1", "[2001:db8::1]"] {
-            let e = DomainName::new(ip).expect_err(ip);
+            let err = DomainName::new(ip).expect_err(ip);
+            assert!(matches!(err, NameError::DomainIsIp { .. }), "{err:?}");
+            let e = err.to_string();
             assert!(e.contains("DNS-01 cannot validate an IP address"), "{e}");
         }
     }
 
     #[test]
     fn node_name_errors_say_node_name() {
-        let e = CertName::node("../x").expect_err("bad");
+        let err = CertName::node("../x").expect_err("bad");
+        assert_eq!(
+            err,
+            NameError::Node {
+                name: "../x".into(),
+                problem: LabelError::Characters
+            }
+        );
+        let e = err.to_string();
         assert!(e.starts_with("node name `../x`"), "{e}");
     }
 
@@ -316,7 +474,12 @@ mod tests {
         assert!(check_dns_name(&d.challenge_name()).is_ok());
         assert!(check_dns_name(&d.sni()).is_ok());
         let one_more = long(41);
-        let e = DomainName::new(&one_more).expect_err("challenge name too long");
+        let err = DomainName::new(&one_more).expect_err("challenge name too long");
+        assert!(
+            matches!(err, NameError::ChallengeTooLong { octets: 254, .. }),
+            "{err:?}"
+        );
+        let e = err.to_string();
         assert!(
             e.contains("too long for DNS-01") && e.contains("254 octets"),
             "{e}"

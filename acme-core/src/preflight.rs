@@ -148,7 +148,7 @@ pub enum Problem {
         /// The value.
         probe: String,
         /// What is wrong.
-        reason: String,
+        reason: ProbeAddressError,
     },
     /// No node serves the certificate.
     #[error("no node serves it: its groups are {}", groups_text(.groups))]
@@ -192,14 +192,14 @@ pub enum Problem {
         output: String,
     },
     /// The validate command failed.
-    #[error("validate command `{command}` on {node} failed (exit {}): {}", .status.map_or("by signal".into(), |s| s.to_string()), tail(.output))]
+    #[error("validate command `{command}` on {node} failed (exit {}): {}", .status.code().map_or("by signal".into(), |s| s.to_string()), tail(.output))]
     Validate {
         /// Node name.
         node: String,
         /// The command.
         command: String,
         /// Its exit status.
-        status: Option<i32>,
+        status: std::process::ExitStatus,
         /// What it printed.
         output: String,
     },
@@ -648,18 +648,36 @@ fn offline_items(inv: &Inventory) -> Vec<CheckItem> {
 }
 
 /// `host:port` or `[v6]:port`, as the TLS probe connects to it.
-fn parse_probe(p: &str) -> Result<(), String> {
+fn parse_probe(p: &str) -> Result<(), ProbeAddressError> {
     if p.parse::<std::net::SocketAddr>().is_ok() {
         return Ok(());
     }
     let Some((host, port)) = p.rsplit_once(':') else {
-        return Err("it has no port".into());
+        return Err(ProbeAddressError::NoPort);
     };
     port.parse::<u16>()
         .ok()
         .filter(|p| *p != 0)
-        .ok_or_else(|| format!("port `{port}` is not a number from 1 to 65535"))?;
-    crate::names::check_host(host)
+        .ok_or_else(|| ProbeAddressError::Port { port: port.into() })?;
+    crate::names::check_host(host).map_err(ProbeAddressError::Host)
+}
+
+/// What is wrong with a node's `probe` address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProbeAddressError {
+    /// No `:port`.
+    #[error("it has no port")]
+    NoPort,
+    /// The port is not a number from 1 to 65535.
+    #[error("port `{port}` is not a number from 1 to 65535")]
+    Port {
+        /// The port part.
+        port: String,
+    },
+    /// The host part is not a host name or IP address.
+    #[error(transparent)]
+    Host(crate::names::HostError),
 }
 
 fn program_item(subject: &Subject, action: &'static str, program: &str) -> CheckItem {
@@ -936,10 +954,7 @@ async fn online_node(
                 &subject,
                 check,
                 Status::Error,
-                Problem::Probe(ProbeFailure::Connect {
-                    address,
-                    reason: crate::error_chain(e),
-                }),
+                Problem::Prober(e.clone()),
                 "fix report.trust",
             ),
             Ok(p) => match p.probe(&address, &sni).await {
@@ -1048,13 +1063,13 @@ async fn base_dir_item(
         Ok(out) => {
             let text = out.stdout_text();
             let first = text.lines().next().unwrap_or("");
-            if out.status == Some(0) && first.starts_with("@ok exists") {
+            if out.status.success() && first.starts_with("@ok exists") {
                 CheckItem::ok(
                     subject,
                     check,
                     format!("{base} (a probe file was written and removed)"),
                 )
-            } else if out.status == Some(0) {
+            } else if out.status.success() {
                 let parent = first.trim_start_matches("@ok missing ").to_string();
                 CheckItem::ok(
                     subject,
@@ -1103,7 +1118,7 @@ async fn validate_item(
     );
     match t.run(&script, b"").await {
         Err(e) => CheckItem::bad(subject, check, Status::Error, Problem::Transport(e), ""),
-        Ok(out) if out.status == Some(0) => {
+        Ok(out) if out.status.success() => {
             CheckItem::ok(subject, check, format!("`{}` exited 0", node.validate))
         }
         Ok(out) => CheckItem::bad(

@@ -49,6 +49,28 @@ pub struct SecretSource {
     env: Option<String>,
 }
 
+/// A secret's source is configured wrongly ([`SecretSource::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// Neither the file nor the variable is set.
+    #[error("a secret is needed: set {file_key} or {env_key}")]
+    Missing {
+        /// The file key (`tsig_secret_file`).
+        file_key: &'static str,
+        /// The variable key (`tsig_secret_env`).
+        env_key: &'static str,
+    },
+    /// Both are set.
+    #[error("set only one of {file_key} and {env_key}")]
+    Both {
+        /// The file key.
+        file_key: &'static str,
+        /// The variable key.
+        env_key: &'static str,
+    },
+}
+
 /// A secret could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -119,17 +141,17 @@ impl SecretSource {
     }
 
     /// Checks that exactly one origin is configured (no I/O).
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SourceError> {
         match (&self.file, &self.env) {
             (Some(_), None) | (None, Some(_)) => Ok(()),
-            (None, None) => Err(format!(
-                "a secret is needed: set {} or {}",
-                self.file_key, self.env_key
-            )),
-            (Some(_), Some(_)) => Err(format!(
-                "set only one of {} and {}",
-                self.file_key, self.env_key
-            )),
+            (None, None) => Err(SourceError::Missing {
+                file_key: self.file_key,
+                env_key: self.env_key,
+            }),
+            (Some(_), Some(_)) => Err(SourceError::Both {
+                file_key: self.file_key,
+                env_key: self.env_key,
+            }),
         }
     }
 

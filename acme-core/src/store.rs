@@ -64,12 +64,30 @@ pub enum StoreError {
         waited: Duration,
     },
     /// A state or metadata file could not be parsed.
-    #[error("store: {path} is corrupt: {reason}; move it away to start that record afresh")]
+    #[error("store: {path} is corrupt (move it away to start that record afresh)")]
     Corrupt {
         /// The file.
         path: PathBuf,
-        /// Parser message.
-        reason: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A record could not be encoded as JSON (a bug: report it).
+    #[error("store: cannot encode {path} as JSON")]
+    Encode {
+        /// The file it was for.
+        path: PathBuf,
+        /// The encoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `live/<name>` points at a target without a version component.
+    #[error("store: {path} is corrupt: link target {} has no version; move it away to start that record afresh", .target.display())]
+    LinkWithoutVersion {
+        /// The link.
+        path: PathBuf,
+        /// Where it points.
+        target: PathBuf,
     },
     /// No such certificate version.
     #[error("store has no version {version} of certificate `{name}`")]
@@ -661,9 +679,9 @@ impl Store {
         let _ = fs::remove_dir_all(&tmp);
         create_dir_private(&tmp)?;
         let fullchain = format!("{}{}", ensure_nl(&m.cert_pem), ensure_nl(&m.chain_pem));
-        let meta = serde_json::to_vec_pretty(&m.meta).map_err(|e| StoreError::Corrupt {
+        let meta = serde_json::to_vec_pretty(&m.meta).map_err(|source| StoreError::Encode {
             path: tmp.join("meta.json"),
-            reason: e.to_string(),
+            source,
         })?;
         let files: [(&str, &[u8], u32); 5] = [
             ("privkey.pem", m.key_pem.expose(), 0o600),
@@ -730,10 +748,7 @@ impl Store {
             Err(e) => return Err(io_err("read live link", &link)(e)),
         };
         let Some(version) = target.file_name().and_then(|v| v.to_str()) else {
-            return Err(StoreError::Corrupt {
-                path: link,
-                reason: format!("link target {} has no version", target.display()),
-            });
+            return Err(StoreError::LinkWithoutVersion { path: link, target });
         };
         self.read_release(name, version).map(Some)
     }
@@ -846,9 +861,9 @@ impl Store {
         let dir = self.state_dir(name);
         create_dir_private(&dir)?;
         let path = dir.join(format!("{record}.json"));
-        let bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Corrupt {
+        let bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Encode {
             path: path.clone(),
-            reason: e.to_string(),
+            source,
         })?;
         write_atomic(&path, &bytes, 0o600)
     }
@@ -1146,9 +1161,9 @@ pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     match crate::fsread::read_file(path, crate::fsread::FileKind::State) {
         Ok(b) => serde_json::from_slice(&b)
             .map(Some)
-            .map_err(|e| StoreError::Corrupt {
+            .map_err(|source| StoreError::Corrupt {
                 path: path.to_path_buf(),
-                reason: e.to_string(),
+                source,
             }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err("read", path)(e)),

@@ -104,7 +104,7 @@ impl Ctx {
     }
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+fn parse_duration(s: &str) -> Result<std::time::Duration, acme_core::inventory::DurationError> {
     acme_core::inventory::parse_duration(s)
 }
 

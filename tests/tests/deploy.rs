@@ -90,8 +90,12 @@ impl Fleet {
             .expect("params");
             let serial = random_serial();
             params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+            let now = time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .expect("ns");
+            params.not_before = now;
+            params.not_after = now + time::Duration::days(30);
             let cert = params.signed_by(&key, &ca).expect("sign");
-            let now = time::OffsetDateTime::now_utc();
             let m = Material {
                 cert_pem: cert.pem(),
                 chain_pem: ca.pem(),
@@ -301,7 +305,7 @@ async fn broken_nginx_config_is_rolled_back_and_the_rest_deploys() {
     for x in results_of(&r, "node3") {
         match &x.outcome {
             Outcome::RolledBack { reason, .. } => {
-                let msg = deploy::error_chain(reason);
+                let msg = acme_core::error_chain(reason);
                 assert!(
                     msg.contains("nginx -t") && msg.contains("previous one was put back"),
                     "{msg}"
@@ -335,7 +339,7 @@ async fn node_without_sshd_is_reported_and_completed_on_the_next_run() {
     for x in results_of(&r, "node4") {
         match &x.outcome {
             Outcome::Failed { error } => {
-                let msg = deploy::error_chain(error);
+                let msg = acme_core::error_chain(error);
                 assert!(msg.contains("node4") && msg.contains("refused"), "{msg}");
             }
             o => panic!("node4: {o:?}"),
@@ -435,7 +439,7 @@ async fn node_that_keeps_serving_the_old_certificate_is_rolled_back() {
             Outcome::RolledBack {
                 reason, version, ..
             } => {
-                let msg = deploy::error_chain(reason);
+                let msg = acme_core::error_chain(reason);
                 assert!(msg.contains("still serving the old certificate"), "{msg}");
                 let live = std::fs::read_link(base_dir(lab, 2).join("live").join(&x.certificate))
                     .expect("link");
@@ -508,7 +512,7 @@ async fn full_disk_fails_cleanly_and_keeps_the_old_certificate() {
     for x in results_of(&r, "node3") {
         match &x.outcome {
             Outcome::Failed { error } => {
-                let msg = deploy::error_chain(error);
+                let msg = acme_core::error_chain(error);
                 assert!(
                     msg.contains("no space left on device on node3 at ")
                         && msg.contains("free space"),

@@ -39,6 +39,7 @@ use serde::Serialize;
 
 pub use read::{read_deployed, Deployed, ReadError};
 pub use rollout::{deploy, plan, rollback, Plan, PlannedNode};
+pub use script::NodeStep;
 pub use state::NodeState;
 pub use transport::{ScriptOutput, Transport, TransportError};
 
@@ -155,7 +156,7 @@ pub enum Outcome {
 }
 
 fn ser_error<S: serde::Serializer>(e: &NodeError, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&error_chain(e))
+    s.collect_str(&crate::error_chain(e))
 }
 
 /// Why a pair was not attempted.
@@ -181,18 +182,6 @@ impl std::fmt::Display for SkipReason {
     }
 }
 
-/// `e` and its sources, joined with `: ` (for tables and JSON).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 /// Why a certificate could not be deployed to (or rolled back on) a node.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -213,8 +202,8 @@ pub enum NodeError {
     Step {
         /// Node name.
         node: String,
-        /// `stage`, `adopt` or `swap`.
-        step: String,
+        /// The step (`stage`, `adopt`, `swap`, ...).
+        step: NodeStep,
         /// The path.
         path: String,
         /// What the shell said.
@@ -296,26 +285,57 @@ pub enum NodeError {
         #[source]
         failure: ProbeFailure,
     },
+    /// The version rolled back to has no readable `cert.pem` on the node,
+    /// so what it serves cannot be checked.
+    #[error(
+        "cannot verify {sni} on {node}: version {version} on the node has no readable cert.pem"
+    )]
+    NoLeaf {
+        /// Node name.
+        node: String,
+        /// SNI that would have been checked.
+        sni: String,
+        /// The version.
+        version: String,
+    },
     /// Putting the previous version back failed too: check the node by hand.
-    #[error("{node}: putting the previous certificate back failed as well ({step}); check live/ on the node by hand")]
+    #[error("{node}: putting the previous certificate back failed as well ({failure}); check live/ on the node by hand")]
     RestoreFailed {
         /// Node name.
         node: String,
-        /// What failed.
-        step: String,
+        /// What failed while putting it back.
+        failure: Box<RestoreFailure>,
         /// The original failure.
         #[source]
         cause: Box<NodeError>,
     },
     /// A script ended without saying how (sudo refused, shell missing...).
-    #[error("unexpected result on {node} (exit {status:?}): {stderr}")]
+    #[error("unexpected result on {node} ({status}): {stderr}")]
     Script {
         /// Node name.
         node: String,
         /// Exit status.
-        status: Option<i32>,
+        status: std::process::ExitStatus,
         /// What it printed on stderr.
         stderr: String,
+    },
+    /// The upload (a tar of the version's files) could not be built.
+    #[error("cannot build the upload for {node}")]
+    Payload {
+        /// Node name.
+        node: String,
+        /// Why.
+        #[source]
+        source: std::sync::Arc<std::io::Error>,
+    },
+    /// The task connecting to the node panicked or was cancelled.
+    #[error("the connection task for {node} failed")]
+    ConnectTask {
+        /// Node name.
+        node: String,
+        /// Why.
+        #[source]
+        source: std::sync::Arc<tokio::task::JoinError>,
     },
     /// Rollback found nothing to go back to.
     #[error("{node} has no version of `{name}` older than {current} to roll back to")]
@@ -327,6 +347,37 @@ pub enum NodeError {
         /// The live version (or what live/ is).
         current: String,
     },
+}
+
+/// What failed while putting the previous version back on a node.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreFailure {
+    /// A file step of the restore script failed.
+    #[error("{step} {path}")]
+    Step {
+        /// The step.
+        step: NodeStep,
+        /// The path.
+        path: String,
+    },
+    /// The reload after putting the links back failed.
+    #[error("reload: {output}")]
+    Reload {
+        /// What the reload command printed.
+        output: String,
+    },
+    /// The restore script ended without saying how.
+    #[error("unexpected result ({status}): {stderr}")]
+    Script {
+        /// Exit status.
+        status: std::process::ExitStatus,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// The node could not be reached to put it back.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
 }
 
 /// A deployment failure that stops the whole run (each node's own failures

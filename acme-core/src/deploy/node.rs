@@ -5,13 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::inspect::probe::{ProbeFailure, Prober};
+use crate::inspect::probe::Prober;
 use crate::inventory::NodeConfig;
 use crate::secret::Secret;
 
-use super::script::{self, version_of, CertDeploy, CertStep, DeployScript, Live, Marker, Relink};
+use super::script::{
+    self, version_of, CertDeploy, CertStep, DeployScript, Live, Marker, NodeStep, Relink,
+};
 use super::transport::{ScriptOutput, Transport};
-use super::{NodeError, Outcome};
+use super::{NodeError, Outcome, RestoreFailure};
 
 /// How long verification polls for the new leaf after a reload.
 const VERIFY_FOR: Duration = Duration::from_secs(5);
@@ -121,14 +123,16 @@ impl NodeCtx<'_> {
         }
     }
 
-    fn step_error(&self, step: String, path: String, out: &ScriptOutput) -> NodeError {
+    fn step_error(&self, step: NodeStep, path: String, out: &ScriptOutput) -> NodeError {
         let stderr = out.stderr_text();
-        if step == "foreign" {
+        if step == NodeStep::Foreign {
             return NodeError::NotOurs {
                 node: self.name(),
                 path,
             };
         }
+        // The shell's message is the only signal of a full disk (the tools
+        // exit 1 for every failure), so it is read here and nowhere else.
         if stderr.contains("No space left on device") || stderr.contains("Disk quota exceeded") {
             NodeError::NoSpace {
                 node: self.name(),
@@ -280,11 +284,11 @@ impl NodeCtx<'_> {
         let payload = match script::payload(&files) {
             Ok(p) => p,
             Err(e) => {
-                return fail_all(jobs.len(), || NodeError::Script {
+                let source = Arc::new(e);
+                return fail_all(jobs.len(), || NodeError::Payload {
                     node: self.name(),
-                    status: None,
-                    stderr: format!("cannot build the upload: {e}"),
-                })
+                    source: source.clone(),
+                });
             }
         };
         let certs = jobs
@@ -424,11 +428,14 @@ impl NodeCtx<'_> {
         let restored = match self.transport.run(&restore, b"").await {
             Ok(out) => match script::marker(&out.stdout_text()) {
                 Marker::Ok(_) => Ok(()),
-                Marker::Fail { step, path } => Err(format!("{step} {path}")),
-                Marker::Reload(o) => Err(format!("reload: {o}")),
-                _ => Err(self.script_error(&out).to_string()),
+                Marker::Fail { step, path } => Err(RestoreFailure::Step { step, path }),
+                Marker::Reload(output) => Err(RestoreFailure::Reload { output }),
+                _ => Err(RestoreFailure::Script {
+                    status: out.status,
+                    stderr: out.stderr_text(),
+                }),
             },
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         };
         for (i, (reason, from)) in reasons {
             outcomes[i] = Some(match &restored {
@@ -437,10 +444,10 @@ impl NodeCtx<'_> {
                     version: from,
                     reason,
                 },
-                Err(step) => Outcome::Failed {
+                Err(failure) => Outcome::Failed {
                     error: NodeError::RestoreFailed {
                         node: self.name(),
-                        step: step.clone(),
+                        failure: Box::new(failure.clone()),
                         cause: Box::new(reason),
                     },
                 },
@@ -458,7 +465,7 @@ impl NodeCtx<'_> {
             .run(&script::inspect(&base, &[(name, "")]), b"")
             .await;
         let seen = match looked {
-            Ok(out) if out.status == Some(0) => script::parse_inspect(&out.stdout_text())
+            Ok(out) if out.status.success() => script::parse_inspect(&out.stdout_text())
                 .remove(name)
                 .unwrap_or_default(),
             Ok(out) => {
@@ -558,14 +565,10 @@ impl NodeCtx<'_> {
                 .into_iter()
                 .find(Result::is_err)
                 .unwrap_or(Ok(())),
-            None => Err(NodeError::Probe {
+            None => Err(NodeError::NoLeaf {
                 node: self.name(),
                 sni: snis.first().cloned().unwrap_or_default(),
-                failure: ProbeFailure::Handshake {
-                    address: self.node.probe_address(),
-                    sni: String::new(),
-                    reason: format!("version {previous} on the node has no readable cert.pem"),
-                },
+                version: previous.clone(),
             }),
         };
         match verified {

@@ -72,14 +72,14 @@ pub enum ReadError {
         waited: Duration,
     },
     /// The script ended without an answer (sudo refused, no shell...).
-    #[error("reading {base}/live on {node} failed (exit {status:?}): {stderr}")]
+    #[error("reading {} on {node} failed ({status}): {stderr}", .base.join("live").display())]
     Script {
         /// Node name.
         node: String,
         /// The node's base directory.
         base: PathBuf,
         /// Exit status.
-        status: Option<i32>,
+        status: std::process::ExitStatus,
         /// What it printed on stderr.
         stderr: String,
     },
@@ -145,7 +145,7 @@ fn parse(
             waited: lock_wait,
         });
     }
-    if out.status != Some(0) || !text.lines().any(|l| l == "@ok") {
+    if !out.status.success() || !text.lines().any(|l| l == "@ok") {
         return Err(ReadError::Script {
             node: node.name.to_string(),
             base: node.base_dir.clone(),

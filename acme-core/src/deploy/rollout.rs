@@ -268,10 +268,9 @@ fn connected(
     match r {
         Ok(Ok(t)) => Ok(t),
         Ok(Err(e)) => Err(e.into()),
-        Err(e) => Err(NodeError::Script {
+        Err(e) => Err(NodeError::ConnectTask {
             node: node.into(),
-            status: None,
-            stderr: format!("connection task failed: {e}"),
+            source: std::sync::Arc::new(e),
         }),
     }
 }
@@ -329,8 +328,8 @@ fn record(store: &Store, results: &[NodeResult]) {
             Outcome::Unchanged { version } => (Some(version.clone()), None),
             Outcome::RolledBack {
                 version, reason, ..
-            } => (version.clone(), Some(super::error_chain(reason))),
-            Outcome::Failed { error } => (prior_version, Some(super::error_chain(error))),
+            } => (version.clone(), Some(crate::error_chain(reason))),
+            Outcome::Failed { error } => (prior_version, Some(crate::error_chain(error))),
             Outcome::Planned { .. } | Outcome::Skipped { .. } => continue,
         };
         let s = NodeState {
@@ -339,7 +338,7 @@ fn record(store: &Store, results: &[NodeResult]) {
             error,
         };
         if let Err(e) = state::write(store, &r.certificate, &r.node, &s) {
-            tracing::warn!(certificate = %r.certificate, node = %r.node, error = %super::error_chain(&e), "cannot record the deployment state");
+            tracing::warn!(certificate = %r.certificate, node = %r.node, error = %crate::error_chain(&e), "cannot record the deployment state");
         }
     }
 }
@@ -422,10 +421,10 @@ impl Runner<'_> {
         for r in &results {
             match &r.outcome {
                 Outcome::Failed { error } => {
-                    tracing::warn!(certificate = %r.certificate, error = %super::error_chain(error), "deployment failed")
+                    tracing::warn!(certificate = %r.certificate, error = %crate::error_chain(error), "deployment failed")
                 }
                 Outcome::RolledBack { reason, .. } => {
-                    tracing::warn!(certificate = %r.certificate, reason = %super::error_chain(reason), "rolled back")
+                    tracing::warn!(certificate = %r.certificate, reason = %crate::error_chain(reason), "rolled back")
                 }
                 o => tracing::info!(certificate = %r.certificate, outcome = ?o, "done"),
             }

@@ -596,18 +596,72 @@ pub(crate) fn restore(
     s
 }
 
+/// The node-side step a script names in its `@fail <step> <path>` marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum NodeStep {
+    /// Making the base directory.
+    Base,
+    /// Taking the node-side lock (`<base>/.certctl.lock`).
+    Lock,
+    /// Staging a version's files into `archive/<name>/`.
+    Stage,
+    /// Adopting a `live/<name>` certctl did not make.
+    Adopt,
+    /// Swapping (or putting back) the `live/<name>` link.
+    Swap,
+    /// A path to replace holds something certctl did not make.
+    Foreign,
+}
+
+impl NodeStep {
+    /// The word the scripts print after `@fail`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStep::Base => "base",
+            NodeStep::Lock => "lock",
+            NodeStep::Stage => "stage",
+            NodeStep::Adopt => "adopt",
+            NodeStep::Swap => "swap",
+            NodeStep::Foreign => "foreign",
+        }
+    }
+
+    /// The step a script's `@fail` word names (`None`: not a step of ours).
+    fn parse(word: &str) -> Option<Self> {
+        [
+            NodeStep::Base,
+            NodeStep::Lock,
+            NodeStep::Stage,
+            NodeStep::Adopt,
+            NodeStep::Swap,
+            NodeStep::Foreign,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == word)
+    }
+}
+
+impl std::fmt::Display for NodeStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A failure marker from a script's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Marker {
     /// `@ok`, with what followed it.
     Ok(String),
     /// `@fail <step> <path>`.
-    Fail { step: String, path: String },
+    Fail { step: NodeStep, path: String },
     /// `@validate` and the command's output.
     Validate(String),
     /// `@reload` and the command's output.
     Reload(String),
-    /// No marker: the script did not get far (sudo, shell missing...).
+    /// No marker (the script did not get far: sudo, shell missing...), or
+    /// a `@fail` naming no step of ours.
     None,
 }
 
@@ -628,10 +682,13 @@ pub(crate) fn marker(stdout: &str) -> Marker {
             return Marker::Ok(after.join("\n"));
         }
         if let Some(f) = line.strip_prefix("@fail ") {
-            let (step, path) = f.split_once(' ').unwrap_or((f, ""));
-            return Marker::Fail {
-                step: step.into(),
-                path: path.into(),
+            let (word, path) = f.split_once(' ').unwrap_or((f, ""));
+            return match NodeStep::parse(word) {
+                Some(step) => Marker::Fail {
+                    step,
+                    path: path.into(),
+                },
+                None => Marker::None,
             };
         }
         if line == "@validate" {
@@ -804,7 +861,13 @@ mod tests {
         let whole = payload();
         let (code, out) = sh(&deploy(&script(base, "true", false)), &whole[..1000]);
         assert_eq!(code, 1, "{out}");
-        assert!(matches!(marker(&out), Marker::Fail { step, .. } if step == "stage"));
+        assert!(matches!(
+            marker(&out),
+            Marker::Fail {
+                step: NodeStep::Stage,
+                ..
+            }
+        ));
         assert!(!dir.path().join("archive/www/v2").exists());
         assert!(!dir.path().join("live/www").exists());
         let left: Vec<_> = std::fs::read_dir(dir.path().join("archive"))
@@ -1054,7 +1117,13 @@ mod tests {
         let (code, out) = sh(&deploy(&script(base, "true", false)), &payload());
         assert_eq!(code, 1, "{out}");
         assert!(
-            matches!(marker(&out), Marker::Fail { ref step, .. } if step == "foreign"),
+            matches!(
+                marker(&out),
+                Marker::Fail {
+                    step: NodeStep::Foreign,
+                    ..
+                }
+            ),
             "{out}"
         );
         assert_eq!(
@@ -1169,5 +1238,36 @@ mod tests {
         assert!(s.contains("b='/srv/$(reboot)'"), "{s}");
         assert!(s.contains("'v`id`'"), "{s}");
         assert!(s.contains("validate='nginx -t; echo \"$HOME\"'"), "{s}");
+    }
+
+    #[test]
+    fn every_fail_word_in_the_scripts_is_a_node_step() {
+        let src = include_str!("script.rs");
+        let mut seen = 0;
+        for piece in src.split("fail ").skip(1) {
+            let word: String = piece
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase())
+                .collect();
+            // `fail` as the shell function: followed by a step word and a path.
+            let rest = &piece[word.len()..];
+            if word.is_empty() || !(rest.starts_with(" \"") || rest.starts_with(" \\\"")) {
+                continue;
+            }
+            assert!(
+                NodeStep::parse(&word).is_some(),
+                "`fail {word}` is not a NodeStep"
+            );
+            seen += 1;
+        }
+        assert!(seen >= 6, "found only {seen} fail calls");
+        assert_eq!(
+            marker("@fail swap /b/live/www\n"),
+            Marker::Fail {
+                step: NodeStep::Swap,
+                path: "/b/live/www".into()
+            }
+        );
+        assert_eq!(marker("@fail frobnicate /x\n"), Marker::None);
     }
 }

@@ -18,8 +18,8 @@ use crate::names::shell_quote;
 /// What a remote script printed and how it ended.
 #[derive(Debug, Clone)]
 pub struct ScriptOutput {
-    /// Exit status; `None` if it was killed by a signal.
-    pub status: Option<i32>,
+    /// Exit status.
+    pub status: std::process::ExitStatus,
     /// Standard output.
     pub stdout: Vec<u8>,
     /// Standard error.
@@ -58,7 +58,7 @@ pub trait Transport: Send + Sync {
             p = shell_quote(&p),
         );
         let out = self.run(&script, bytes).await?;
-        if out.status == Some(0) {
+        if out.status.success() {
             Ok(())
         } else {
             Err(TransportError::Write {
@@ -152,20 +152,34 @@ pub enum TransportError {
         detail: String,
     },
     /// The master connection broke while running a command.
-    #[error("ssh session to {node} failed while running a command: {detail}")]
+    #[error("ssh session to {node} failed while running a command")]
     Session {
         /// Node name.
         node: String,
         /// What went wrong.
-        detail: String,
+        #[source]
+        source: Arc<openssh::Error>,
+    },
+    /// The master connection was closed while running a command.
+    #[error("ssh session to {node} failed while running a command: the connection was closed (sshd stopped or the node went away)")]
+    Disconnected {
+        /// Node name.
+        node: String,
+    },
+    /// The node's session limit was shut down (the transport is closing).
+    #[error("ssh session to {node} failed while running a command: session limit closed")]
+    SessionsClosed {
+        /// Node name.
+        node: String,
     },
     /// A local command could not be started.
-    #[error("cannot run `sh` on the controller for local node {node}: {detail}")]
+    #[error("cannot run `sh` on the controller for local node {node}")]
     Spawn {
         /// Node name.
         node: String,
-        /// OS message.
-        detail: String,
+        /// Why.
+        #[source]
+        source: Arc<std::io::Error>,
     },
     /// A command ran longer than `command_timeout`.
     #[error("a command on {node} did not finish within {after:?} (raise command_timeout if the node is just slow)")]
@@ -242,7 +256,7 @@ async fn exchange<E>(
     let ((), out) = tokio::join!(fed, output);
     let out = out?;
     Ok(ScriptOutput {
-        status: out.status.code(),
+        status: out.status,
         stdout: out.stdout,
         stderr: out.stderr,
     })
@@ -302,7 +316,7 @@ impl Transport for LocalTransport {
             .kill_on_drop(true);
         let spawn_err = |e: std::io::Error| TransportError::Spawn {
             node: self.node.clone(),
-            detail: e.to_string(),
+            source: Arc::new(e),
         };
         let work = async {
             let mut child = cmd.spawn().map_err(spawn_err)?;
@@ -401,6 +415,8 @@ fn classify_connect(node: &NodeConfig, e: &openssh::Error) -> TransportError {
     classify_ssh_message(node, &detail)
 }
 
+/// ssh says why a connection failed only in its message (its exit status is
+/// 255 for every cause), so that text is the one signal there is.
 fn classify_ssh_message(node: &NodeConfig, detail: &str) -> TransportError {
     let name = node.name.to_string();
     let address = node.address.clone();
@@ -457,21 +473,22 @@ fn classify_ssh_message(node: &NodeConfig, detail: &str) -> TransportError {
 #[async_trait]
 impl Transport for SshTransport {
     async fn run(&self, script: &str, stdin: &[u8]) -> Result<ScriptOutput, TransportError> {
-        let _permit = self
-            .sessions
-            .acquire()
-            .await
-            .map_err(|_| TransportError::Session {
-                node: self.node.clone(),
-                detail: "session limit closed".into(),
-            })?;
-        let session_err = |e: openssh::Error| TransportError::Session {
-            node: self.node.clone(),
-            detail: match &e {
-                openssh::Error::Disconnected | openssh::Error::RemoteProcessTerminated => {
-                    "the connection was closed (sshd stopped or the node went away)".into()
+        let _permit =
+            self.sessions
+                .acquire()
+                .await
+                .map_err(|_| TransportError::SessionsClosed {
+                    node: self.node.clone(),
+                })?;
+        let session_err = |e: openssh::Error| match e {
+            openssh::Error::Disconnected | openssh::Error::RemoteProcessTerminated => {
+                TransportError::Disconnected {
+                    node: self.node.clone(),
                 }
-                other => other.to_string(),
+            }
+            other => TransportError::Session {
+                node: self.node.clone(),
+                source: Arc::new(other),
             },
         };
         // The remote user's shell gets `sh -c '<launcher>'`; the script
@@ -570,7 +587,7 @@ identity_file = "/lab/id"
             .run("head -c 3; echo; exit 7", b"abcdef")
             .await
             .expect("run");
-        assert_eq!(out.status, Some(7));
+        assert_eq!(out.status.code(), Some(7));
         assert_eq!(out.stdout_text(), "abc\n");
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("f");

@@ -112,7 +112,7 @@ impl Exec {
             return Err(DnsError::Exec {
                 action,
                 command,
-                status: output.status.to_string(),
+                status: output.status,
                 stderr_tail: tail(&output.stderr),
             });
         }

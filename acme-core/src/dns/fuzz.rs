@@ -17,8 +17,8 @@ pub struct FuzzAnswer {
     /// The name asked about: the question's name (as [`zone`] prints names), or
     /// `_acme-challenge.example.test` when the message has no question.
     pub owner: String,
-    /// The response-code check of CNAME, SOA and NS lookups, as displayed.
-    pub rcode: Result<(), String>,
+    /// The response-code check of CNAME, SOA and NS lookups.
+    pub rcode: Result<(), super::DnsError>,
     /// The CNAME target of `owner`.
     pub cname: Option<String>,
     /// The zone of `owner` from an SOA record.
@@ -45,8 +45,7 @@ pub fn fuzz_parse_answer(bytes: &[u8]) -> Option<FuzzAnswer> {
         .map(|q| wire::text(&q.name))
         .unwrap_or_else(|| "_acme-challenge.example.test".into());
     let server = std::net::SocketAddr::from(([127, 0, 0, 1], 53));
-    let rcode =
-        zone::check_rcode(&message, server, "fuzz query", &owner).map_err(|e| e.to_string());
+    let rcode = zone::check_rcode(&message, server, "fuzz query", &owner);
     let cname = zone::cname_target(&message, &owner);
     let zone = zone::zone_from_soa(&message, &owner);
     let nameservers = message

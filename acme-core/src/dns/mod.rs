@@ -42,6 +42,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::tsig::TsigError;
+
 use crate::inventory::SolverConfig;
 use crate::secret::SecretError;
 use crate::DomainName;
@@ -100,8 +103,9 @@ pub fn solver(name: &str, cfg: &SolverConfig) -> Result<Arc<dyn DnsSolver>, DnsE
 pub enum DnsError {
     /// The primary answered the UPDATE with an error (bad key, bad secret, policy).
     #[error(
-        "DNS UPDATE of `{name}` refused by {server} with {rcode} for TSIG key `{key}`: {}",
-        refusal_hint(.rcode)
+        "DNS UPDATE of `{name}` refused by {server} with {} for TSIG key `{key}`: {}",
+        rcode_text(*.rcode, *.tsig_error),
+        refusal_hint(*.rcode, *.tsig_error)
     )]
     Refused {
         /// The name being updated.
@@ -110,8 +114,11 @@ pub enum DnsError {
         server: String,
         /// The TSIG key name used.
         key: String,
-        /// The response code, with the TSIG error after a slash (`NOTAUTH/BADSIG`).
-        rcode: String,
+        /// The response code (printed as the RFCs spell it, `NOTAUTH`).
+        rcode: ResponseCode,
+        /// The TSIG error of the answer's signature, if any (RFC 8945 §3;
+        /// printed after a slash: `NOTAUTH/BADSIG`).
+        tsig_error: Option<TsigError>,
     },
     /// The primary's answer to an UPDATE is not signed with our key.
     #[error(
@@ -140,7 +147,7 @@ pub enum DnsError {
         source: std::io::Error,
     },
     /// A resolver answered a lookup with an error code.
-    #[error("DNS server {server} answered the {what} for `{name}` with {rcode}")]
+    #[error("DNS server {server} answered the {what} for `{name}` with {}", wire::rcode_mnemonic(*.rcode))]
     Lookup {
         /// The server asked.
         server: String,
@@ -149,7 +156,7 @@ pub enum DnsError {
         /// The name asked about.
         name: String,
         /// The response code (`SERVFAIL`, `REFUSED`, ...).
-        rcode: String,
+        rcode: ResponseCode,
     },
     /// A DNS server sent a message that cannot be decoded.
     #[error("DNS server {server} sent an answer that cannot be decoded")]
@@ -221,7 +228,7 @@ pub enum DnsError {
         /// The command line.
         command: String,
         /// The exit status.
-        status: String,
+        status: std::process::ExitStatus,
         /// The last lines of its stderr.
         stderr_tail: String,
     },
@@ -280,19 +287,40 @@ pub enum DnsError {
     },
 }
 
-fn refusal_hint(rcode: &str) -> &'static str {
-    if rcode.contains("BADKEY") {
-        "the server does not know this key name or algorithm; check tsig_key and tsig_algorithm"
-    } else if rcode.contains("BADSIG") {
-        "check the secret in tsig_secret_file (or tsig_secret_env) and the key's algorithm"
-    } else if rcode.contains("BADTIME") {
-        "the clocks of this host and the server differ by more than 5 minutes"
-    } else if rcode.starts_with("REFUSED") {
-        "check the key's update-policy (or allow-update) on the server for this name and TXT"
-    } else if rcode.starts_with("NOTAUTH") || rcode.starts_with("NOTZONE") {
-        "check that the server is the primary of the zone and the key's update-policy"
-    } else {
-        "check the server's log"
+/// `NOTAUTH`, or `NOTAUTH/BADSIG` with the TSIG error.
+fn rcode_text(rcode: ResponseCode, tsig_error: Option<TsigError>) -> String {
+    let code = wire::rcode_mnemonic(rcode);
+    match tsig_error {
+        Some(t) => format!("{code}/{}", wire::rcode_mnemonic(t)),
+        None => code,
+    }
+}
+
+fn refusal_hint(rcode: ResponseCode, tsig_error: Option<TsigError>) -> &'static str {
+    // A TSIG error can come as the signature's error or as the (extended) rcode.
+    let tsig = tsig_error.or(match rcode {
+        ResponseCode::BADSIG => Some(TsigError::BadSig),
+        ResponseCode::BADKEY => Some(TsigError::BadKey),
+        ResponseCode::BADTIME => Some(TsigError::BadTime),
+        _ => None,
+    });
+    match (tsig, rcode) {
+        (Some(TsigError::BadKey), _) => {
+            "the server does not know this key name or algorithm; check tsig_key and tsig_algorithm"
+        }
+        (Some(TsigError::BadSig), _) => {
+            "check the secret in tsig_secret_file (or tsig_secret_env) and the key's algorithm"
+        }
+        (Some(TsigError::BadTime), _) => {
+            "the clocks of this host and the server differ by more than 5 minutes"
+        }
+        (_, ResponseCode::Refused) => {
+            "check the key's update-policy (or allow-update) on the server for this name and TXT"
+        }
+        (_, ResponseCode::NotAuth | ResponseCode::NotZone) => {
+            "check that the server is the primary of the zone and the key's update-policy"
+        }
+        _ => "check the server's log",
     }
 }
 
@@ -314,13 +342,41 @@ mod tests {
             name: "_acme-challenge.x.example".into(),
             server: "127.0.0.1:53".into(),
             key: "certctl-key".into(),
-            rcode: "NOTAUTH/BADSIG".into(),
+            rcode: ResponseCode::NotAuth,
+            tsig_error: Some(TsigError::BadSig),
         };
         assert_eq!(
             e.to_string(),
             "DNS UPDATE of `_acme-challenge.x.example` refused by 127.0.0.1:53 with NOTAUTH/BADSIG \
              for TSIG key `certctl-key`: check the secret in tsig_secret_file (or tsig_secret_env) \
              and the key's algorithm"
+        );
+    }
+
+    #[test]
+    fn badkey_hint_comes_from_the_tsig_error_or_the_extended_rcode() {
+        let refused = |rcode, tsig_error| DnsError::Refused {
+            name: "n".into(),
+            server: "s".into(),
+            key: "k".into(),
+            rcode,
+            tsig_error,
+        };
+        let hint = "the server does not know this key name or algorithm";
+        let by_tsig = refused(ResponseCode::NotAuth, Some(TsigError::BadKey)).to_string();
+        assert!(
+            by_tsig.contains("NOTAUTH/BADKEY") && by_tsig.contains(hint),
+            "{by_tsig}"
+        );
+        let by_rcode = refused(ResponseCode::BADKEY, None).to_string();
+        assert!(
+            by_rcode.contains("with BADKEY ") && by_rcode.contains(hint),
+            "{by_rcode}"
+        );
+        let policy = refused(ResponseCode::Refused, None).to_string();
+        assert!(
+            policy.contains("with REFUSED ") && policy.contains("update-policy"),
+            "{policy}"
         );
     }
 

@@ -12,7 +12,7 @@ use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType, TSigner};
 use tracing::Instrument as _;
 
-use super::wire::{self, name, rcode_mnemonic};
+use super::wire::{self, name};
 use super::zone::Locator;
 use super::{propagation, DnsError, DnsSolver, TxtRecord};
 use crate::inventory::{PropagationConfig, Rfc2136Config, Server, SolverConfig, TsigAlgorithm};
@@ -126,22 +126,15 @@ impl Rfc2136 {
             server: server.to_string(),
             source: e.into(),
         })?;
-        let tsig_error = response
-            .signature
-            .as_ref()
-            .and_then(|s| s.data.error)
-            .map(rcode_mnemonic);
+        let tsig_error = response.signature.as_ref().and_then(|s| s.data.error);
         let code = response.metadata.response_code;
         if code != ResponseCode::NoError || tsig_error.is_some() {
-            let mut rcode = rcode_mnemonic(code);
-            if let Some(t) = tsig_error {
-                rcode = format!("{rcode}/{t}");
-            }
             return Err(DnsError::Refused {
                 name: fqdn.into(),
                 server: server.to_string(),
                 key: self.key.clone(),
-                rcode,
+                rcode: code,
+                tsig_error,
             });
         }
         let signed = verifier.map(|mut v| v.verify(&answer).is_ok());
@@ -259,6 +252,7 @@ mod tests {
 
     #[test]
     fn tsig_errors_use_rfc_mnemonics() {
+        use super::super::wire::rcode_mnemonic;
         use hickory_proto::rr::rdata::tsig::TsigError;
         assert_eq!(rcode_mnemonic(TsigError::BadSig), "BADSIG");
         assert_eq!(rcode_mnemonic(TsigError::BadKey), "BADKEY");

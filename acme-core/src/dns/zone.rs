@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 
-use super::wire::{self, name, rcode_mnemonic, text};
+use super::wire::{self, name, text};
 use super::{DnsError, MAX_CNAME_HOPS};
 use crate::inventory::Server;
 use crate::DomainName;
@@ -157,7 +157,7 @@ pub(super) fn check_rcode(
             server: server.to_string(),
             what: what.into(),
             name: name.into(),
-            rcode: rcode_mnemonic(code),
+            rcode: code,
         }),
     }
 }

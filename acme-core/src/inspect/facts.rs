@@ -66,16 +66,10 @@ pub struct CertFacts {
 impl CertFacts {
     /// Parses one DER certificate. Trailing bytes after it are refused.
     pub fn from_der(der: &[u8]) -> Result<CertFacts, InspectError> {
-        let (rest, cert) = X509Certificate::from_der(der).map_err(|e| InspectError::Parse {
-            reason: e.to_string(),
-        })?;
+        let (rest, cert) =
+            X509Certificate::from_der(der).map_err(|source| InspectError::Parse { source })?;
         if !rest.is_empty() {
-            return Err(InspectError::Parse {
-                reason: format!(
-                    "{} bytes of trailing data after the certificate",
-                    rest.len()
-                ),
-            });
+            return Err(InspectError::TrailingData { bytes: rest.len() });
         }
         Self::from_parsed(&cert, der)
     }
@@ -206,11 +200,7 @@ pub(crate) fn pem_blocks(pem: &[u8]) -> Result<Vec<PemBlock>, InspectError> {
                 out.push(PemBlock::Key(to_pem("EC PRIVATE KEY", k.secret_sec1_der())))
             }
             Ok(Some(_)) => {}
-            Err(e) => {
-                return Err(InspectError::Pem {
-                    reason: e.to_string(),
-                })
-            }
+            Err(source) => return Err(InspectError::Pem { source }),
         }
     }
     Ok(out)

@@ -172,7 +172,7 @@ fn parse_file(path: &Path) -> Parsed {
                 }
             }
         }
-        Err(e) => p.error = Some(e.to_string()),
+        Err(e) => p.error = Some(crate::error_chain(&e)),
     }
     if p.error.is_none() && p.certs.is_empty() && p.keys.is_empty() {
         p.other_pem = bytes.windows(11).any(|w| w == b"-----BEGIN ");

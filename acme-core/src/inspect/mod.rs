@@ -28,16 +28,24 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum InspectError {
     /// The bytes are not a valid DER X.509 certificate (untrusted input).
-    #[error("not a valid X.509 certificate: {reason}")]
+    #[error("not a valid X.509 certificate")]
     Parse {
-        /// Parser message.
-        reason: String,
+        /// The parser's error.
+        #[source]
+        source: x509_parser::nom::Err<x509_parser::error::X509Error>,
+    },
+    /// A valid certificate is followed by more bytes (untrusted input).
+    #[error("not a valid X.509 certificate: {bytes} bytes of trailing data after the certificate")]
+    TrailingData {
+        /// How many bytes follow the certificate.
+        bytes: usize,
     },
     /// The PEM text is malformed (untrusted input).
-    #[error("malformed PEM: {reason}")]
+    #[error("malformed PEM")]
     Pem {
-        /// Parser message.
-        reason: String,
+        /// The PEM reader's error.
+        #[source]
+        source: std::io::Error,
     },
     /// A file could not be read.
     #[error("cannot read {path}")]

@@ -22,7 +22,7 @@ pub struct Trust {
 }
 
 /// Why a prober could not be built.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProberError {
     /// A trust bundle could not be read.
@@ -32,7 +32,7 @@ pub enum ProberError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     /// A trust bundle holds no usable certificate.
     #[error("trust bundle {path} holds no usable CA certificate")]
@@ -46,37 +46,57 @@ pub enum ProberError {
     /// rustls refused the configuration.
     #[error("TLS configuration")]
     Tls(#[source] rustls::Error),
+    /// The chain verifier could not be built from the trust anchors.
+    #[error("TLS configuration")]
+    Verifier(#[source] rustls::client::VerifierBuilderError),
 }
 
 /// Why a probe got no certificate.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProbeFailure {
     /// The address is not `host:port` or its name does not resolve.
-    #[error("cannot resolve {address}: {reason}")]
+    #[error("cannot resolve {address}")]
     Resolve {
         /// The address probed.
         address: String,
-        /// Resolver message.
-        reason: String,
+        /// The resolver's error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The name resolved to no address.
+    #[error("cannot resolve {address}: no address")]
+    NoAddress {
+        /// The address probed.
+        address: String,
     },
     /// TCP connect failed (refused, unreachable).
-    #[error("cannot connect to {address}: {reason}")]
+    #[error("cannot connect to {address}")]
     Connect {
         /// The address probed.
         address: String,
-        /// OS message.
-        reason: String,
+        /// The OS error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The SNI name cannot be sent as a TLS server name.
+    #[error("TLS handshake with {address} (SNI {sni}) failed: invalid SNI name")]
+    InvalidSni {
+        /// The address probed.
+        address: String,
+        /// SNI given.
+        sni: String,
     },
     /// The TLS handshake failed before a certificate was seen.
-    #[error("TLS handshake with {address} (SNI {sni}) failed: {reason}")]
+    #[error("TLS handshake with {address} (SNI {sni}) failed")]
     Handshake {
         /// The address probed.
         address: String,
         /// SNI sent.
         sni: String,
-        /// rustls message.
-        reason: String,
+        /// The TLS error (a [`rustls::Error`] inside, when rustls refused).
+        #[source]
+        source: Arc<std::io::Error>,
     },
     /// Nothing within the timeout.
     #[error("no TLS answer from {address} within {timeout:?}")]
@@ -88,14 +108,32 @@ pub enum ProbeFailure {
     },
 }
 
+/// Why a served chain does not verify.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The prober has no trust anchors.
+    #[error("no trust anchors configured")]
+    NoAnchors,
+    /// The server sent no certificate.
+    #[error("no certificate presented")]
+    NoCertificate,
+    /// The SNI name is not a valid TLS server name.
+    #[error("invalid dns name")]
+    InvalidSni,
+    /// rustls rejected the chain (unknown issuer, expired, wrong name...).
+    #[error(transparent)]
+    Rejected(rustls::Error),
+}
+
 /// What one handshake showed.
 #[derive(Debug, Clone)]
 pub struct Served {
     /// The chain as sent, leaf first.
     pub chain: Vec<CertificateDer<'static>>,
     /// `Ok` if the chain verifies for the SNI name against the trust anchors,
-    /// else rustls' reason.
-    pub verification: Result<(), String>,
+    /// else why not.
+    pub verification: Result<(), VerifyError>,
     /// Handshake duration.
     pub elapsed: Duration,
 }
@@ -140,7 +178,7 @@ impl Prober {
             let pem = crate::fsread::read_file(path, crate::fsread::FileKind::CaBundle).map_err(
                 |source| ProberError::Bundle {
                     path: path.clone(),
-                    source,
+                    source: Arc::new(source),
                 },
             )?;
             let mut added = 0;
@@ -159,7 +197,7 @@ impl Prober {
             Some(
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
-                    .map_err(|e| ProberError::Tls(rustls::Error::General(e.to_string())))?,
+                    .map_err(ProberError::Verifier)?,
             )
         };
         let recorder = Arc::new(AcceptAny {
@@ -224,29 +262,27 @@ impl Prober {
         sni: &str,
     ) -> Result<Vec<CertificateDer<'static>>, ProbeFailure> {
         let server_name =
-            ServerName::try_from(sni.to_string()).map_err(|e| ProbeFailure::Handshake {
+            ServerName::try_from(sni.to_string()).map_err(|_| ProbeFailure::InvalidSni {
                 address: address.into(),
                 sni: sni.into(),
-                reason: format!("invalid SNI name: {e}"),
             })?;
         let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(address)
             .await
             .map_err(|e| ProbeFailure::Resolve {
                 address: address.into(),
-                reason: e.to_string(),
+                source: Arc::new(e),
             })?
             .collect();
         let Some(addr) = addrs.first() else {
-            return Err(ProbeFailure::Resolve {
+            return Err(ProbeFailure::NoAddress {
                 address: address.into(),
-                reason: "no address".into(),
             });
         };
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| ProbeFailure::Connect {
                 address: address.into(),
-                reason: e.to_string(),
+                source: Arc::new(e),
             })?;
         let _ = tcp.set_nodelay(true);
         let connector = tokio_rustls::TlsConnector::from(self.config.clone());
@@ -257,7 +293,7 @@ impl Prober {
                 .map_err(|e| ProbeFailure::Handshake {
                     address: address.into(),
                     sni: sni.into(),
-                    reason: e.to_string(),
+                    source: Arc::new(e),
                 })?;
         let (_, conn) = tls.get_ref();
         let chain = conn
@@ -268,18 +304,18 @@ impl Prober {
     }
 
     /// Verifies a served chain for `sni` against the trust anchors, now.
-    pub fn verify(&self, chain: &[CertificateDer<'static>], sni: &str) -> Result<(), String> {
+    pub fn verify(&self, chain: &[CertificateDer<'static>], sni: &str) -> Result<(), VerifyError> {
         let Some(verifier) = &self.verifier else {
-            return Err("no trust anchors configured".into());
+            return Err(VerifyError::NoAnchors);
         };
         let Some((leaf, rest)) = chain.split_first() else {
-            return Err("no certificate presented".into());
+            return Err(VerifyError::NoCertificate);
         };
-        let name = ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(sni.to_string()).map_err(|_| VerifyError::InvalidSni)?;
         verifier
             .verify_server_cert(leaf, rest, &name, &[], UnixTime::now())
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(VerifyError::Rejected)
     }
 }
 

@@ -17,7 +17,7 @@ use super::{
     Finding, FindingKind, NodeReport, RenewalStatus, Report, ScanReport, ServedReport, Severity,
     StoreFacts, Thresholds, SCAN_SCHEMA, SCHEMA,
 };
-use crate::deploy::{error_chain, DeployError, Deployed, ReadError, TransportError};
+use crate::deploy::{DeployError, Deployed, ReadError, TransportError};
 use crate::inspect::probe::ProberError;
 use crate::inspect::{Anchors, InspectError, Prober, RenewalPolicy, Served, Trust};
 use crate::inventory::NodeConfig;
@@ -287,7 +287,7 @@ pub async fn gather(
                     Severity::Unknown,
                     FindingKind::DeployedUnknown {
                         cause: unknown_cause(e),
-                        reason: error_chain(e),
+                        reason: crate::error_chain(e),
                     },
                 )),
             }
@@ -436,7 +436,7 @@ pub struct ScanTarget {
 impl ScanTarget {
     /// Parses `host`, `host:port`, `[v6]:port` or a bare IPv6 address (port
     /// 443 by default); the SNI name is `sni` or the host.
-    pub fn parse(s: &str, sni: Option<&str>) -> Result<Self, String> {
+    pub fn parse(s: &str, sni: Option<&str>) -> Result<Self, crate::inventory::ServerError> {
         let server = crate::inventory::parse_server(s.trim(), 443)?;
         let address = server.to_string();
         Ok(Self {

@@ -636,7 +636,7 @@ pub fn assess_served(
             findings.push(Finding::new(
                 Severity::Critical,
                 FindingKind::Untrusted {
-                    reason: e.to_string(),
+                    reason: crate::error_chain(&e),
                 },
             ));
             return (None, findings);
@@ -691,7 +691,7 @@ pub fn assess_served(
         findings.push(Finding::new(
             Severity::Critical,
             FindingKind::Untrusted {
-                reason: reason.clone(),
+                reason: reason.to_string(),
             },
         ));
     }
@@ -699,7 +699,7 @@ pub fn assess_served(
         leaf,
         chain: rest,
         trusted,
-        verification_error: served.verification.clone().err(),
+        verification_error: served.verification.as_ref().err().map(ToString::to_string),
     };
     (Some(cert), findings)
 }
@@ -758,24 +758,36 @@ pub fn chain_finding(
 /// The finding for a probe that saw no certificate.
 pub fn assess_probe_failure(failure: &ProbeFailure) -> Finding {
     match failure {
-        ProbeFailure::Resolve { reason, .. } | ProbeFailure::Connect { reason, .. } => {
+        ProbeFailure::Resolve { source, .. } | ProbeFailure::Connect { source, .. } => {
             Finding::new(
                 Severity::Unknown,
                 FindingKind::Unreachable {
-                    reason: reason.clone(),
+                    reason: source.to_string(),
                 },
             )
         }
+        ProbeFailure::NoAddress { .. } => Finding::new(
+            Severity::Unknown,
+            FindingKind::Unreachable {
+                reason: "no address".into(),
+            },
+        ),
         ProbeFailure::Timeout { timeout, .. } => Finding::new(
             Severity::Unknown,
             FindingKind::ProbeTimeout {
                 timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             },
         ),
-        ProbeFailure::Handshake { reason, .. } => Finding::new(
+        ProbeFailure::Handshake { source, .. } => Finding::new(
             Severity::Critical,
             FindingKind::HandshakeFailed {
-                reason: reason.clone(),
+                reason: source.to_string(),
+            },
+        ),
+        ProbeFailure::InvalidSni { .. } => Finding::new(
+            Severity::Critical,
+            FindingKind::HandshakeFailed {
+                reason: "invalid SNI name: invalid dns name".into(),
             },
         ),
     }

@@ -18,7 +18,9 @@ fn served(chain: &[&[u8]], verification: Result<(), String>) -> Served {
             .iter()
             .map(|d| CertificateDer::from(d.to_vec()))
             .collect(),
-        verification,
+        verification: verification.map_err(|why| {
+            crate::inspect::probe::VerifyError::Rejected(rustls::Error::General(why))
+        }),
         elapsed: Duration::from_millis(3),
     }
 }
@@ -122,7 +124,10 @@ fn served_chain_problems_are_named() {
 fn probe_failures_map_to_severities() {
     let f = assess_probe_failure(&ProbeFailure::Connect {
         address: "127.0.0.1:1".into(),
-        reason: "refused".into(),
+        source: std::sync::Arc::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused",
+        )),
     });
     assert_eq!(
         (f.kind.name(), f.severity),

@@ -412,11 +412,7 @@ fn leaf_der(pem: &[u8]) -> std::result::Result<Vec<u8>, Problem> {
             Ok(Some(rustls_pemfile::Item::X509Certificate(der))) => return Ok(der.to_vec()),
             Ok(Some(_)) => {}
             Ok(None) => return Err(Problem::NoCertificate),
-            Err(e) => {
-                return Err(Problem::BadCertificate(InspectError::Pem {
-                    reason: e.to_string(),
-                }))
-            }
+            Err(source) => return Err(Problem::BadCertificate(InspectError::Pem { source })),
         }
     }
 }

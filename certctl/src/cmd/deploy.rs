@@ -198,10 +198,13 @@ fn describe(o: &Outcome) -> (&'static str, String, String, &'static str) {
         } => (
             "rolled back",
             version.clone().unwrap_or_else(|| "none".into()),
-            format!("{attempted} not deployed: {}", deploy::error_chain(reason)),
+            format!(
+                "{attempted} not deployed: {}",
+                acme_core::error_chain(reason)
+            ),
             "red",
         ),
-        Outcome::Failed { error } => ("failed", "-".into(), deploy::error_chain(error), "red"),
+        Outcome::Failed { error } => ("failed", "-".into(), acme_core::error_chain(error), "red"),
         Outcome::Skipped { why } => ("skipped", "-".into(), why.to_string(), "yellow"),
         _ => ("?", String::new(), String::new(), ""),
     }

@@ -262,7 +262,7 @@ fn read_target_list(path: &std::path::Path, sni: Option<&str>) -> anyhow::Result
         let line_sni = words.next().or(sni);
         let t = line_sni
             .map_or(Ok(()), check_sni)
-            .and_then(|()| ScanTarget::parse(addr, line_sni))
+            .and_then(|()| ScanTarget::parse(addr, line_sni).map_err(|e| e.to_string()))
             .map_err(|m| {
                 anyhow::anyhow!(
                     "{}:{}: {m}; expected `host[:port] [sni]`",
@@ -284,7 +284,9 @@ pub(crate) async fn scan(ctx: &Ctx, args: ScanArgs) -> anyhow::Result<ExitCode> 
     }
     let mut targets = Vec::new();
     for t in &args.targets {
-        targets.push(ScanTarget::parse(t, args.sni.as_deref()).map_err(UsageError)?);
+        targets.push(
+            ScanTarget::parse(t, args.sni.as_deref()).map_err(|e| UsageError(e.to_string()))?,
+        );
     }
     if let Some(f) = &args.from_file {
         targets.extend(read_target_list(f, args.sni.as_deref())?);
