@@ -281,14 +281,17 @@ EOF
 # original as live/.NAME.AS (same depth, so its relative links still
 # resolve), and links live/NAME to the copy. Deletes nothing it did not make.
 adopt() {
-  a="$b/archive/$1"; l="$b/live/$1"; t="$a/.tmp-$2-$r"; k="$b/live/.$1.$2"
+  a="$b/archive/$1"; l="$b/live/$1"; adopted=$2
+  # a second adoption within the same second gets the run's token too
+  if [ -e "$a/$2" ] || [ -L "$a/$2" ] || [ -e "$b/live/.$1.$2" ] || [ -L "$b/live/.$1.$2" ]; then adopted="$2-$r"; fi
+  t="$a/.tmp-$adopted-$r"; k="$b/live/.$1.$adopted"
   if [ -e "$k" ] || [ -L "$k" ]; then fail adopt "$k"; fi
   [ -d "$a" ] || mkdir -p "$a" || fail adopt "$a"
   mkdir "$t" || fail adopt "$t"
-  { true >"$t/$am" && cp -RL "$l/." "$t/" && chmod 755 "$t" && sync "$t" && mv -T "$t" "$a/$2"; } ||
-    { rm -rf "$t"; fail adopt "$a/$2"; }
+  { true >"$t/$am" && cp -RL "$l/." "$t/" && chmod 755 "$t" && sync "$t" && mv -T "$t" "$a/$adopted"; } ||
+    { rm -rf "$t"; fail adopt "$a/$adopted"; }
   mv -T "$l" "$k" || fail adopt "$l"
-  ln -s "../archive/$1/$2" "$l" || { mv -T "$k" "$l"; fail adopt "$l"; }
+  ln -s "../archive/$1/$adopted" "$l" || { mv -T "$k" "$l"; fail adopt "$l"; }
   printf '@adopted %s %s\n' "$1" "$k"
 }
 link() {
@@ -324,7 +327,7 @@ cert() {
   if [ "$kind" = link ] && [ "${cur##*/}" = "$v" ] && [ $complete = 1 ] && [ "$3" = 1 ]; then
     printf '@cert %s unchanged\n' "$n"; return 0
   fi
-  if [ "$kind" = dir ]; then adopt "$n" "$adopt"; cur="../archive/$n/$adopt"; fi
+  if [ "$kind" = dir ]; then adopt "$n" "$adopt"; cur="../archive/$n/$adopted"; fi
   if [ $complete = 0 ]; then
     need="$need $n/$v"
     sums="$sums$4  $s/$n/$v/privkey.pem
@@ -875,6 +878,37 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert!(left.is_empty(), "staging directory removed: {left:?}");
+    }
+
+    #[test]
+    fn a_second_adoption_within_the_same_second_gets_its_own_name() {
+        // Regression: both adoptions were named adopted-<second>; the second failed.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_str().expect("utf8");
+        for round in ["FIRST", "SECOND"] {
+            let live = dir.path().join("live/www");
+            if std::fs::symlink_metadata(&live).is_ok() {
+                std::fs::remove_file(&live).expect("unlink the link");
+            }
+            std::fs::create_dir_all(&live).expect("mkdir");
+            std::fs::write(live.join("cert.pem"), round).expect("write");
+            let (code, out) = sh(&deploy(&script(base, "true", false)), &payload());
+            assert_eq!(code, 0, "{round}: {out}");
+        }
+        let adopted: Vec<String> = std::fs::read_dir(dir.path().join("archive/www"))
+            .expect("archive")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("adopted-x"))
+            .collect();
+        assert_eq!(adopted.len(), 2, "{adopted:?}");
+        let held: Vec<Vec<u8>> = adopted
+            .iter()
+            .map(|a| {
+                std::fs::read(dir.path().join("archive/www").join(a).join("cert.pem"))
+                    .expect("copy")
+            })
+            .collect();
+        assert!(held.contains(&b"FIRST".to_vec()) && held.contains(&b"SECOND".to_vec()));
     }
 
     #[test]
