@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use instant_acme::{
-    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, ExternalAccountKey,
-    Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeStatus, ChallengeType,
+    ExternalAccountKey, Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
 };
 use time::OffsetDateTime;
 use tracing::Instrument;
@@ -393,25 +393,29 @@ impl Issuer {
         }
         tracing::debug!(records = presented.len(), elapsed = ?started.elapsed(), "TXT records visible on every authoritative server");
 
-        // Answer every dns-01 challenge.
+        // Answer every dns-01 challenge, each once: a rejected nonce sends
+        // the same answer again (going over every authorization again would
+        // answer a challenge the CA is already validating, which it refuses).
         let mut nonce = NonceRetry::default();
-        'again: loop {
-            let mut authzs = order.authorizations();
-            while let Some(a) = authzs.next().await {
-                let mut a = a.map_err(server("fetching authorizations"))?;
-                if a.status != AuthorizationStatus::Pending {
-                    continue;
-                }
-                let Some(mut ch) = a.challenge(ChallengeType::Dns01) else {
-                    continue;
-                };
+        let mut authzs = order.authorizations();
+        while let Some(a) = authzs.next().await {
+            let mut a = a.map_err(server("fetching authorizations"))?;
+            if a.status != AuthorizationStatus::Pending {
+                continue;
+            }
+            let Some(mut ch) = a.challenge(ChallengeType::Dns01) else {
+                continue;
+            };
+            if ch.status != ChallengeStatus::Pending {
+                continue;
+            }
+            loop {
                 match ch.set_ready().await {
-                    Ok(()) => {}
-                    Err(e) if nonce.again(&e) => continue 'again,
+                    Ok(()) => break,
+                    Err(e) if nonce.again(&e) => continue,
                     Err(e) => return Err(server("answering a challenge")(e).into()),
                 }
             }
-            break;
         }
 
         let remaining = order_timeout.saturating_sub(started.elapsed());
