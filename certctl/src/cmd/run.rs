@@ -467,6 +467,9 @@ pub(crate) fn systemd(ctx: &Ctx, args: SystemdArgs) -> anyhow::Result<ExitCode> 
     let (service, timer) = units(&args, &config, &store);
     match &args.output_dir {
         Some(dir) => {
+            for name in ["certctl.service", "certctl.timer"] {
+                may_replace(&dir.join(name))?;
+            }
             for (name, text) in [("certctl.service", &service), ("certctl.timer", &timer)] {
                 let path = dir.join(name);
                 acme_core::store::write_atomic(&path, text.as_bytes(), 0o644)
@@ -480,9 +483,54 @@ pub(crate) fn systemd(ctx: &Ctx, args: SystemdArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// A unit file certctl may write at `path`: none there yet, or one that
+/// `certctl systemd` wrote (its first line says so). Anything else is the
+/// user's, and is left alone.
+fn may_replace(path: &std::path::Path) -> anyhow::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", path.display())),
+    };
+    let ours = meta.is_file()
+        && std::fs::read(path).is_ok_and(|b| {
+            b.split(|c| *c == b'\n')
+                .next()
+                .is_some_and(|l| l.ends_with("written by `certctl systemd`".as_bytes()))
+        });
+    if ours {
+        return Ok(());
+    }
+    Err(crate::exit::UsageError(format!(
+        "{} exists and was not written by `certctl systemd`, so certctl leaves it alone: \
+         move it away, or run `certctl systemd` without --output-dir and install the units yourself",
+        crate::output::clean(&path.to_string_lossy())
+    ))
+    .into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unit_file_certctl_did_not_write_is_never_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("certctl.service");
+        assert!(may_replace(&p).is_ok(), "nothing there yet");
+        std::fs::write(
+            &p,
+            "# certctl.service — written by `certctl systemd`\n[Unit]\n",
+        )
+        .expect("w");
+        assert!(may_replace(&p).is_ok(), "certctl's own");
+        std::fs::write(&p, "[Unit]\nDescription=mine\n").expect("w");
+        let e = may_replace(&p).expect_err("the user's").to_string();
+        assert!(e.contains("leaves it alone"), "{e}");
+        std::fs::remove_file(&p).expect("rm");
+        std::os::unix::fs::symlink("/etc/hostname", &p).expect("link");
+        assert!(may_replace(&p).is_err(), "a link is not replaced");
+    }
 
     #[test]
     fn service_keeps_the_store_writable_and_is_hardened() {
