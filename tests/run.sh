@@ -43,7 +43,10 @@ cargo build --workspace --locked
 step "lab"
 lab_dir=${CERTCTL_LAB_DIR:-/tmp/certctl-lab}
 running=$(cat "$lab_dir/nodes.count" 2>/dev/null || echo 0)
-if bash lab/lab.sh status 2>/dev/null | grep -q "pebble.*running"; then
+# Read the status whole first: under pipefail, grep -q closing the pipe early
+# would fail the pipeline and make a running lab look stopped (and stop it).
+lab_status=$(bash lab/lab.sh status 2>/dev/null || true)
+if grep -q "pebble.*running" <<<"$lab_status"; then
     was_up=1
 else
     was_up=0
