@@ -16,6 +16,9 @@ use serde::Deserialize;
 use crate::names::{self, CertName, DomainName};
 use crate::secret::SecretSource;
 
+mod problem;
+pub use problem::Problem;
+
 /// The default inventory path, overridden by `--config` or `CERTCTL_CONFIG`.
 pub const DEFAULT_PATH: &str = "/etc/certctl/certctl.toml";
 
@@ -563,7 +566,7 @@ pub enum InventoryError {
         source: std::io::Error,
     },
     /// Syntax, type, unknown key, or a value that fails validation.
-    #[error("{path}:{line}:{column}: {message}")]
+    #[error("{}:{line}:{column}", .path.display())]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -572,7 +575,8 @@ pub enum InventoryError {
         /// 1-based column.
         column: usize,
         /// What is wrong and what was expected.
-        message: String,
+        #[source]
+        problem: Problem,
     },
     /// A secret could not be read from its file or environment variable.
     #[error(transparent)]
@@ -616,14 +620,13 @@ impl Inventory {
     /// resolve relative paths (against the file's directory).
     #[allow(clippy::should_implement_trait)] // it needs the path too
     pub fn from_str(text: &str, path: &Path) -> Result<Self, InventoryError> {
-        let raw: RawInventory = toml::from_str(text).map_err(|e| {
-            let offset = e.span().map(|s| s.start).unwrap_or(0);
-            let message = e.message().trim_end().replace('\n', "; ");
-            invalid_at(path, text, offset, message)
+        let raw: RawInventory = toml::from_str(text).map_err(|error| {
+            let offset = error.span().map(|s| s.start).unwrap_or(0);
+            invalid_at(path, text, offset, Problem::Syntax { error })
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        check_store_path(&raw.store, base, path).map_err(|message| {
-            invalid_at(path, text, locate(text, &[Key::Name("store")]), message)
+        check_store_path(&raw.store, base, path).map_err(|problem| {
+            invalid_at(path, text, locate(text, &[Key::Name("store")]), problem)
         })?;
         let mut inv = Inventory {
             path: path.to_path_buf(),
@@ -637,10 +640,10 @@ impl Inventory {
             nodes: raw.node,
         };
         inv.refuse_option_like_files()
-            .map_err(|(loc, message)| invalid_at(path, text, locate(text, &loc), message))?;
+            .map_err(|(loc, problem)| invalid_at(path, text, locate(text, &loc), problem))?;
         inv.resolve_paths(base);
         inv.validate()
-            .map_err(|(loc, message)| invalid_at(path, text, locate(text, &loc), message))?;
+            .map_err(|(loc, problem)| invalid_at(path, text, locate(text, &loc), problem))?;
         Ok(inv)
     }
 
@@ -688,7 +691,7 @@ impl Inventory {
 
     /// Refuses ssh file settings that read like an option (`-oProxyCommand=...`),
     /// before relative paths are resolved.
-    fn refuse_option_like_files(&self) -> Result<(), (Vec<Key>, String)> {
+    fn refuse_option_like_files(&self) -> Result<(), (Vec<Key>, Problem)> {
         for (i, n) in self.nodes.iter().enumerate() {
             for (k, p) in [
                 ("identity_file", &n.identity_file),
@@ -699,11 +702,10 @@ impl Inventory {
                 if looks_like_option(p) {
                     return Err((
                         vec![Key::Name("node"), Key::Idx(i), Key::Name(k)],
-                        format!(
-                            "{k} `{}` looks like an ssh option, not a file; give the file's path (e.g. `/root/.ssh/{}`)",
-                            p.display(),
-                            if k == "identity_file" { "id_ed25519" } else { k }
-                        ),
+                        Problem::OptionLikeFile {
+                            key: k,
+                            path: p.clone(),
+                        },
                     ));
                 }
             }
@@ -712,30 +714,29 @@ impl Inventory {
     }
 
     /// Cross-checks; an error is a key path into the document and a message.
-    fn validate(&self) -> Result<(), (Vec<Key>, String)> {
+    fn validate(&self) -> Result<(), (Vec<Key>, Problem)> {
         use Key::{Idx, Name};
         let a = &self.account;
         if !(a.directory.starts_with("https://") || a.directory.starts_with("http://")) {
             return Err((
                 vec![Name("account"), Name("directory")],
-                format!(
-                    "directory `{}` is not a URL; expected an https:// URL, `letsencrypt` or `letsencrypt-staging`",
-                    a.directory
-                ),
+                Problem::DirectoryNotUrl {
+                    directory: a.directory.clone(),
+                },
             ));
         }
         for (i, c) in a.contact.iter().enumerate() {
             if !c.starts_with("mailto:") || c.len() <= "mailto:".len() {
                 return Err((
                     vec![Name("account"), Name("contact"), Idx(i)],
-                    format!("contact `{c}` must be a mailto: URL, e.g. `mailto:ops@example.com`"),
+                    Problem::ContactNotMailto { contact: c.clone() },
                 ));
             }
         }
         if let Some(eab) = &a.eab {
             eab.hmac_key()
                 .check()
-                .map_err(|m| (vec![Name("account"), Name("eab")], m.to_string()))?;
+                .map_err(|e| (vec![Name("account"), Name("eab")], Problem::Secret(e)))?;
         }
         for (name, s) in &self.solvers {
             let at = |k: &'static str| vec![Name("solvers"), Key::Owned(name.clone()), Name(k)];
@@ -743,16 +744,23 @@ impl Inventory {
                 SolverConfig::Rfc2136(r) => {
                     r.tsig_secret()
                         .check()
-                        .map_err(|m| (at("tsig_key"), m.to_string()))?;
-                    names::check_dns_name(&r.tsig_key)
-                        .map_err(|m| (at("tsig_key"), format!("tsig_key `{}`: {m}", r.tsig_key)))?;
+                        .map_err(|e| (at("tsig_key"), Problem::Secret(e)))?;
+                    names::check_dns_name(&r.tsig_key).map_err(|source| {
+                        (
+                            at("tsig_key"),
+                            Problem::TsigKeyName {
+                                key: r.tsig_key.clone(),
+                                source,
+                            },
+                        )
+                    })?;
                 }
                 SolverConfig::Exec(e) => {
                     if e.present.is_empty() {
-                        return Err((at("present"), "present must name a program".into()));
+                        return Err((at("present"), Problem::NoProgram { key: "present" }));
                     }
                     if e.cleanup.is_empty() {
-                        return Err((at("cleanup"), "cleanup must name a program".into()));
+                        return Err((at("cleanup"), Problem::NoProgram { key: "cleanup" }));
                     }
                 }
             }
@@ -760,19 +768,19 @@ impl Inventory {
         if self.renewal.concurrency == 0 {
             return Err((
                 vec![Name("renewal"), Name("concurrency")],
-                "concurrency must be at least 1".into(),
+                Problem::Zero { key: "concurrency" },
             ));
         }
         if self.deploy.concurrency == 0 {
             return Err((
                 vec![Name("deploy"), Name("concurrency")],
-                "concurrency must be at least 1".into(),
+                Problem::Zero { key: "concurrency" },
             ));
         }
         if self.report.critical > self.report.warning {
             return Err((
                 vec![Name("report"), Name("critical")],
-                "critical must not be longer than warning".into(),
+                Problem::CriticalOverWarning,
             ));
         }
 
@@ -784,7 +792,13 @@ impl Inventory {
         for (i, n) in self.nodes.iter().enumerate() {
             let at = |k: &'static str| vec![Name("node"), Idx(i), Name(k)];
             if !node_names.insert(n.name.as_str()) {
-                return Err((at("name"), format!("node `{}` is defined twice", n.name)));
+                return Err((
+                    at("name"),
+                    Problem::Duplicate {
+                        kind: "node",
+                        name: n.name.to_string(),
+                    },
+                ));
             }
             if let Some(other) = node_folded
                 .get(&n.name.as_str().to_ascii_lowercase())
@@ -796,43 +810,75 @@ impl Inventory {
             {
                 return Err((
                     at("name"),
-                    format!(
-                        "node `{}` differs from node `{}` only in case; give nodes names that differ in more than case",
-                        n.name, other.name
-                    ),
+                    Problem::CaseDuplicate {
+                        kind: "node",
+                        name: n.name.to_string(),
+                        first: other.name.to_string(),
+                    },
                 ));
             }
             if n.transport == TransportKind::Ssh && n.address.is_empty() {
                 return Err((
                     vec![Name("node"), Idx(i)],
-                    format!("node `{}` needs an `address` (host name or IP)", n.name),
+                    Problem::NoAddress {
+                        node: n.name.to_string(),
+                    },
                 ));
             }
             if !n.address.is_empty() {
-                names::check_host(&n.address)
-                    .map_err(|m| (at("address"), format!("address `{}`: {m}", n.address)))?;
+                names::check_host(&n.address).map_err(|source| {
+                    (
+                        at("address"),
+                        Problem::Address {
+                            address: n.address.clone(),
+                            source,
+                        },
+                    )
+                })?;
             }
-            names::check_remote_path(&n.base_dir).map_err(|m| {
+            names::check_remote_path(&n.base_dir).map_err(|source| {
                 (
                     at("base_dir"),
-                    format!("base_dir `{}`: {m}", n.base_dir.display()),
+                    Problem::BaseDir {
+                        base_dir: n.base_dir.clone(),
+                        source,
+                    },
                 )
             })?;
-            names::check_user(&n.user)
-                .map_err(|m| (at("user"), format!("user `{}`: {m}", n.user)))?;
-            for (k, v) in [("owner", &n.owner), ("group", &n.group)] {
+            for (k, v) in [
+                ("user", Some(&n.user)),
+                ("owner", n.owner.as_ref()),
+                ("group", n.group.as_ref()),
+            ] {
                 if let Some(v) = v {
-                    names::check_user(v).map_err(|m| (at(k), format!("{k} `{v}`: {m}")))?;
+                    names::check_user(v).map_err(|source| {
+                        (
+                            at(k),
+                            Problem::User {
+                                key: k,
+                                value: v.clone(),
+                                source,
+                            },
+                        )
+                    })?;
                 }
             }
             if n.max_sessions == 0 {
-                return Err((at("max_sessions"), "max_sessions must be at least 1".into()));
+                return Err((
+                    at("max_sessions"),
+                    Problem::Zero {
+                        key: "max_sessions",
+                    },
+                ));
             }
             for (j, g) in n.groups.iter().enumerate() {
-                names::check_label(g).map_err(|m| {
+                names::check_label(g).map_err(|source| {
                     (
                         vec![Name("node"), Idx(i), Name("groups"), Idx(j)],
-                        format!("group `{g}`: {m}"),
+                        Problem::GroupName {
+                            group: g.clone(),
+                            source,
+                        },
                     )
                 })?;
                 groups.insert(g.as_str());
@@ -842,10 +888,10 @@ impl Inventory {
             if !node_names.contains(c.as_str()) {
                 return Err((
                     vec![Name("deploy"), Name("canary"), Idx(j)],
-                    format!(
-                        "canary `{c}` is not a node; known nodes: {}",
-                        list(&node_names)
-                    ),
+                    Problem::UnknownCanary {
+                        canary: c.clone(),
+                        known: list(&node_names),
+                    },
                 ));
             }
         }
@@ -859,7 +905,10 @@ impl Inventory {
             if !cert_names.insert(c.name.as_str()) {
                 return Err((
                     at("name"),
-                    format!("certificate `{}` is defined twice", c.name),
+                    Problem::Duplicate {
+                        kind: "certificate",
+                        name: c.name.to_string(),
+                    },
                 ));
             }
             if let Some(other) = cert_folded
@@ -873,21 +922,24 @@ impl Inventory {
                 // On a case-insensitive file system (or to a human) they are one directory.
                 return Err((
                     at("name"),
-                    format!(
-                        "certificate `{}` differs from certificate `{}` only in case; give certificates names that differ in more than case",
-                        c.name, other.name
-                    ),
+                    Problem::CaseDuplicate {
+                        kind: "certificate",
+                        name: c.name.to_string(),
+                        first: other.name.to_string(),
+                    },
                 ));
             }
             if c.domains.is_empty() {
-                return Err((at("domains"), "domains must list at least one name".into()));
+                return Err((at("domains"), Problem::NoDomains));
             }
             let mut seen = BTreeSet::new();
             for (j, d) in c.domains.iter().enumerate() {
                 if !seen.insert(d.as_str()) {
                     return Err((
                         vec![Name("certificate"), Idx(i), Name("domains"), Idx(j)],
-                        format!("domain `{d}` is listed twice (names are compared without case)"),
+                        Problem::DomainTwice {
+                            domain: d.to_string(),
+                        },
                     ));
                 }
             }
@@ -895,31 +947,26 @@ impl Inventory {
                 let known: BTreeSet<&str> = self.solvers.keys().map(String::as_str).collect();
                 return Err((
                     at("solver"),
-                    format!(
-                        "solver `{}` is not defined; known solvers: {} (add a [solvers.{}] table)",
-                        c.solver,
-                        list(&known),
-                        c.solver
-                    ),
+                    Problem::UnknownSolver {
+                        solver: c.solver.clone(),
+                        known: list(&known),
+                    },
                 ));
             }
             for (j, g) in c.groups.iter().enumerate() {
                 if !groups.contains(g.as_str()) {
                     return Err((
                         vec![Name("certificate"), Idx(i), Name("groups"), Idx(j)],
-                        format!(
-                            "group `{g}` has no node; groups used by nodes: {}",
-                            list(&groups)
-                        ),
+                        Problem::GroupWithoutNode {
+                            group: g.clone(),
+                            known: list(&groups),
+                        },
                     ));
                 }
             }
             if let (Some(w), Some(cr)) = (c.warning, c.critical) {
                 if cr > w {
-                    return Err((
-                        at("critical"),
-                        "critical must not be longer than warning".into(),
-                    ));
+                    return Err((at("critical"), Problem::CriticalOverWarning));
                 }
             }
         }
@@ -963,45 +1010,31 @@ fn looks_like_option(p: &Path) -> bool {
             .is_some_and(|f| f.to_string_lossy().starts_with('-'))
 }
 
-fn list(set: &BTreeSet<&str>) -> String {
-    if set.is_empty() {
-        "(none)".into()
-    } else {
-        set.iter()
-            .map(|s| format!("`{s}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
+fn list(set: &BTreeSet<&str>) -> Vec<String> {
+    set.iter().map(|s| s.to_string()).collect()
 }
 
 /// Refuses a `store` value that cannot name a store of its own: empty (it
 /// would resolve to the inventory's directory), the file system root, or a
 /// path that resolves to the inventory's directory or to the inventory file.
 /// What is on disk there is judged when the store is opened.
-fn check_store_path(raw: &Path, base: &Path, inventory: &Path) -> Result<(), String> {
-    let fix = "expected a directory of certctl's own, e.g. \"/var/lib/certctl\"";
+fn check_store_path(raw: &Path, base: &Path, inventory: &Path) -> Result<(), Problem> {
     if raw.as_os_str().is_empty() {
-        return Err(format!("store is empty; {fix}"));
+        return Err(Problem::StoreEmpty);
     }
     let resolved = crate::store::lexically_normal(&resolve(base, raw));
     if resolved == Path::new("/") {
-        return Err(format!(
-            "store `{}` is the file system root; {fix}",
-            raw.display()
-        ));
+        return Err(Problem::StoreIsRoot {
+            store: raw.to_path_buf(),
+        });
     }
     let inv_dir = crate::store::lexically_normal(base);
     if resolved == inv_dir || resolved == crate::store::lexically_normal(inventory) {
-        return Err(format!(
-            "store `{}` resolves to {}, the inventory's own {}; {fix}",
-            raw.display(),
-            resolved.display(),
-            if resolved == inv_dir {
-                "directory"
-            } else {
-                "file"
-            }
-        ));
+        return Err(Problem::StoreIsInventory {
+            store: raw.to_path_buf(),
+            is_file: resolved != inv_dir,
+            resolved,
+        });
     }
     Ok(())
 }
@@ -1048,7 +1081,7 @@ fn locate(text: &str, path: &[Key]) -> usize {
     offset
 }
 
-fn invalid_at(path: &Path, text: &str, offset: usize, message: String) -> InventoryError {
+fn invalid_at(path: &Path, text: &str, offset: usize, problem: Problem) -> InventoryError {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
@@ -1057,7 +1090,7 @@ fn invalid_at(path: &Path, text: &str, offset: usize, message: String) -> Invent
         path: path.to_path_buf(),
         line,
         column,
-        message,
+        problem,
     }
 }
 
@@ -1296,7 +1329,7 @@ solver = "ns"
     }
 
     fn err(text: &str) -> String {
-        parse(text).expect_err("should be rejected").to_string()
+        crate::error_chain(&parse(text).expect_err("should be rejected"))
     }
 
     #[test]

@@ -78,10 +78,9 @@ fuzz_target!(|data: &[u8]| {
                 "served from a non-authoritative or failed answer"
             );
         } else if question.as_ref() == Some(&r.name) {
-            assert_eq!(
-                served,
-                Ok(()),
-                "TXT {value:?} at the question's name not found"
+            assert!(
+                served.is_ok(),
+                "TXT {value:?} at the question's name not found: {served:?}"
             );
         }
     }

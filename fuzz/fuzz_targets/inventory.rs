@@ -22,24 +22,20 @@ fuzz_target!(|data: &[u8]| {
                 assert!(inv.node(n.name.as_str()).is_some(), "{}", n.name);
             }
         }
-        Err(InventoryError::Invalid {
-            path,
-            line,
-            column,
-            message,
-        }) => {
-            assert_eq!(path, Path::new("fuzz.toml"));
-            assert!(
-                !message.trim().is_empty(),
-                "empty message at {line}:{column}"
-            );
-            let shown = InventoryError::Invalid {
-                path,
+        Err(
+            ref e @ InventoryError::Invalid {
+                ref path,
                 line,
                 column,
-                message: message.clone(),
-            }
-            .to_string();
+                ref problem,
+            },
+        ) => {
+            let shown = acme_core::error_chain(e);
+            assert_eq!(path, Path::new("fuzz.toml"));
+            assert!(
+                !problem.to_string().trim().is_empty(),
+                "empty message at {line}:{column}"
+            );
             assert!(
                 shown.starts_with(&format!("fuzz.toml:{line}:{column}: ")),
                 "{shown}"

@@ -29,7 +29,7 @@ pub struct FuzzAnswer {
 
 impl FuzzAnswer {
     /// Whether the answer serves TXT `value` at `owner`, as the propagation check decides.
-    pub fn served(&self, value: &str) -> Result<(), String> {
+    pub fn served(&self, value: &str) -> Result<(), super::NotServed> {
         propagation::served(&self.message, &self.owner, value)
     }
 }

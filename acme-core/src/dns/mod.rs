@@ -59,6 +59,7 @@ mod zone;
 pub use exec::Exec;
 #[doc(hidden)]
 pub use fuzz::{fuzz_parse_answer, FuzzAnswer};
+pub use propagation::{NotServed, Unpropagated};
 pub use rfc2136::Rfc2136;
 
 /// How many CNAMEs are followed from `_acme-challenge.<domain>` at most.
@@ -208,7 +209,7 @@ pub enum DnsError {
          not yet on: {}; check that those servers run and get NOTIFY/zone transfers from \
          the primary, or raise propagation_timeout",
         .waited.as_secs_f32().round(),
-        .missing.join(", ")
+        list(.missing)
     )]
     PropagationTimeout {
         /// The record's name.
@@ -218,7 +219,7 @@ pub enum DnsError {
         /// How long was waited.
         waited: Duration,
         /// The servers that did not show it, with what they last said.
-        missing: Vec<String>,
+        missing: Vec<propagation::Unpropagated>,
     },
     /// An exec solver command exited unsuccessfully.
     #[error("{action} command `{command}` failed ({status}): {}", stderr_or_none(.stderr_tail))]
@@ -324,6 +325,15 @@ fn refusal_hint(rcode: ResponseCode, tsig_error: Option<TsigError>) -> &'static 
     }
 }
 
+/// `a, b, c`.
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(T::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn stderr_or_none(tail: &str) -> &str {
     if tail.trim().is_empty() {
         "no output on stderr"
@@ -386,7 +396,13 @@ mod tests {
             fqdn: "a.example".into(),
             value: "v".into(),
             waited: Duration::from_millis(2100),
-            missing: vec!["ns2.example (127.0.0.2:53): connection refused".into()],
+            missing: vec![propagation::Unpropagated {
+                server: "ns2.example".into(),
+                addr: "127.0.0.2:53".parse().expect("address"),
+                why: propagation::NotServed::NoAnswer(std::sync::Arc::new(
+                    std::io::ErrorKind::ConnectionRefused.into(),
+                )),
+            }],
         };
         let s = e.to_string();
         assert!(s.contains("after 2s"), "{s}");

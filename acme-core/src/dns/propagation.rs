@@ -10,6 +10,9 @@ use super::wire::{self, rcode_mnemonic, text};
 use super::zone::{Locator, Nameserver};
 use super::{DnsError, TxtRecord};
 use crate::inventory::PropagationConfig;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// First pause between rounds; doubles up to the cap of [`max_backoff`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(25);
@@ -38,7 +41,7 @@ pub(super) async fn wait(
     if !cfg.skip_propagation_check {
         let servers = locator.nameservers(&record.zone).await?;
         tracing::debug!(
-            servers = %servers.iter().map(label).collect::<Vec<_>>().join(", "),
+            servers = %servers.iter().map(|s| format!("{} {}", s.name, s.addr)).collect::<Vec<_>>().join(", "),
             "checking propagation"
         );
         poll(&servers, record, cfg.propagation_timeout).await?;
@@ -57,8 +60,8 @@ async fn poll(
 ) -> Result<(), DnsError> {
     let start = Instant::now();
     let deadline = start + timeout;
-    let mut pending: Vec<(&Nameserver, String)> =
-        servers.iter().map(|s| (s, String::new())).collect();
+    let mut pending: Vec<(&Nameserver, Option<NotServed>)> =
+        servers.iter().map(|s| (s, None)).collect();
     let mut backoff = FIRST_BACKOFF;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -70,7 +73,7 @@ async fn poll(
         pending = pending
             .into_iter()
             .zip(results)
-            .filter_map(|((s, _), r)| r.err().map(|why| (s, why)))
+            .filter_map(|((s, _), r)| r.err().map(|why| (s, Some(why))))
             .collect();
         if pending.is_empty() {
             tracing::info!(waited = ?start.elapsed(), "TXT record on every authoritative server");
@@ -83,8 +86,14 @@ async fn poll(
                 value: record.value.clone(),
                 waited: start.elapsed(),
                 missing: pending
-                    .iter()
-                    .map(|(s, why)| format!("{} ({why})", label(s)))
+                    .into_iter()
+                    .filter_map(|(s, why)| {
+                        why.map(|why| Unpropagated {
+                            server: s.name.clone(),
+                            addr: s.addr,
+                            why,
+                        })
+                    })
                     .collect(),
             });
         }
@@ -93,17 +102,13 @@ async fn poll(
     }
 }
 
-fn label(s: &Nameserver) -> String {
-    format!("{} {}", s.name, s.addr)
-}
-
 /// `Ok` when `server` serves `value` at `fqdn`; else what it said instead.
 async fn check(
     server: &Nameserver,
     fqdn: &str,
     value: &str,
     bound: Duration,
-) -> Result<(), String> {
+) -> Result<(), NotServed> {
     let msg = wire::query(
         server.addr,
         fqdn,
@@ -114,20 +119,20 @@ async fn check(
     )
     .await
     .map_err(|e| match e {
-        DnsError::Unreachable { source, .. } => format!("no answer: {source}"),
-        other => other.to_string(),
+        DnsError::Unreachable { source, .. } => NotServed::NoAnswer(Arc::new(source)),
+        other => NotServed::Query(Arc::new(other)),
     })?;
     served(&msg, fqdn, value)
 }
 
 /// Whether an authoritative answer holds `value` at `fqdn`.
-pub(super) fn served(msg: &Message, fqdn: &str, value: &str) -> Result<(), String> {
+pub(super) fn served(msg: &Message, fqdn: &str, value: &str) -> Result<(), NotServed> {
     match msg.metadata.response_code {
         ResponseCode::NoError => {}
-        code => return Err(rcode_mnemonic(code)),
+        code => return Err(NotServed::Rcode(code)),
     }
     if !msg.metadata.authoritative {
-        return Err("answer is not authoritative".into());
+        return Err(NotServed::NotAuthoritative);
     }
     let values: Vec<Vec<u8>> = msg
         .answers
@@ -141,7 +146,57 @@ pub(super) fn served(msg: &Message, fqdn: &str, value: &str) -> Result<(), Strin
     if values.iter().any(|v| v.as_slice() == value.as_bytes()) {
         Ok(())
     } else {
-        Err(format!("value not among {} TXT record(s)", values.len()))
+        Err(NotServed::Absent {
+            found: values.len(),
+        })
+    }
+}
+
+/// An authoritative server that did not show the TXT value in time.
+#[derive(Debug, Clone)]
+pub struct Unpropagated {
+    /// Its NS name.
+    pub server: String,
+    /// The address asked.
+    pub addr: SocketAddr,
+    /// What it said instead, at the last try.
+    pub why: NotServed,
+}
+
+impl fmt::Display for Unpropagated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} ({})", self.server, self.addr, self.why)
+    }
+}
+
+/// What an authoritative server answered instead of the TXT value.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum NotServed {
+    /// No answer in time, or the network refused.
+    NoAnswer(Arc<std::io::Error>),
+    /// The query failed otherwise.
+    Query(Arc<DnsError>),
+    /// An error code.
+    Rcode(ResponseCode),
+    /// An answer without the AA bit (a cache, not the zone's server).
+    NotAuthoritative,
+    /// The value is not among the TXT records there.
+    Absent {
+        /// How many TXT records there are.
+        found: usize,
+    },
+}
+
+impl fmt::Display for NotServed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoAnswer(e) => write!(f, "no answer: {e}"),
+            Self::Query(e) => write!(f, "{}", crate::error_chain(e.as_ref())),
+            Self::Rcode(code) => f.write_str(&rcode_mnemonic(*code)),
+            Self::NotAuthoritative => f.write_str("answer is not authoritative"),
+            Self::Absent { found } => write!(f, "value not among {found} TXT record(s)"),
+        }
     }
 }
 
@@ -169,8 +224,10 @@ mod tests {
     #[test]
     fn value_among_others_is_served() {
         let msg = answer(&["other", "wanted"], true);
-        assert_eq!(served(&msg, "_acme-challenge.x.test", "wanted"), Ok(()));
-        let e = served(&msg, "_acme-challenge.x.test", "missing").expect_err("absent");
+        assert!(served(&msg, "_acme-challenge.x.test", "wanted").is_ok());
+        let e = served(&msg, "_acme-challenge.x.test", "missing")
+            .expect_err("absent")
+            .to_string();
         assert!(e.contains("2 TXT"), "{e}");
     }
 
@@ -181,7 +238,7 @@ mod tests {
         let mut msg = answer(&[], true);
         msg.metadata.response_code = ResponseCode::NXDomain;
         assert_eq!(
-            served(&msg, "_acme-challenge.x.test", "wanted"),
+            served(&msg, "_acme-challenge.x.test", "wanted").map_err(|e| e.to_string()),
             Err("NXDOMAIN".into())
         );
     }

@@ -1,0 +1,234 @@
+//! What is wrong with an inventory value: one variant per rule, each with the
+//! values it judged and, where another check failed, that check's error as
+//! its source. `InventoryError::Invalid` adds where (`file:line:col`).
+
+use std::path::PathBuf;
+
+use crate::names::{DnsNameError, HostError, LabelError, RemotePathError, UserError};
+use crate::secret::SourceError;
+
+/// The fix shared by every refused `store` value.
+const STORE_FIX: &str = "expected a directory of certctl's own, e.g. \"/var/lib/certctl\"";
+
+/// One rule an inventory broke, with the facts.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Problem {
+    /// Syntax, type or unknown key: what the TOML reader said.
+    #[error("{}", syntax_message(.error))]
+    Syntax {
+        /// The reader's error (its position is the `Invalid` error's).
+        error: toml::de::Error,
+    },
+    /// `store = ""` would be the inventory's own directory.
+    #[error("store is empty; {STORE_FIX}")]
+    StoreEmpty,
+    /// `store` is the file system root.
+    #[error("store `{}` is the file system root; {STORE_FIX}", .store.display())]
+    StoreIsRoot {
+        /// The value as written.
+        store: PathBuf,
+    },
+    /// `store` resolves to the inventory's directory or to the inventory file.
+    #[error(
+        "store `{}` resolves to {}, the inventory's own {}; {STORE_FIX}",
+        .store.display(),
+        .resolved.display(),
+        part(*.is_file)
+    )]
+    StoreIsInventory {
+        /// The value as written.
+        store: PathBuf,
+        /// Where it resolves to.
+        resolved: PathBuf,
+        /// The inventory file itself (else its directory).
+        is_file: bool,
+    },
+    /// An ssh file setting that ssh would read as an option.
+    #[error(
+        "{key} `{}` looks like an ssh option, not a file; give the file's path (e.g. `/root/.ssh/{}`)",
+        .path.display(),
+        example_file(.key)
+    )]
+    OptionLikeFile {
+        /// `identity_file`, `known_hosts` or `ssh_config`.
+        key: &'static str,
+        /// The value as written.
+        path: PathBuf,
+    },
+    /// `[account] directory` is not a URL nor a known CA's name.
+    #[error(
+        "directory `{directory}` is not a URL; expected an https:// URL, `letsencrypt` or `letsencrypt-staging`"
+    )]
+    DirectoryNotUrl {
+        /// The value as written.
+        directory: String,
+    },
+    /// An `[account] contact` that is not a `mailto:` URL.
+    #[error("contact `{contact}` must be a mailto: URL, e.g. `mailto:ops@example.com`")]
+    ContactNotMailto {
+        /// The value as written.
+        contact: String,
+    },
+    /// A secret's source (EAB key, TSIG secret) is not set up right.
+    #[error(transparent)]
+    Secret(SourceError),
+    /// A TSIG key name that is not a DNS name.
+    #[error("tsig_key `{key}`")]
+    TsigKeyName {
+        /// The value as written.
+        key: String,
+        /// Why it is not a DNS name.
+        #[source]
+        source: DnsNameError,
+    },
+    /// An exec solver setting that names no program.
+    #[error("{key} must name a program")]
+    NoProgram {
+        /// `present` or `cleanup`.
+        key: &'static str,
+    },
+    /// A count that must be at least 1.
+    #[error("{key} must be at least 1")]
+    Zero {
+        /// `concurrency` or `max_sessions`.
+        key: &'static str,
+    },
+    /// A critical threshold longer than the warning one.
+    #[error("critical must not be longer than warning")]
+    CriticalOverWarning,
+    /// Two nodes or two certificates with one name.
+    #[error("{kind} `{name}` is defined twice")]
+    Duplicate {
+        /// `node` or `certificate`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// Two names that differ only in case (one directory on a
+    /// case-insensitive file system, and to a human).
+    #[error(
+        "{kind} `{name}` differs from {kind} `{first}` only in case; give {kind}s names that differ in more than case"
+    )]
+    CaseDuplicate {
+        /// `node` or `certificate`.
+        kind: &'static str,
+        /// This name.
+        name: String,
+        /// The name defined first.
+        first: String,
+    },
+    /// An SSH node without an address.
+    #[error("node `{node}` needs an `address` (host name or IP)")]
+    NoAddress {
+        /// The node.
+        node: String,
+    },
+    /// A node address that is not a host name or IP address.
+    #[error("address `{address}`")]
+    Address {
+        /// The value as written.
+        address: String,
+        /// Why it is refused.
+        #[source]
+        source: HostError,
+    },
+    /// A `base_dir` that is not a safe absolute path.
+    #[error("base_dir `{}`", .base_dir.display())]
+    BaseDir {
+        /// The value as written.
+        base_dir: PathBuf,
+        /// Why it is refused.
+        #[source]
+        source: RemotePathError,
+    },
+    /// A user or group name that is refused.
+    #[error("{key} `{value}`")]
+    User {
+        /// `user`, `owner` or `group`.
+        key: &'static str,
+        /// The value as written.
+        value: String,
+        /// Why it is refused.
+        #[source]
+        source: UserError,
+    },
+    /// A group name that is not a label.
+    #[error("group `{group}`")]
+    GroupName {
+        /// The value as written.
+        group: String,
+        /// Why it is refused.
+        #[source]
+        source: LabelError,
+    },
+    /// A canary that is not a node.
+    #[error("canary `{canary}` is not a node; known nodes: {}", list(.known))]
+    UnknownCanary {
+        /// The value as written.
+        canary: String,
+        /// The nodes there are.
+        known: Vec<String>,
+    },
+    /// A certificate without domains.
+    #[error("domains must list at least one name")]
+    NoDomains,
+    /// A domain listed twice in one certificate.
+    #[error("domain `{domain}` is listed twice (names are compared without case)")]
+    DomainTwice {
+        /// The domain.
+        domain: String,
+    },
+    /// A certificate's solver that is not defined.
+    #[error(
+        "solver `{solver}` is not defined; known solvers: {} (add a [solvers.{solver}] table)",
+        list(.known)
+    )]
+    UnknownSolver {
+        /// The value as written.
+        solver: String,
+        /// The solvers there are.
+        known: Vec<String>,
+    },
+    /// A certificate's group that no node is in.
+    #[error("group `{group}` has no node; groups used by nodes: {}", list(.known))]
+    GroupWithoutNode {
+        /// The value as written.
+        group: String,
+        /// The groups nodes are in.
+        known: Vec<String>,
+    },
+}
+
+fn part(is_file: bool) -> &'static str {
+    if is_file {
+        "file"
+    } else {
+        "directory"
+    }
+}
+
+fn example_file(key: &str) -> &str {
+    if key == "identity_file" {
+        "id_ed25519"
+    } else {
+        key
+    }
+}
+
+fn syntax_message(e: &toml::de::Error) -> String {
+    e.message().trim_end().replace('\n', "; ")
+}
+
+/// `a`, `b`, or `(none)`.
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "(none)".into()
+    } else {
+        names
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
