@@ -33,6 +33,6 @@ async fn main() -> anyhow::Result<ExitCode> {
             row.severity, row.certificate, row.place, row.left, row.notes
         );
     }
-    print!("\n{}", report::prometheus::render(&report));
+    print!("\n{}", report::render_prometheus(&report));
     Ok(ExitCode::from(report.exit_code()))
 }

@@ -163,7 +163,7 @@ impl From<Refused> for io::Error {
 }
 
 /// The [`Refused`] inside `e`, if [`read_file`] refused the file.
-pub fn refused(e: &io::Error) -> Option<&Refused> {
+pub(crate) fn refused(e: &io::Error) -> Option<&Refused> {
     e.get_ref().and_then(|i| i.downcast_ref::<Refused>())
 }
 

@@ -576,7 +576,7 @@ pub enum InventoryError {
         column: usize,
         /// What is wrong and what was expected.
         #[source]
-        problem: Problem,
+        problem: Box<Problem>,
     },
     /// A secret could not be read from its file or environment variable.
     #[error(transparent)]
@@ -1090,7 +1090,7 @@ fn invalid_at(path: &Path, text: &str, offset: usize, problem: Problem) -> Inven
         path: path.to_path_buf(),
         line,
         column,
-        problem,
+        problem: Box::new(problem),
     }
 }
 

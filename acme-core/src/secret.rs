@@ -249,7 +249,7 @@ pub enum TsigSecretError {
 /// `key "name" { algorithm ...; secret "..."; };` block that `tsig-keygen`
 /// prints, whose key name and algorithm must then be `key` and `algorithm`
 /// (names compared without case and trailing dot).
-pub fn decode_tsig(
+pub(crate) fn decode_tsig(
     secret: &Secret,
     origin: &str,
     key: &str,
@@ -416,7 +416,7 @@ pub struct EabKeyError {
 }
 
 /// Decodes an EAB HMAC key (base64url, padding optional).
-pub fn decode_eab_hmac(secret: &Secret, origin: &str) -> Result<Secret, EabKeyError> {
+pub(crate) fn decode_eab_hmac(secret: &Secret, origin: &str) -> Result<Secret, EabKeyError> {
     let text = secret.expose().trim_ascii();
     let unpadded = text
         .strip_suffix(b"==")

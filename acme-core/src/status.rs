@@ -87,40 +87,42 @@ impl CertStatus {
     }
 }
 
-/// The status of every certificate of `inv` and of `store`, as of `now`.
-/// Only listing the store's certificates or their versions can fail; what
-/// is damaged is in [`CertStatus::damage`].
-pub fn list(
-    inv: &Inventory,
-    store: &Store,
-    now: OffsetDateTime,
-) -> Result<Vec<CertStatus>, StoreError> {
-    // By name, so each lookup is one hash, not a scan (40,000 certificates).
-    let by_name: std::collections::HashMap<&str, &CertificateConfig> = inv
-        .certificates
-        .iter()
-        .map(|c| (c.name.as_str(), c))
-        .collect();
-    let mut names: Vec<String> = inv
-        .certificates
-        .iter()
-        .map(|c| c.name.to_string())
-        .collect();
-    for n in store.names()? {
-        if !by_name.contains_key(n.as_str()) {
-            names.push(n);
+impl CertStatus {
+    /// The status of every certificate of `inv` and of `store`, as of `now`.
+    /// Only listing the store's certificates or their versions can fail; what
+    /// is damaged is in [`CertStatus::damage`].
+    pub fn list(
+        inv: &Inventory,
+        store: &Store,
+        now: OffsetDateTime,
+    ) -> Result<Vec<CertStatus>, StoreError> {
+        // By name, so each lookup is one hash, not a scan (40,000 certificates).
+        let by_name: std::collections::HashMap<&str, &CertificateConfig> = inv
+            .certificates
+            .iter()
+            .map(|c| (c.name.as_str(), c))
+            .collect();
+        let mut names: Vec<String> = inv
+            .certificates
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect();
+        for n in store.names()? {
+            if !by_name.contains_key(n.as_str()) {
+                names.push(n);
+            }
         }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let audits = store.audit_all(&refs);
+        names
+            .iter()
+            .zip(audits)
+            .map(|(name, audit)| {
+                let cfg = by_name.get(name.as_str()).copied();
+                status(inv, store, cfg, name.clone(), audit, now)
+            })
+            .collect()
     }
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let audits = store.audit_all(&refs);
-    names
-        .iter()
-        .zip(audits)
-        .map(|(name, audit)| {
-            let cfg = by_name.get(name.as_str()).copied();
-            status(inv, store, cfg, name.clone(), audit, now)
-        })
-        .collect()
 }
 
 fn status(
@@ -247,7 +249,7 @@ groups = ["core"]
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, _) = Store::open(dir.path()).expect("open");
         installed(&store, "old", "old.example.test");
-        let s = list(&inventory(INV), &store, OffsetDateTime::now_utc()).expect("list");
+        let s = CertStatus::list(&inventory(INV), &store, OffsetDateTime::now_utc()).expect("list");
         let names: Vec<(&str, bool)> = s
             .iter()
             .map(|c| (c.name.as_str(), c.in_inventory))
@@ -271,7 +273,7 @@ groups = ["core"]
         let (store, _) = Store::open(dir.path()).expect("open");
         let r = installed(&store, "www", "www.example.test");
         let now = r.meta.not_after - time::Duration::days(10) - time::Duration::hours(1);
-        let s = list(&inventory(INV), &store, now).expect("list");
+        let s = CertStatus::list(&inventory(INV), &store, now).expect("list");
         let www = &s[0];
         assert_eq!(www.version.as_deref(), Some(r.version.as_str()));
         assert_eq!(www.serial.as_deref(), Some(r.meta.serial.as_str()));
@@ -294,7 +296,7 @@ groups = ["core"]
             "groups = [\"edge\"]\nrenew_before = \"30d\"",
             1,
         );
-        let s = list(&inventory(&text), &store, now).expect("list");
+        let s = CertStatus::list(&inventory(&text), &store, now).expect("list");
         assert_eq!(
             s[0].due_at,
             Some(r.meta.not_after - time::Duration::days(30))
@@ -306,19 +308,18 @@ groups = ["core"]
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, _) = Store::open(dir.path()).expect("open");
         let r = installed(&store, "www", "www.example.test");
-        let write = |node: &str, state: &NodeState| {
-            crate::deploy::state::write(&store, "www", node, state).expect("write record")
-        };
+        let write =
+            |node: &str, state: &NodeState| state.write(&store, "www", node).expect("write record");
         write("a", &record(&r.version, None));
         // Node b serves only `api`; node gone is no longer in the inventory.
         write("b", &record(&r.version, None));
         write("gone", &record(&r.version, None));
-        let s = list(&inventory(INV), &store, OffsetDateTime::now_utc()).expect("list");
+        let s = CertStatus::list(&inventory(INV), &store, OffsetDateTime::now_utc()).expect("list");
         let nodes: Vec<&str> = s[0].deployments.iter().map(|d| d.node.as_str()).collect();
         assert_eq!(nodes, ["a"]);
         assert_eq!(s[0].deployed_current(), 1);
         write("a", &record("older", Some("nginx -t failed")));
-        let s = list(&inventory(INV), &store, OffsetDateTime::now_utc()).expect("list");
+        let s = CertStatus::list(&inventory(INV), &store, OffsetDateTime::now_utc()).expect("list");
         assert_eq!(s[0].deployed_current(), 0);
         assert_eq!(
             s[0].deployments[0].state.error.as_deref(),
@@ -332,7 +333,7 @@ groups = ["core"]
         let (store, _) = Store::open(dir.path()).expect("open");
         let r = installed(&store, "www", "www.example.test");
         std::fs::remove_file(r.dir.join("cert.pem")).expect("remove cert.pem");
-        let s = list(&inventory(INV), &store, OffsetDateTime::now_utc()).expect("list");
+        let s = CertStatus::list(&inventory(INV), &store, OffsetDateTime::now_utc()).expect("list");
         let www = &s[0];
         assert_eq!(www.version.as_deref(), Some(r.version.as_str()));
         assert_eq!(
@@ -348,8 +349,10 @@ groups = ["core"]
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, _) = Store::open(dir.path()).expect("open");
         let r = installed(&store, "www", "www.example.test");
-        crate::deploy::state::write(&store, "www", "a", &record(&r.version, None)).expect("write");
-        let s = list(&inventory(INV), &store, OffsetDateTime::now_utc()).expect("list");
+        record(&r.version, None)
+            .write(&store, "www", "a")
+            .expect("write");
+        let s = CertStatus::list(&inventory(INV), &store, OffsetDateTime::now_utc()).expect("list");
         let v = serde_json::to_value(&s).expect("json");
         let keys = |v: &serde_json::Value| -> Vec<String> {
             v.as_object().expect("object").keys().cloned().collect()

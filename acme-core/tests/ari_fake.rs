@@ -182,7 +182,7 @@ solver = "noop"
     let material = Material {
         cert_pem: cert.pem(),
         chain_pem: String::new(),
-        key_pem: acme_core::secret::Secret::new(key.serialize_pem().into_bytes()),
+        key_pem: acme_core::Secret::new(key.serialize_pem().into_bytes()),
         meta: ReleaseMeta {
             domains: facts.dns_names.clone(),
             key_type: Default::default(),

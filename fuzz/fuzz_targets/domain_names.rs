@@ -6,7 +6,7 @@
 use std::path::{Component, Path};
 
 use acme_core::inventory::{parse_duration, parse_server};
-use acme_core::names::{
+use acme_core::{
     check_dns_name, check_host, check_label, check_remote_path, check_user, shell_quote,
 };
 use acme_core::{CertName, DomainName};

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use acme_core::inspect::probe::{ProberError, Trust};
+use acme_core::inspect::{ProberError, Trust};
 use acme_core::inspect::{
     analyze_chain, key_matches_cert, matches_name, parse_pem_chain, Anchors, CertFacts, Prober,
 };

@@ -99,7 +99,7 @@ impl Fleet {
             let m = Material {
                 cert_pem: cert.pem(),
                 chain_pem: ca.pem(),
-                key_pem: acme_core::secret::Secret::new(key.serialize_pem().into_bytes()),
+                key_pem: acme_core::Secret::new(key.serialize_pem().into_bytes()),
                 meta: ReleaseMeta {
                     domains: domains.iter().map(|d| d.to_string()).collect(),
                     key_type: KeyType::EcdsaP256,
@@ -345,7 +345,7 @@ async fn node_without_sshd_is_reported_and_completed_on_the_next_run() {
             o => panic!("node4: {o:?}"),
         }
     }
-    let state = deploy::state::read(&fleet.store, "www", "node4")
+    let state = deploy::NodeState::read(&fleet.store, "www", "node4")
         .expect("state")
         .expect("recorded");
     assert!(state.error.is_some_and(|e| e.contains("refused")));

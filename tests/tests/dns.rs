@@ -330,7 +330,10 @@ async fn stopped_secondary_is_named_in_the_propagation_timeout() -> TestResult {
         DnsError::PropagationTimeout { missing, fqdn, .. } => {
             assert_eq!(fqdn, "_acme-challenge.n3.example.test");
             assert_eq!(missing.len(), 1, "{missing:?}");
-            assert!(missing[0].contains("127.0.0.2:53"), "{missing:?}");
+            assert!(
+                missing[0].to_string().contains("127.0.0.2:53"),
+                "{missing:?}"
+            );
         }
         other => panic!("expected PropagationTimeout, got {other:?}"),
     }

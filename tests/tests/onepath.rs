@@ -51,7 +51,7 @@ fn issue_www() -> Result<Issued> {
         &Material {
             cert_pem: cert.pem(),
             chain_pem: ca.pem(),
-            key_pem: acme_core::secret::Secret::new(key.serialize_pem().into_bytes()),
+            key_pem: acme_core::Secret::new(key.serialize_pem().into_bytes()),
             meta: ReleaseMeta {
                 domains: facts.dns_names.clone(),
                 key_type: acme_core::inventory::KeyType::EcdsaP256,

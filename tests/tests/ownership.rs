@@ -230,7 +230,7 @@ fn a_writing_command_repairs_only_certctls_files_and_never_adds_execute() {
             &Material {
                 cert_pem: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
                 chain_pem: String::new(),
-                key_pem: acme_core::secret::Secret::new(
+                key_pem: acme_core::Secret::new(
                     b"-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n".to_vec(),
                 ),
                 meta: ReleaseMeta {

@@ -817,7 +817,7 @@ fn report_shows_store_facts_renewal_and_drift_against_the_nodes() -> Result<()> 
         &Material {
             cert_pem,
             chain_pem: root.pem.clone(),
-            key_pem: acme_core::secret::Secret::new(key.serialize_pem().into_bytes()),
+            key_pem: acme_core::Secret::new(key.serialize_pem().into_bytes()),
             meta: ReleaseMeta {
                 domains: facts.dns_names.clone(),
                 key_type: acme_core::inventory::KeyType::EcdsaP256,

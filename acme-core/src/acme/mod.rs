@@ -15,7 +15,8 @@
 //! - `pool`: the primary and fallback CA, connected on first use.
 //! - `run`: [`renew`], deciding what is due and issuing it through a small
 //!   "issue this certificate" trait (the pool, or a fake in the tests).
-//! - [`renewal`]: when a certificate is due and why, and its renewal record.
+//! - `renewal`: when a certificate is due and why ([`RenewalPolicy`],
+//!   [`DueReason`]), and its renewal record ([`RenewalRecord`]).
 
 mod account;
 mod client;
@@ -23,7 +24,7 @@ mod journal;
 mod keys;
 mod order;
 mod pool;
-pub mod renewal;
+pub(crate) mod renewal;
 mod run;
 
 use std::path::PathBuf;

@@ -21,7 +21,7 @@ use crate::store::{ReleaseMeta, Store, StoreError};
 const SHORT_LIVED: time::Duration = time::Duration::days(10);
 
 /// The state record (`state/<name>/renewal.json`) holding [`RenewalRecord`].
-pub const RECORD: &str = "renewal";
+pub(crate) const RECORD: &str = "renewal";
 
 /// A renewal window suggested by the CA (RFC 9773 §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,8 +30,8 @@ mod node;
 mod read;
 mod rollout;
 mod script;
-pub mod state;
-pub mod transport;
+pub(crate) mod state;
+pub(crate) mod transport;
 
 use std::time::Duration;
 

@@ -20,7 +20,7 @@ use crate::store::Store;
 use crate::Inventory;
 
 use super::node::{leaf_der, serves, sha256_hex, CertJob, NodeCtx};
-use super::state::{self, NodeState};
+use super::state::NodeState;
 use super::transport::{self, Transport, TransportError};
 use super::{DeployError, DeployOptions, NodeError, NodeResult, Outcome, Progress, SkipReason};
 
@@ -321,7 +321,9 @@ fn load_job(
 
 fn record(store: &Store, results: &[NodeResult]) {
     for r in results {
-        let prior = state::read(store, &r.certificate, &r.node).ok().flatten();
+        let prior = NodeState::read(store, &r.certificate, &r.node)
+            .ok()
+            .flatten();
         let prior_version = prior.and_then(|p| p.version);
         let (version, error) = match &r.outcome {
             Outcome::Deployed { to, .. } => (Some(to.clone()), None),
@@ -337,7 +339,7 @@ fn record(store: &Store, results: &[NodeResult]) {
             at: time::OffsetDateTime::now_utc(),
             error,
         };
-        if let Err(e) = state::write(store, &r.certificate, &r.node, &s) {
+        if let Err(e) = s.write(store, &r.certificate, &r.node) {
             tracing::warn!(certificate = %r.certificate, node = %r.node, error = %crate::error_chain(&e), "cannot record the deployment state");
         }
     }
@@ -371,7 +373,7 @@ impl Runner<'_> {
         // older version (then it is deployed anyway, and the probe is wasted).
         let addr = node.probe_address();
         let probes = jobs.iter().map(|j| {
-            let recorded = state::read(self.store, &j.name, &pn.node)
+            let recorded = NodeState::read(self.store, &j.name, &pn.node)
                 .ok()
                 .flatten()
                 .and_then(|s| s.version);

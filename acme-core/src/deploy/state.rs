@@ -22,16 +22,18 @@ pub struct NodeState {
 }
 
 /// The record name of `node` inside a certificate's state directory.
-pub fn record_name(node: &str) -> String {
+pub(crate) fn record_name(node: &str) -> String {
     format!("node-{node}")
 }
 
-/// Reads the record of `name` on `node`.
-pub fn read(store: &Store, name: &str, node: &str) -> Result<Option<NodeState>, StoreError> {
-    store.read_state(name, &record_name(node))
-}
+impl NodeState {
+    /// Reads the record of certificate `name` on `node`.
+    pub fn read(store: &Store, name: &str, node: &str) -> Result<Option<Self>, StoreError> {
+        store.read_state(name, &record_name(node))
+    }
 
-/// Writes the record of `name` on `node`.
-pub fn write(store: &Store, name: &str, node: &str, state: &NodeState) -> Result<(), StoreError> {
-    store.write_state(name, &record_name(node), state)
+    /// Writes this record of certificate `name` on `node`.
+    pub(crate) fn write(&self, store: &Store, name: &str, node: &str) -> Result<(), StoreError> {
+        store.write_state(name, &record_name(node), self)
+    }
 }

@@ -203,7 +203,7 @@ pub enum TransportError {
 
 /// Connects to `node`: an SSH master connection with its control socket in
 /// `control_dir` (a private directory), or the local transport.
-pub async fn connect(
+pub(crate) async fn connect(
     node: &NodeConfig,
     control_dir: &Path,
 ) -> Result<Box<dyn Transport>, TransportError> {
@@ -219,7 +219,7 @@ pub async fn connect(
 /// argument to 128 KiB, about 200 certificates' worth), and a script cut
 /// short by a lost connection is refused, not half run: it must end with
 /// the line `: certctl-script-end`.
-pub const LAUNCHER: &str = r#"IFS= read -r n && s=$(head -c "$n") && case "$s" in *': certctl-script-end') eval "$s" ;; *) echo 'certctl: the script arrived incomplete' >&2; exit 125 ;; esac"#;
+pub(crate) const LAUNCHER: &str = r#"IFS= read -r n && s=$(head -c "$n") && case "$s" in *': certctl-script-end') eval "$s" ;; *) echo 'certctl: the script arrived incomplete' >&2; exit 125 ;; esac"#;
 
 /// The last line of every script sent through [`LAUNCHER`].
 const SCRIPT_END: &str = ": certctl-script-end\n";
@@ -287,7 +287,7 @@ fn launcher_argv(sudo: bool) -> Vec<&'static str> {
 
 /// Commands on the controller itself.
 #[derive(Debug)]
-pub struct LocalTransport {
+pub(crate) struct LocalTransport {
     node: String,
     sudo: bool,
     timeout: Duration,
@@ -295,7 +295,7 @@ pub struct LocalTransport {
 
 impl LocalTransport {
     /// A local transport with `node`'s sudo and timeout settings.
-    pub fn new(node: &NodeConfig) -> Self {
+    pub(crate) fn new(node: &NodeConfig) -> Self {
         Self {
             node: node.name.to_string(),
             sudo: node.sudo,
@@ -336,7 +336,7 @@ impl Transport for LocalTransport {
 }
 
 /// Commands over one SSH master connection, multiplexed.
-pub struct SshTransport {
+pub(crate) struct SshTransport {
     node: String,
     session: openssh::Session,
     sessions: Arc<Semaphore>,
@@ -354,7 +354,10 @@ impl std::fmt::Debug for SshTransport {
 
 impl SshTransport {
     /// Opens the master connection to `node` (strict host key checking).
-    pub async fn connect(node: &NodeConfig, control_dir: &Path) -> Result<Self, TransportError> {
+    pub(crate) async fn connect(
+        node: &NodeConfig,
+        control_dir: &Path,
+    ) -> Result<Self, TransportError> {
         let mut b = openssh::SessionBuilder::default();
         b.known_hosts_check(openssh::KnownHosts::Strict)
             .user(node.user.clone())

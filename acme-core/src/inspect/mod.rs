@@ -1,5 +1,5 @@
-//! X.509 facts and TLS probes (the renewal policy lives in
-//! [`crate::acme::renewal`] and is re-exported here).
+//! X.509 facts and TLS probes (when a certificate is due is
+//! [`crate::acme::RenewalPolicy`]'s).
 //!
 //! - [`CertFacts`]: what a certificate says (parsed with x509-parser; input
 //!   is untrusted, so failures are errors, never panics).
@@ -12,9 +12,8 @@
 mod chain;
 mod facts;
 mod files;
-pub mod probe;
+pub(crate) mod probe;
 
-pub use crate::acme::renewal::{AriWindow, DueReason, RenewalPolicy, RenewalWindow};
 pub(crate) use chain::not_after_of;
 pub use chain::{analyze_chain, chain_not_after, Anchors, ChainIssue};
 pub use facts::{key_matches_cert, matches_name, parse_pem_chain, CertFacts};

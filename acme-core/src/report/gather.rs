@@ -17,9 +17,10 @@ use super::{
     Finding, FindingKind, NodeReport, RenewalStatus, Report, ScanReport, ServedReport, Severity,
     StoreFacts, Thresholds, SCAN_SCHEMA, SCHEMA,
 };
+use crate::acme::RenewalPolicy;
 use crate::deploy::{DeployError, Deployed, ReadError, TransportError};
 use crate::inspect::probe::ProberError;
-use crate::inspect::{Anchors, InspectError, Prober, RenewalPolicy, Served, Trust};
+use crate::inspect::{Anchors, InspectError, Prober, Served, Trust};
 use crate::inventory::NodeConfig;
 use crate::store::{Release, Store};
 use crate::Inventory;

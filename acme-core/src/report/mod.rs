@@ -9,26 +9,28 @@
 //! The model and its assessment are pure ([`assess_served`],
 //! [`assess_validity`]); [`gather`] does the I/O (store, SSH, TLS) with
 //! bounded concurrency. Renderers: [`Report::rows`] for a table, `serde` for
-//! JSON (schema [`SCHEMA`]), [`prometheus::render`] for node_exporter's
+//! JSON (schema [`SCHEMA`]), [`render_prometheus`] for node_exporter's
 //! textfile collector.
 
 mod files;
 mod gather;
 mod notify;
-pub mod prometheus;
+pub(crate) mod prometheus;
 
 pub use files::{assess_files, FileAssessment, InspectReport, INSPECT_SCHEMA};
 pub use gather::{gather, scan, ReportError, ReportOptions, ScanTarget};
 pub use notify::{notify, NotifyError};
+pub use prometheus::{render_prometheus, write_prometheus};
 
 use std::time::Duration;
 
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::acme::DueReason;
 use crate::inspect::{
     analyze_chain, human_duration, human_signed, matches_name, Anchors, CertFacts, ChainIssue,
-    DueReason, ProbeFailure, Served,
+    ProbeFailure, Served,
 };
 
 /// The JSON schema identifier of [`Report`]. Fields may be added within a

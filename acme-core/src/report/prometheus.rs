@@ -26,7 +26,7 @@ use super::Report;
 use crate::store::{write_atomic, StoreError};
 
 /// Escapes a label value: backslash, double quote and newline.
-pub fn escape_label(v: &str) -> String {
+pub(crate) fn escape_label(v: &str) -> String {
     let mut s = String::with_capacity(v.len());
     for c in v.chars() {
         match c {
@@ -79,7 +79,7 @@ impl Family {
 }
 
 /// Renders the report as Prometheus text.
-pub fn render(report: &Report) -> String {
+pub fn render_prometheus(report: &Report) -> String {
     let mut not_after = Family::new(
         "certctl_certificate_not_after_seconds",
         "End of validity of a certificate (unix time), in the store or as served.",
@@ -208,6 +208,6 @@ pub fn render(report: &Report) -> String {
 }
 
 /// Writes the rendered report to `path` atomically (mode 0644).
-pub fn write(report: &Report, path: &Path) -> Result<(), StoreError> {
-    write_atomic(path, render(report).as_bytes(), 0o644)
+pub fn write_prometheus(report: &Report, path: &Path) -> Result<(), StoreError> {
+    write_atomic(path, render_prometheus(report).as_bytes(), 0o644)
 }

@@ -4,8 +4,9 @@ use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use super::*;
+use crate::acme::{RenewalPolicy, RenewalWindow};
 use crate::inspect::testutil::{intermediate, leaf, root};
-use crate::inspect::{CertFacts, RenewalPolicy, RenewalWindow};
+use crate::inspect::CertFacts;
 
 const TH: Thresholds = Thresholds {
     warning: Duration::from_secs(21 * 86_400),
@@ -305,7 +306,7 @@ fn rows_are_sorted_by_urgency() {
 #[test]
 fn prometheus_labels_are_escaped_and_families_typed() {
     assert_eq!(prometheus::escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-    let text = prometheus::render(&sample());
+    let text = prometheus::render_prometheus(&sample());
     assert!(text.contains("# TYPE certctl_certificate_not_after_seconds gauge"));
     assert!(text.contains("certctl_certificate_not_after_seconds{certificate=\"www\",source=\"store\",node=\"\",sni=\"\",serial=\""));
     assert!(text.contains("source=\"served\",node=\"n1\",sni=\"www.example.test\""));
@@ -443,7 +444,7 @@ fn intermediate_with_four_days_left_is_critical_whatever_the_leaf_says() {
         "{}",
         row.left
     );
-    let text = prometheus::render(&r);
+    let text = prometheus::render_prometheus(&r);
     assert!(text.contains("# TYPE certctl_certificate_chain_not_after_seconds gauge"));
     let line = text
         .lines()

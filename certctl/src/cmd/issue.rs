@@ -372,7 +372,7 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
     })?;
     warn_loose_modes(&store);
     let now = OffsetDateTime::now_utc();
-    let entries = acme_core::status::list(&inv, &store, now)?;
+    let entries = acme_core::CertStatus::list(&inv, &store, now)?;
     for e in &entries {
         for d in &e.damage {
             eprintln!(

@@ -168,7 +168,7 @@ pub(crate) async fn emit(
 ) -> anyhow::Result<Severity> {
     let report = report::gather(inventory, store, opts).await?;
     if let Some(path) = &out.prometheus {
-        report::prometheus::write(&report, path)
+        report::write_prometheus(&report, path)
             .with_context(|| format!("cannot write the Prometheus textfile {}", path.display()))?;
     }
     if out.json {
@@ -245,11 +245,11 @@ fn print_report_table(ctx: &Ctx, report: &report::Report) -> anyhow::Result<()> 
 /// Checks an SNI name: a DNS host name (or an IP address, which is sent as
 /// no SNI and matched against IP SANs).
 fn check_sni(sni: &str) -> Result<(), String> {
-    acme_core::names::check_host(sni).map_err(|m| format!("SNI name `{sni}` is invalid: {m}"))
+    acme_core::check_host(sni).map_err(|m| format!("SNI name `{sni}` is invalid: {m}"))
 }
 
 fn read_target_list(path: &std::path::Path, sni: Option<&str>) -> anyhow::Result<Vec<ScanTarget>> {
-    let text = acme_core::fsread::read_text(path, acme_core::fsread::FileKind::List)
+    let text = acme_core::read_text(path, acme_core::FileKind::List)
         .with_context(|| format!("cannot read endpoint list {}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
