@@ -566,7 +566,7 @@ pub enum InventoryError {
         source: std::io::Error,
     },
     /// Syntax, type, unknown key, or a value that fails validation.
-    #[error("{}:{line}:{column}", .path.display())]
+    #[error("{}:{line}:{column}: {problem}", .path.display())]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -574,8 +574,8 @@ pub enum InventoryError {
         line: usize,
         /// 1-based column.
         column: usize,
-        /// What is wrong and what was expected.
-        #[source]
+        /// What is wrong and what was expected (all of the message: not a
+        /// source, so it is printed once).
         problem: Box<Problem>,
     },
     /// A secret could not be read from its file or environment variable.
@@ -750,7 +750,7 @@ impl Inventory {
                             at("tsig_key"),
                             Problem::TsigKeyName {
                                 key: r.tsig_key.clone(),
-                                source,
+                                reason: source,
                             },
                         )
                     })?;
@@ -831,7 +831,7 @@ impl Inventory {
                         at("address"),
                         Problem::Address {
                             address: n.address.clone(),
-                            source,
+                            reason: source,
                         },
                     )
                 })?;
@@ -841,7 +841,7 @@ impl Inventory {
                     at("base_dir"),
                     Problem::BaseDir {
                         base_dir: n.base_dir.clone(),
-                        source,
+                        reason: source,
                     },
                 )
             })?;
@@ -857,7 +857,7 @@ impl Inventory {
                             Problem::User {
                                 key: k,
                                 value: v.clone(),
-                                source,
+                                reason: source,
                             },
                         )
                     })?;
@@ -877,7 +877,7 @@ impl Inventory {
                         vec![Name("node"), Idx(i), Name("groups"), Idx(j)],
                         Problem::GroupName {
                             group: g.clone(),
-                            source,
+                            reason: source,
                         },
                     )
                 })?;
@@ -1329,7 +1329,7 @@ solver = "ns"
     }
 
     fn err(text: &str) -> String {
-        crate::error_chain(&parse(text).expect_err("should be rejected"))
+        parse(text).expect_err("should be rejected").to_string()
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What is wrong with an inventory value: one variant per rule, each with the
-//! values it judged and, where another check failed, that check's error as
-//! its source. `InventoryError::Invalid` adds where (`file:line:col`).
+//! values it judged and, where another check failed, that check's typed error.
+//! `InventoryError::Invalid` adds where (`file:line:col`). A problem is a
+//! whole message (the name checks' errors are part of it, not a source), so
+//! `to_string()` of the inventory error says everything once.
 
 use std::path::PathBuf;
 
@@ -71,16 +73,15 @@ pub enum Problem {
         contact: String,
     },
     /// A secret's source (EAB key, TSIG secret) is not set up right.
-    #[error(transparent)]
+    #[error("{0}")]
     Secret(SourceError),
     /// A TSIG key name that is not a DNS name.
-    #[error("tsig_key `{key}`")]
+    #[error("tsig_key `{key}`: {reason}")]
     TsigKeyName {
         /// The value as written.
         key: String,
         /// Why it is not a DNS name.
-        #[source]
-        source: DnsNameError,
+        reason: DnsNameError,
     },
     /// An exec solver setting that names no program.
     #[error("{key} must name a program")]
@@ -125,42 +126,38 @@ pub enum Problem {
         node: String,
     },
     /// A node address that is not a host name or IP address.
-    #[error("address `{address}`")]
+    #[error("address `{address}`: {reason}")]
     Address {
         /// The value as written.
         address: String,
         /// Why it is refused.
-        #[source]
-        source: HostError,
+        reason: HostError,
     },
     /// A `base_dir` that is not a safe absolute path.
-    #[error("base_dir `{}`", .base_dir.display())]
+    #[error("base_dir `{}`: {reason}", .base_dir.display())]
     BaseDir {
         /// The value as written.
         base_dir: PathBuf,
         /// Why it is refused.
-        #[source]
-        source: RemotePathError,
+        reason: RemotePathError,
     },
     /// A user or group name that is refused.
-    #[error("{key} `{value}`")]
+    #[error("{key} `{value}`: {reason}")]
     User {
         /// `user`, `owner` or `group`.
         key: &'static str,
         /// The value as written.
         value: String,
         /// Why it is refused.
-        #[source]
-        source: UserError,
+        reason: UserError,
     },
     /// A group name that is not a label.
-    #[error("group `{group}`")]
+    #[error("group `{group}`: {reason}")]
     GroupName {
         /// The value as written.
         group: String,
         /// Why it is refused.
-        #[source]
-        source: LabelError,
+        reason: LabelError,
     },
     /// A canary that is not a node.
     #[error("canary `{canary}` is not a node; known nodes: {}", list(.known))]
