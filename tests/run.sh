@@ -29,6 +29,11 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     if ((created_policy)); then rm -f /usr/sbin/policy-rc.d; fi
 fi
+# The HTML report's browser test (tests/tests/html.rs) loads the page in headless Chromium.
+if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "ok installed"; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 echo "ok"
 
 step "rustfmt"

@@ -10,15 +10,17 @@
 //! [`assess_validity`]); [`gather`] does the I/O (store, SSH, TLS) with
 //! bounded concurrency. Renderers: [`Report::rows`] for a table, `serde` for
 //! JSON (schema [`SCHEMA`]), [`render_prometheus`] for node_exporter's
-//! textfile collector.
+//! textfile collector, [`render_html`] for a self-contained page to look at.
 
 mod files;
 mod gather;
+mod html;
 mod notify;
 pub(crate) mod prometheus;
 
 pub use files::{assess_files, FileAssessment, InspectReport, INSPECT_SCHEMA};
 pub use gather::{gather, scan, ReportError, ReportOptions, ScanTarget};
+pub use html::{render_html, write_html};
 pub use notify::{notify, NotifyError};
 pub use prometheus::{render_prometheus, write_prometheus};
 

@@ -648,3 +648,225 @@ fn an_unreadable_node_says_the_deployed_part_is_unknown_and_why() {
         "unknown, not critical"
     );
 }
+
+// ------------------------------------------------------------------- HTML
+
+/// The tag names of `page`: every `<` the renderer writes starts a tag of
+/// its own, so an escaped string can add none.
+fn tags(page: &str) -> Vec<&str> {
+    page.split('<')
+        .skip(1)
+        .map(|t| t.split('>').next().unwrap_or(t))
+        .collect()
+}
+
+const TAGS: &[&str] = &[
+    "!DOCTYPE", "html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "p",
+    "span", "time", "section", "main", "div", "svg", "rect", "line", "text", "path", "circle",
+    "details", "summary", "b", "br", "small", "code", "i", "table", "thead", "tbody", "tr", "th",
+    "td", "ul", "li",
+];
+
+fn assert_only_own_markup(page: &str) {
+    for tag in tags(page) {
+        let name = tag
+            .trim_start_matches('/')
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or("");
+        assert!(TAGS.contains(&name), "unexpected tag <{tag}>");
+        let lower = tag.to_ascii_lowercase();
+        for attr in [" src=", " href=", " on", " style=", " xmlns", " action="] {
+            assert!(!lower.contains(attr), "attribute `{attr}` in <{tag}>");
+        }
+    }
+}
+
+fn assert_fetches_nothing(page: &str) {
+    assert!(page.contains(
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
+    ));
+    let lower = page.to_ascii_lowercase();
+    for bad in [
+        "http://", "https://", "@import", "<script", "<link", "<img", "<iframe",
+    ] {
+        assert!(!lower.contains(bad), "`{bad}` in the page");
+    }
+    for (i, _) in lower.match_indices("url(") {
+        assert!(
+            lower[i + 4..].starts_with("data:"),
+            "url( to other than data:"
+        );
+    }
+    for (i, _) in lower.match_indices("//") {
+        let before = &lower[..i];
+        assert!(
+            !before.ends_with("src=\"") && !before.ends_with("href=\""),
+            "protocol-relative URL"
+        );
+    }
+}
+
+#[test]
+fn html_has_every_certificate_and_node_marks_severity_and_fetches_nothing() {
+    let mut r = sample();
+    // A second certificate, not in the store: critical, listed first.
+    let mut media = r.certificates[0].clone();
+    media.name = "media".into();
+    media.store = None;
+    media.severity = Severity::Critical;
+    media.findings = vec![Finding::new(Severity::Critical, FindingKind::NotInStore)];
+    media.nodes.truncate(1);
+    media.nodes[0].node = "n3".into();
+    r.certificates.push(media);
+    r.severity = Severity::Critical;
+    let page = render_html(&r, "9.8.7");
+    assert_only_own_markup(&page);
+    assert_fetches_nothing(&page);
+    assert!(page.contains("by certctl 9.8.7"), "version shown");
+    assert!(page.contains(&format!(
+        "<time datetime=\"{}\">",
+        r.generated_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("rfc3339")
+    )));
+    let media_at = page.find("data-certificate=\"media\"").expect("media");
+    let www_at = page.find("data-certificate=\"www\"").expect("www");
+    assert!(media_at < www_at, "critical first");
+    for n in ["n1", "n2", "n3"] {
+        assert!(page.contains(&format!("data-node=\"{n}\"")), "{n}");
+    }
+    assert!(page.contains(
+        "class=\"cert sev-critical\" data-certificate=\"media\" data-severity=\"critical\" open"
+    ));
+    assert!(page.contains("data-certificate=\"www\" data-severity=\"unknown\" open"));
+    // n1 matches the store: named on the "match" line, no row of its own.
+    assert!(page.contains("<span class=\"node\" data-node=\"n1\" data-severity=\"ok\">n1</span>"));
+    assert!(page.contains("<tr class=\"sev-unknown\" data-node=\"n2\" data-severity=\"unknown\">"));
+    assert!(page.contains("data-kind=\"unreachable\""));
+    assert!(page.contains("data-kind=\"not_in_store\""));
+    // The ACME directory URL is not shown: the page holds no URL at all.
+    assert!(!page.contains("ca.test"));
+}
+
+#[test]
+fn html_escapes_every_untrusted_string() {
+    let evil = "<script>alert(1)</script>\"'&\u{202e}x";
+    let escaped = "&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;\\u{202e}x";
+    assert_eq!(html::escape(evil), escaped);
+    let mut r = sample();
+    let c = &mut r.certificates[0];
+    c.name = format!("name{evil}");
+    c.domains = vec![format!("domain{evil}")];
+    let store = c.store.as_mut().expect("store");
+    store.version = format!("version{evil}");
+    store.issuer = format!("issuer{evil}");
+    store.serial = format!("<b>{evil}");
+    c.findings = vec![Finding::new(
+        Severity::Warning,
+        FindingKind::StoreUnreadable {
+            reason: format!("store{evil}"),
+        },
+    )];
+    let n = &mut c.nodes[0];
+    n.node = format!("node{evil}");
+    n.probe_address = format!("addr{evil}");
+    n.deployed_version = Some(format!("deployed{evil}"));
+    n.findings = vec![Finding::new(
+        Severity::Warning,
+        FindingKind::DeployedDrift {
+            deployed: format!("d{evil}"),
+            live: "v1".into(),
+        },
+    )];
+    let s = &mut n.served[0];
+    s.sni = format!("sni{evil}");
+    let leaf = &mut s.certificate.as_mut().expect("served").leaf;
+    leaf.subject = format!("subject{evil}");
+    leaf.serial = format!("serial{evil}");
+    c.nodes[1].served[0].findings = vec![Finding::new(
+        Severity::Critical,
+        FindingKind::HandshakeFailed {
+            reason: format!("error{evil}"),
+        },
+    )];
+    let page = render_html(&r, &format!("version{evil}"));
+    assert_only_own_markup(&page);
+    assert!(!page.contains('\u{202e}'));
+    for what in [
+        "name", "domain", "version", "issuer", "store", "node", "addr", "deployed", "sni",
+        "subject", "error",
+    ] {
+        assert!(
+            page.contains(&format!("{what}{escaped}")),
+            "{what} is missing or not escaped"
+        );
+    }
+    assert!(page.contains("&lt;b&gt;&lt;script"), "short serial escaped");
+}
+
+#[test]
+fn html_of_two_hundred_certificates_on_twenty_nodes_lists_every_one_urgent_first() {
+    let base = sample();
+    let template = base.certificates[0].clone();
+    let plain = template.nodes[0].clone();
+    let mut r = base.clone();
+    r.certificates.clear();
+    for i in 0..200 {
+        let mut c = template.clone();
+        c.name = format!("cert{i}");
+        c.severity = Severity::Ok;
+        c.nodes = (1..=20)
+            .map(|j| NodeReport {
+                node: format!("node{j}"),
+                ..plain.clone()
+            })
+            .collect();
+        if i == 137 {
+            // One drifted node on one certificate.
+            c.severity = Severity::Warning;
+            let n = &mut c.nodes[6];
+            n.severity = Severity::Warning;
+            n.deployed_version = Some("v0".into());
+            n.findings = vec![Finding::new(
+                Severity::Warning,
+                FindingKind::DeployedDrift {
+                    deployed: "v0".into(),
+                    live: "v1".into(),
+                },
+            )];
+        }
+        r.certificates.push(c);
+    }
+    r.severity = Severity::Warning;
+    let page = render_html(&r, "0.1.0");
+    assert_only_own_markup(&page);
+    assert_fetches_nothing(&page);
+    for i in 0..200 {
+        assert!(
+            page.contains(&format!("data-certificate=\"cert{i}\"")),
+            "cert{i}"
+        );
+    }
+    for j in 1..=20 {
+        assert!(page.contains(&format!("data-node=\"node{j}\"")), "node{j}");
+    }
+    // The warning first and open; the 199 ok ones closed, their matching
+    // nodes named on one line each instead of a row each.
+    let first = page.find("<details").expect("details");
+    assert!(page[first..].starts_with(
+        "<details class=\"cert sev-warning drift\" data-certificate=\"cert137\" data-severity=\"warning\" open>"
+    ));
+    assert_eq!(page.matches(" open>").count(), 1);
+    assert_eq!(
+        page.matches("<tr class=").count(),
+        1,
+        "one row: the drifted node"
+    );
+    assert!(page.contains("<tr class=\"sev-warning drift\" data-node=\"node7\""));
+    assert!(page.contains("20 match the store") && page.contains("19 match the store"));
+    assert!(page.contains("<span class=\"count drift\">1 with drift</span>"));
+    // cert2 before cert10 among equals.
+    assert!(page.find("\"cert2\"") < page.find("\"cert10\""));
+    eprintln!("page of 200 × 20: {} bytes", page.len());
+}

@@ -27,6 +27,9 @@ pub(crate) struct ReportArgs {
     /// Also write the report as a Prometheus textfile (atomically) to FILE.
     #[arg(long, value_name = "FILE")]
     prometheus: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page (atomically) to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Only these nodes (repeatable).
     #[arg(long = "node", value_name = "N")]
     nodes: Vec<String>,
@@ -144,6 +147,7 @@ pub(crate) async fn report(ctx: &Ctx, args: ReportArgs) -> anyhow::Result<ExitCo
     let out = ReportOutput {
         json: args.json,
         prometheus: args.prometheus,
+        html: args.html,
         notify: !args.no_notify,
     };
     let severity = emit(ctx, &inventory, store.as_ref(), &opts, &out).await?;
@@ -154,6 +158,7 @@ pub(crate) async fn report(ctx: &Ctx, args: ReportArgs) -> anyhow::Result<ExitCo
 pub(crate) struct ReportOutput {
     pub(crate) json: bool,
     pub(crate) prometheus: Option<PathBuf>,
+    pub(crate) html: Option<PathBuf>,
     pub(crate) notify: bool,
 }
 
@@ -170,6 +175,10 @@ pub(crate) async fn emit(
     if let Some(path) = &out.prometheus {
         report::write_prometheus(&report, path)
             .with_context(|| format!("cannot write the Prometheus textfile {}", path.display()))?;
+    }
+    if let Some(path) = &out.html {
+        report::write_html(&report, env!("CARGO_PKG_VERSION"), path)
+            .with_context(|| format!("cannot write the HTML report {}", path.display()))?;
     }
     if out.json {
         print_json(&report)?;

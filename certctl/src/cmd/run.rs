@@ -132,6 +132,7 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     let out = super::report::ReportOutput {
         json: args.json,
         prometheus: args.prometheus,
+        html: None,
         notify: !args.no_notify,
     };
     let severity = super::report::emit(
