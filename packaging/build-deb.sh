@@ -67,17 +67,14 @@ grep -qx "ReadWritePaths=/var/lib/certctl" "$stage/systemd/certctl.service" || {
     exit 1
 }
 
-# Docs: whatever contrib/prometheus/ and contrib/notify/ hold (globbed, so
-# new files are shipped without touching this script), with modes a reader
-# can use whatever the checkout's umask was.
+# Docs: the full example, and whatever contrib/prometheus/ and
+# contrib/notify/ hold (copied whole, so a new file there is shipped without
+# touching this script or the manifest, which ships the lot 0644).
 cp examples/certctl.toml "$stage/doc/examples/certctl.toml"
 for d in prometheus notify; do
     if [[ -d contrib/$d ]]; then
         cp -R "contrib/$d/." "$stage/doc/$d/"
     fi
 done
-find "$stage/doc" -type d -exec chmod 0755 {} +
-find "$stage/doc" -type f -perm /111 -exec chmod 0755 {} +
-find "$stage/doc" -type f ! -perm /111 -exec chmod 0644 {} +
 
 cargo deb -p certctl --no-build --locked

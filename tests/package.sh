@@ -4,9 +4,10 @@
 # installs it with dpkg -i, checks the installed binary, man page, units,
 # shipped inventory and store directory, purges it and checks that purge
 # kept the store; then installs over that kept store (left as it was) and
-# purges again. Refuses to run when a certctl package, or any file the
+# purges again. Refuses to install when a certctl package, or any file the
 # package would install, or /var/lib/certctl, is already on the machine:
-# those are the admin's, not this test's.
+# those are the admin's, not this test's. Runs on the same machine from
+# several worktrees take turns (a lock around install ... purge).
 # Usage: bash tests/package.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,10 +41,6 @@ not_known() {
 }
 
 ((EUID == 0)) || die "run as root (dpkg -i)"
-not_known ||
-    die "a certctl package is already on this machine (dpkg: $(dpkg-query -W -f='${db:Status-Abbrev}' certctl)); this test installs and purges its own, so it leaves yours alone: remove it first"
-[[ ! -e $store && ! -L $store ]] ||
-    die "$store already exists; this test must create it (through the package) to check it, and never touches yours"
 
 if ! command -v man >/dev/null || ! command -v systemd-analyze >/dev/null; then
     apt-get update -qq
@@ -83,24 +80,34 @@ check "copyright file" has /usr/share/doc/certctl/copyright
 for d in prometheus notify; do
     [[ -d contrib/$d ]] || continue
     while IFS= read -r f; do
-        check "contrib/$d/$f shipped" has "/usr/share/doc/certctl/$d/$f"
+        check "contrib/$d/$f shipped, 0644" \
+            test "$(mode_of "/usr/share/doc/certctl/$d/$f")" = "-rw-r--r--"
     done < <(cd "contrib/$d" && find . -type f | sed 's,^\./,,' | sort)
 done
 check "no store directory in the package (postinst makes it)" \
     bash -c "! grep -q '^/var/lib/certctl' <<<\"\$1\"" _ "$files"
 
 tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 conffiles="$tmp/control"
 dpkg-deb -e "$deb" "$conffiles"
 check "conffiles: exactly /etc/certctl/certctl.toml" \
     test "$(cat "$conffiles/conffiles")" = /etc/certctl/certctl.toml
 
+# --- the machine is shared: one package test at a time installs (another
+# worktree's run waits here; the empty lock file stays, as lock files do).
+exec 9>/run/lock/certctl-package-test.lock
+flock -w 3600 9 || die "another tests/package.sh held /run/lock/certctl-package-test.lock for an hour"
+
+not_known ||
+    die "a certctl package is already on this machine (dpkg: $(dpkg-query -W -f='${db:Status-Abbrev}' certctl)); this test installs and purges its own, so it leaves yours alone: remove it first"
+[[ ! -e $store && ! -L $store ]] ||
+    die "$store already exists; this test must create it (through the package) to check it, and never touches yours"
 # Refuse to install over a file somebody else put there: dpkg would replace
 # it, and purge would delete it.
 while IFS= read -r p; do
     [[ $p == */ || -z $p ]] && continue
     if [[ -e $p || -L $p ]]; then
-        rm -rf "$tmp"
         die "$p already exists and is not from a certctl package; this test would replace it: move it away first"
     fi
 done < <(awk '$1 !~ /^d/ {print $6}' <<<"$listing" | sed 's,^\./,/,')
