@@ -77,6 +77,9 @@ rm -f "$test_log"
 step "docs"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked --quiet
 
+step "debian package"
+bash tests/package.sh
+
 if [[ -x fuzz/smoke.sh ]]; then
     step "fuzz smoke"
     bash fuzz/smoke.sh
