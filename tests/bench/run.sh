@@ -954,6 +954,15 @@ LOAD_RUNS=3 # at most; each run renews and deploys every load certificate
 # 2 attempts at this section (a lock-order inversion in its in-memory store,
 # seen in a goroutine dump earlier): the more orders in flight, the likelier.
 LOAD_ORDERS=4
+# Nodes worked on at once ([deploy] concurrency; default 20) and TLS probes in
+# flight ([report] concurrency, which also bounds a rollout's verification;
+# default 256). Every node's validate and reload with 200 more servers cost
+# about 0.5 s of CPU; 20 of them at once, beside 256 handshakes, on two cores
+# that other builds were also using (load average above 20), left some
+# verification handshakes unanswered past their 3 s bound, and certctl rolled
+# those nodes back (2 of 2 untimed first runs on 2026-12-04 exited 2 so).
+LOAD_NODES_AT_ONCE=5
+LOAD_PROBES_AT_ONCE=32
 
 # load_fresh_ca DIR: restart pebble (its state, roots and accounts go) and drop
 # the store's account, so every run starts against a CA holding no orders.
@@ -991,12 +1000,15 @@ section_load() {
         /^\[/ { skip = 0 }
         !skip { print }
     ' "$LAB/load/certctl.toml" >"$d/certctl.toml"
-    printf '\n[renewal]\nconcurrency = %d\n' "$LOAD_ORDERS" >>"$d/certctl.toml"
+    printf '\n[renewal]\nconcurrency = %d\n\n[deploy]\nconcurrency = %d\n' "$LOAD_ORDERS" "$LOAD_NODES_AT_ONCE" >>"$d/certctl.toml"
+    # the lab's inventory has a [report] table: the probe bound goes into it
+    sed -i "s/^\[report\]\$/[report]\nconcurrency = $LOAD_PROBES_AT_ONCE/" "$d/certctl.toml"
     ((LAB_NODES == $(grep -c '^\[\[node\]\]' "$d/certctl.toml"))) || die "the lab has fewer than $LAB_NODES nodes"
     info "load: first issuance and deployment (untimed, against a fresh pebble)"
     load_fresh_ca "$d"
     rc=0
     timeout 600 "$CERTCTL" --config "$d/certctl.toml" run >"$d/warm.log" 2>&1 || rc=$?
+    cp "$d/warm.log" "$OUT/load-warm.log"
     if ((rc != 0)); then
         tail -n 15 "$d/warm.log" >&2
         local why
@@ -1040,7 +1052,7 @@ section_load() {
     local notes="$TMP/load.notes"
     {
         echo "One \`certctl run\` (renew what is due, deploy, report) with $LOAD_CERTS certificates (one name each, l001..l$LOAD_CERTS.load.example.test) on the first $LAB_NODES lab nodes, every certificate due (\`renew_before = \"3000d\"\`, pebble's certificates live 5 years); after one untimed first issuance and deployment. $runs runs; each renews $LOAD_CERTS certificates through DNS-01, deploys $((LOAD_CERTS * LAB_NODES)) (certificate, node) pairs with verification, and probes them all for the report."
-        echo "\`[renewal] concurrency = $LOAD_ORDERS\` (orders in flight; certctl's default is 16), and pebble is restarted (untimed) before the first issuance and before every run, with a new ACME account each time: pebble 2.4 stopped answering new-order requests with 16 orders in flight (2 of 2 attempts at this section before). A failed run says whether certctl found the CA silent (its stall breaker, or a request timeout). Logs of each run: target/bench/load-runN.log."
+        echo "\`[renewal] concurrency = $LOAD_ORDERS\` (orders in flight; certctl's default is 16), \`[deploy] concurrency = $LOAD_NODES_AT_ONCE\` (nodes at once; default 20) and \`[report] concurrency = $LOAD_PROBES_AT_ONCE\` (TLS probes in flight, verification included; default 256): see the comments in run.sh. Pebble is restarted (untimed) before the first issuance and before every run, with a new ACME account each time: pebble 2.4 stopped answering new-order requests with 16 orders in flight (2 of 2 attempts at this section before). A failed run says whether certctl found the CA silent (its stall breaker, or a request timeout). Logs of each run: target/bench/load-runN.log."
         echo "Every node serves the $LOAD_CERTS load certificates besides the lab's own (lab.sh load $LOAD_CERTS): an \`nginx -t\` on a node takes about 0.25 s of CPU, and every node's validate and reload run on the same $(nproc) CPUs as certctl, pebble and bind9."
         echo "A run counts when certctl exited 0, its output names $LOAD_CERTS renewals and $((LOAD_CERTS * LAB_NODES)) deployments, and tests/bench/served.py (Python's ssl, not certctl) finds every node serving every certificate's new leaf."
         echo "Wall, CPU and peak RSS from /usr/bin/time around certctl (its ssh masters are not in its CPU)."
