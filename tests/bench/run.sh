@@ -1098,10 +1098,12 @@ fleet_row() {
             "$tool" "$case" "$n" "$run" "$wall" "$cpu" "$(awk -v c="$cpu" -v n="$n" 'BEGIN { printf "%.1f", c * 1000 / n }')" \
             "$machine" "$(awk -v r="$rss" 'BEGIN { print r / 1024 }')" "$fds" >&2
     else
+        # the whole output of a failed run is kept
+        cp "$log" "$OUT/fleet-failed-$tool-$case-$n-run$run.log" 2>/dev/null || true
         {
             local what="exit $RC"
             ((RC == 124 || RC == 137)) && what="timed out"
-            echo "  $tool $case $n nodes run $run FAILED ($what; $why)"
+            echo "  $tool $case $n nodes run $run FAILED ($what; $why; log: target/bench/fleet-failed-$tool-$case-$n-run$run.log)"
             echo "  ---- last lines of $tool's output ----"
             tail -n 15 "$log" | sed 's/^/  | /'
         } >&2
@@ -1208,6 +1210,7 @@ fleet_peer() {
 section_fleet() {
     CSV="$OUT/fleet.csv"
     echo "$FLEET_CSV_HEAD" >"$CSV"
+    rm -f "$OUT"/fleet-failed-*.log
     local n run max=0 d rc
     for n in $FLEET_SIZES; do ((n > max)) && max=$n; done
     local have
