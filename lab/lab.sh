@@ -6,7 +6,10 @@ set -euo pipefail
 LAB="${CERTCTL_LAB_DIR:-/tmp/certctl-lab}"
 PROG="$(basename "$0")"
 DEFAULT_NODES=5
-MAX_NODES=40
+MAX_NODES=100
+# Nodes started (or stopped) at once: 100 at once on two cores let some miss
+# wait_for's bound for their pid files; 5 still start all at once.
+NODE_PARALLEL=20
 CERT_NAMES=(www media wild)
 TSIG_NAME="certctl-key"
 
@@ -676,7 +679,7 @@ start_nginx() {
         log_tail "$nd/nginx/error.log"
         die "node$i: nginx failed to start"
     fi
-    wait_for 5 pid_alive "$nd/nginx/nginx.pid" nginx || { log_tail "$nd/nginx/error.log"; die "node$i: nginx did not write its pid file"; }
+    wait_for 10 pid_alive "$nd/nginx/nginx.pid" nginx || { log_tail "$nd/nginx/error.log"; die "node$i: nginx did not write its pid file"; }
 }
 
 stop_nginx() {
@@ -695,7 +698,7 @@ start_sshd() {
         log_tail "$nd/sshd.log"
         die "node$i: sshd failed to start"
     fi
-    wait_for 5 pid_alive "$nd/sshd.pid" sshd || { log_tail "$nd/sshd.log"; die "node$i: sshd did not write its pid file"; }
+    wait_for 10 pid_alive "$nd/sshd.pid" sshd || { log_tail "$nd/sshd.log"; die "node$i: sshd did not write its pid file"; }
 }
 
 stop_sshd() {
@@ -732,6 +735,21 @@ node_down() {
     rm -f "$nd/.tmpfs"
 }
 
+# node_up_done I PID: wait for node I's bring-up; its log on failure, warnings always
+node_up_done() {
+    local i="$1" rc=0
+    wait "$2" || rc=$?
+    if ((rc != 0)); then
+        echo "node$i failed:" >&2
+        cat "$LAB/nodes/.up-$i.log" >&2
+    else
+        # surface warnings (e.g. tmpfs fallback)
+        grep -h 'warning' "$LAB/nodes/.up-$i.log" >&2 || true
+    fi
+    rm -f "$LAB/nodes/.up-$i.log"
+    return "$rc"
+}
+
 setup_nodes() {
     local n="$1" i d pids=() failed=0
     # remove nodes beyond the new count
@@ -744,20 +762,18 @@ setup_nodes() {
     pids=()
     setup_bootstrap_certs
     mkdir -p "$LAB/nodes"
+    # at most NODE_PARALLEL bring-ups at once; node i waits for node i - NODE_PARALLEL
+    local waited=0
     for ((i = 1; i <= n; i++)); do
+        if ((i - waited > NODE_PARALLEL)); then
+            waited=$((waited + 1))
+            node_up_done "$waited" "${pids[waited - 1]}" || failed=1
+        fi
         (node_up "$i") >"$LAB/nodes/.up-$i.log" 2>&1 &
         pids+=($!)
     done
-    for ((i = 1; i <= n; i++)); do
-        if ! wait "${pids[i - 1]}"; then
-            failed=1
-            echo "node$i failed:" >&2
-            cat "$LAB/nodes/.up-$i.log" >&2
-        else
-            # surface warnings (e.g. tmpfs fallback)
-            grep -h 'warning' "$LAB/nodes/.up-$i.log" >&2 || true
-        fi
-        rm -f "$LAB/nodes/.up-$i.log"
+    for ((i = waited + 1; i <= n; i++)); do
+        node_up_done "$i" "${pids[i - 1]}" || failed=1
     done
     ((failed == 0)) || die "some edge nodes failed to start"
     echo "$n" >"$LAB/nodes.count"

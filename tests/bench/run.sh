@@ -2,6 +2,7 @@
 # certctl benchmarks against real peers, on the lab (lab/lab.sh), loopback only.
 #
 #   bash tests/bench/run.sh [--runs N] [--only SECTION] [--lego-five-runs N]
+#   FLEET_SIZES=5 bash tests/bench/run.sh --only fleet --runs 1    (a quick smoke run)
 #
 # Sections (each a function `section_<name>`; all run unless --only picks one):
 #   issue   one-name and five-name DNS-01 issuance: certctl vs lego vs certbot
@@ -10,6 +11,9 @@
 #   list    certctl list and certctl inspect over 10,000 certificates
 #   plan    certctl renew --dry-run beside certctl list over 10,000, 40,000 and 100,000 certificates
 #   load    one run renewing 200 certificates and deploying them to 20 nodes
+#   fleet   deploy 1 and 2 certificates, report, idle run at 5, 20, 50, 100 nodes
+#           (FLEET_SIZES="5 20 50 100"; grows the lab to the largest), runbook and
+#           Ansible at 20, Ansible at 100; per-phase breakdown per node from -vv
 #
 # Every (tool, case) runs N times; the table shows medians over the runs that
 # produced a certificate. Results: target/bench/<section>.md (the table) and
@@ -24,7 +28,7 @@ LAB="${CERTCTL_LAB_DIR:-/tmp/certctl-lab}"
 OUT="$ROOT/target/bench"
 CERTCTL="$ROOT/target/release/certctl"
 PROG="tests/bench/run.sh"
-SECTIONS=(issue deploy scan list plan load)
+SECTIONS=(issue deploy scan list plan load fleet)
 LAB_NODES=20
 ACME_DIR="https://127.0.0.1:14000/dir"
 EMAIL="bench@example.test"
@@ -43,6 +47,8 @@ Usage: bash $PROG [--runs N] [--only SECTION] [--lego-five-runs N]
                        lego solves rfc2136 challenges one at a time, 60 s apart, so each
                        such run takes about 4 minutes
 Results go to $OUT/<section>.{md,csv}.
+FLEET_SIZES (environment; default "5 20 50 100"): the fleet section's node counts;
+the lab grows to the largest (lab.sh up N) and stays that size afterwards.
 EOF
 }
 
@@ -432,19 +438,19 @@ deploy_config() {
     ((have == n)) || die "the lab inventory has $have nodes, the deploy case needs $n"
 }
 
-# served_ok N SERIAL: nodes 1..N serve SERIAL (openssl's `serial=HEX`) for
-# www.example.test; a reload takes effect within moments, so each node gets 20
-# tries 0.1 s apart.
+# served_ok N SERIAL [SNI]: nodes 1..N serve SERIAL (openssl's `serial=HEX`) for
+# SNI (default www.example.test); a reload takes effect within moments, so each
+# node gets 20 tries 0.1 s apart.
 served_ok() {
-    local n="$1" want="$2" i try got
+    local n="$1" want="$2" sni="${3:-www.example.test}" i try got
     for ((i = 1; i <= n; i++)); do
         for ((try = 0; try < 20; try++)); do
-            got="$(openssl s_client -connect "127.0.0.$((10 + i)):443" -servername www.example.test \
+            got="$(openssl s_client -connect "127.0.0.$((10 + i)):443" -servername "$sni" \
                 </dev/null 2>/dev/null | openssl x509 -noout -serial 2>/dev/null)" || true
             [[ "$got" == "$want" ]] && break
             sleep 0.1
         done
-        [[ "$got" == "$want" ]] || { info "node$i serves ${got:-nothing}, expected $want"; return 1; }
+        [[ "$got" == "$want" ]] || { info "node$i serves ${got:-nothing} for $sni, expected $want"; return 1; }
     done
 }
 
@@ -540,8 +546,15 @@ deploy_prepare() {
         ((rc == 0)) || { tail -n 15 "$d/warm.log" >&2; die "$tool warm-up deploy to $n nodes failed (exit $rc)"; }
     done
 
-    mkdir -p "$TMP/deploy/runbook-$n" "$TMP/deploy/ansible-$n/home"
-    : >"$TMP/deploy/runbook-$n/nodes.tsv"
+    peer_files "$TMP/deploy" "$n"
+}
+
+# peer_files DIR N: the runbook's node list (DIR/runbook-N/nodes.tsv) and Ansible's
+# inventory and configuration (DIR/ansible-N/) for the first N lab nodes.
+peer_files() {
+    local top="$1" n="$2" i
+    mkdir -p "$top/runbook-$n" "$top/ansible-$n/home"
+    : >"$top/runbook-$n/nodes.tsv"
     {
         echo "edge:"
         echo "  vars:"
@@ -550,7 +563,7 @@ deploy_prepare() {
         echo "    ansible_ssh_common_args: '-F $SSH_CONFIG -o UserKnownHostsFile=$KNOWN_HOSTS'"
         echo "    ansible_python_interpreter: /usr/bin/python3"
         echo "  hosts:"
-    } >"$TMP/deploy/ansible-$n/inventory.yml"
+    } >"$top/ansible-$n/inventory.yml"
     for ((i = 1; i <= n; i++)); do
         local addr base validate reload
         addr="$(node_field "$i" address)"
@@ -559,21 +572,21 @@ deploy_prepare() {
         reload="$(node_field "$i" reload)"
         [[ -n "$addr" && -n "$base" && -n "$validate" && -n "$reload" ]] ||
             die "node $i of $LAB/certctl.toml lacks address, base_dir, validate or reload"
-        printf '%s\t%s\t%s\t%s\n' "$addr" "$base" "$validate" "$reload" >>"$TMP/deploy/runbook-$n/nodes.tsv"
+        printf '%s\t%s\t%s\t%s\n' "$addr" "$base" "$validate" "$reload" >>"$top/runbook-$n/nodes.tsv"
         {
             echo "    node$i:"
             echo "      ansible_host: $addr"
             echo "      base_dir: '$base'"
             echo "      validate_cmd: '$validate'"
             echo "      reload_cmd: '$reload'"
-        } >>"$TMP/deploy/ansible-$n/inventory.yml"
+        } >>"$top/ansible-$n/inventory.yml"
     done
-    cat >"$TMP/deploy/ansible-$n/ansible.cfg.in" <<CFG
+    cat >"$top/ansible-$n/ansible.cfg.in" <<CFG
 [defaults]
 forks = 20
 host_key_checking = True
 retry_files_enabled = False
-local_tmp = $TMP/deploy/ansible-$n/home/tmp
+local_tmp = $top/ansible-$n/home/tmp
 
 [ssh_connection]
 pipelining = True
@@ -936,43 +949,89 @@ section_plan() {
 
 LOAD_CERTS=200
 LOAD_RUNS=3 # at most; each run renews and deploys every load certificate
+# Orders in flight at once ([renewal] concurrency; certctl's default is 16).
+# With 16, the lab's pebble 2.4 stopped answering new-order requests in 2 of
+# 2 attempts at this section (a lock-order inversion in its in-memory store,
+# seen in a goroutine dump earlier): the more orders in flight, the likelier.
+LOAD_ORDERS=4
+# Nodes worked on at once ([deploy] concurrency; default 20) and TLS probes in
+# flight ([report] concurrency, which also bounds a rollout's verification;
+# default 256). Every node's validate and reload with 200 more servers cost
+# about 0.5 s of CPU; 20 of them at once, beside 256 handshakes, on two cores
+# that other builds were also using (load average above 20), left some
+# verification handshakes unanswered past their 3 s bound, and certctl rolled
+# those nodes back (2 of 2 untimed first runs on 2026-12-04 exited 2 so).
+LOAD_NODES_AT_ONCE=5
+LOAD_PROBES_AT_ONCE=32
 
-# One certctl run that renews $LOAD_CERTS certificates and deploys them to all
-# 20 nodes (then reports), watched by loadwatch.py; checked by served.py.
+# load_fresh_ca DIR: restart pebble (its state, roots and accounts go) and drop
+# the store's account, so every run starts against a CA holding no orders.
+load_fresh_ca() {
+    local d="$1"
+    bash "$ROOT/lab/lab.sh" pebble-restart >>"$d/lab.log" 2>&1 || { tail -n 15 "$d/lab.log" >&2; die "lab.sh pebble-restart failed"; }
+    rm -f "$d/store/accounts/"*.json
+}
+
+# load_why LOG: what a failed run's output says about the CA.
+load_why() {
+    if grep -q 'has answered none of certctl.s requests' "$1"; then
+        echo "pebble stopped answering: certctl's stall breaker gave up on it (pebble 2.4's order-lock deadlock?)"
+    elif grep -q 'did not answer within' "$1"; then
+        echo "pebble left requests unanswered (pebble 2.4's order-lock deadlock?)"
+    fi
+}
+
+# One certctl run that renews $LOAD_CERTS certificates and deploys them to
+# $LAB_NODES nodes (then reports), watched by loadwatch.py; checked by served.py.
 section_load() {
     CSV="$OUT/load.csv"
     echo "section,tool,case,run,ok,rc,wall_s,cpu_s,maxrss_kib" >"$CSV"
-    local d="$TMP/load" runs=$((RUNS < LOAD_RUNS ? RUNS : LOAD_RUNS)) run rc
+    local d="$TMP/load" runs=$((RUNS < LOAD_RUNS ? RUNS : LOAD_RUNS)) run rc i
     mkdir -p "$d"
-    # A fresh pebble: its in-memory store slows (and, in 2.4, can deadlock) as
-    # orders pile up, which is not what this section measures.
-    bash "$ROOT/lab/lab.sh" pebble-restart >"$d/lab.log" 2>&1 || { cat "$d/lab.log" >&2; die "lab.sh pebble-restart failed"; }
+    : >"$d/lab.log"
     info "load: the lab's nodes serve $LOAD_CERTS more certificates (lab.sh load $LOAD_CERTS)"
     bash "$ROOT/lab/lab.sh" load "$LOAD_CERTS" >>"$d/lab.log" 2>&1 || { cat "$d/lab.log" >&2; die "lab.sh load $LOAD_CERTS failed"; }
     LOAD_ON=1
-    sed "s#^store = .*#store = \"$d/store\"#" "$LAB/load/certctl.toml" >"$d/certctl.toml"
-    info "load: first issuance and deployment (untimed)"
+    # The load inventory names every running node; the section deploys to the
+    # first $LAB_NODES (a larger lab may be up, e.g. for the fleet section).
+    awk -v store="$d/store" -v max="$LAB_NODES" '
+        /^store[ \t]*=/ { print "store = \"" store "\""; next }
+        /^\[\[node\]\]/ { nodes++; skip = nodes > max; if (!skip) print; next }
+        /^\[/ { skip = 0 }
+        !skip { print }
+    ' "$LAB/load/certctl.toml" >"$d/certctl.toml"
+    printf '\n[renewal]\nconcurrency = %d\n\n[deploy]\nconcurrency = %d\n' "$LOAD_ORDERS" "$LOAD_NODES_AT_ONCE" >>"$d/certctl.toml"
+    # the lab's inventory has a [report] table: the probe bound goes into it
+    sed -i "s/^\[report\]\$/[report]\nconcurrency = $LOAD_PROBES_AT_ONCE/" "$d/certctl.toml"
+    ((LAB_NODES == $(grep -c '^\[\[node\]\]' "$d/certctl.toml"))) || die "the lab has fewer than $LAB_NODES nodes"
+    info "load: first issuance and deployment (untimed, against a fresh pebble)"
+    load_fresh_ca "$d"
     rc=0
     timeout 600 "$CERTCTL" --config "$d/certctl.toml" run >"$d/warm.log" 2>&1 || rc=$?
-    ((rc == 0)) || { tail -n 15 "$d/warm.log" >&2; die "the untimed first load run failed (exit $rc)"; }
+    cp "$d/warm.log" "$OUT/load-warm.log"
+    if ((rc != 0)); then
+        tail -n 15 "$d/warm.log" >&2
+        local why
+        why="$(load_why "$d/warm.log")"
+        die "the untimed first load run failed (exit $rc)${why:+: $why}"
+    fi
     # From now on every certificate is due at every run.
-    printf '\n[renewal]\nrenew_before = "3000d"\n' >>"$d/certctl.toml"
+    sed -i 's/^\[renewal\]$/[renewal]\nrenew_before = "3000d"/' "$d/certctl.toml"
     ls "$d/store/live" >"$d/names.txt"
     local addrs=()
     for ((i = 1; i <= LAB_NODES; i++)); do addrs+=("127.0.0.$((10 + i))"); done
     : >"$d/watch.all"
     for ((run = 1; run <= runs; run++)); do
         info "load: run $run of $runs"
-        # A new ACME account for every run (untimed): pebble 2.4 deadlocks when
-        # one account renews many names at once (a lock-order inversion around
-        # FindValidAuthorization, seen in its goroutine dump); certctl registers
-        # the account again, as it does after any CA reset.
-        rm -f "$d/store/accounts/"*.json
+        # A fresh pebble and a new ACME account for every run (untimed): pebble
+        # keeps every order in memory and slows as they pile up; certctl
+        # registers the account again, as it does after any CA reset.
+        load_fresh_ca "$d"
         rc=0
         WRAP=(python3 "$BENCH/loadwatch.py" "$LAB" "$LAB_NODES" 600 "$d/watch.txt")
         timed 600 "$d/time" "$d/log" "$CERTCTL" --config "$d/certctl.toml" run || rc=$?
         WRAP=()
-        local renewed deployed ok=0 served
+        local renewed deployed ok=0 served why
         renewed="$(grep -c 'renew: .* issued' "$d/log" || true)"
         deployed="$(grep -c 'deploy: .*: deployed' "$d/log" || true)"
         served="$(python3 "$BENCH/served.py" "$d/store" 'l{num}.load.example.test' "$d/names.txt" "${addrs[@]}" 2>"$d/served.err")" || true
@@ -980,17 +1039,20 @@ section_load() {
             [[ "$served" == "served_ok=$((LOAD_CERTS * LAB_NODES)) "* ]]; then
             ok=1
         fi
+        why="$(load_why "$d/log")"
         row load certctl "$LOAD_CERTS-certs-$LAB_NODES-nodes" "$run" "$ok" "$rc" "$d/time" "$d/log" \
-            "expected exit 0, $LOAD_CERTS renewed, $((LOAD_CERTS * LAB_NODES)) deployed and served; got $renewed, $deployed, $served"
-        echo "$run renewed=$renewed deployed=$deployed $served $(cat "$d/watch.txt" 2>/dev/null)" >>"$d/watch.all"
+            "expected exit 0, $LOAD_CERTS renewed, $((LOAD_CERTS * LAB_NODES)) deployed and served; got $renewed, $deployed, $served${why:+; $why}"
+        echo "$run renewed=$renewed deployed=$deployed $served $(cat "$d/watch.txt" 2>/dev/null)${why:+ ca=\"$why\"}" >>"$d/watch.all"
         echo "  $(tail -n 1 "$d/watch.all")" >&2
+        cp "$d/log" "$OUT/load-run$run.log"
     done
     bash "$ROOT/lab/lab.sh" load 0 >>"$d/lab.log" 2>&1 || info "warning: lab.sh load 0 failed; see $d/lab.log"
     LOAD_ON=0
 
     local notes="$TMP/load.notes"
     {
-        echo "One \`certctl run\` (renew what is due, deploy, report) with $LOAD_CERTS certificates (one name each, l001..l$LOAD_CERTS.load.example.test) on all $LAB_NODES lab nodes, every certificate due (\`renew_before = \"3000d\"\`, pebble's certificates live 5 years); after one untimed first issuance and deployment. $runs runs; each renews $LOAD_CERTS certificates through DNS-01, deploys $((LOAD_CERTS * LAB_NODES)) (certificate, node) pairs with verification, and probes them all for the report."
+        echo "One \`certctl run\` (renew what is due, deploy, report) with $LOAD_CERTS certificates (one name each, l001..l$LOAD_CERTS.load.example.test) on the first $LAB_NODES lab nodes, every certificate due (\`renew_before = \"3000d\"\`, pebble's certificates live 5 years); after one untimed first issuance and deployment. $runs runs; each renews $LOAD_CERTS certificates through DNS-01, deploys $((LOAD_CERTS * LAB_NODES)) (certificate, node) pairs with verification, and probes them all for the report."
+        echo "\`[renewal] concurrency = $LOAD_ORDERS\` (orders in flight; certctl's default is 16), \`[deploy] concurrency = $LOAD_NODES_AT_ONCE\` (nodes at once; default 20) and \`[report] concurrency = $LOAD_PROBES_AT_ONCE\` (TLS probes in flight, verification included; default 256): see the comments in run.sh. Pebble is restarted (untimed) before the first issuance and before every run, with a new ACME account each time: pebble 2.4 stopped answering new-order requests with 16 orders in flight (2 of 2 attempts at this section before). A failed run says whether certctl found the CA silent (its stall breaker, or a request timeout). Logs of each run: target/bench/load-runN.log."
         echo "Every node serves the $LOAD_CERTS load certificates besides the lab's own (lab.sh load $LOAD_CERTS): an \`nginx -t\` on a node takes about 0.25 s of CPU, and every node's validate and reload run on the same $(nproc) CPUs as certctl, pebble and bind9."
         echo "A run counts when certctl exited 0, its output names $LOAD_CERTS renewals and $((LOAD_CERTS * LAB_NODES)) deployments, and tests/bench/served.py (Python's ssl, not certctl) finds every node serving every certificate's new leaf."
         echo "Wall, CPU and peak RSS from /usr/bin/time around certctl (its ssh masters are not in its CPU)."
@@ -1002,6 +1064,217 @@ section_load() {
     python3 "$BENCH/summarise.py" load "$CSV" "$OUT/load.md" "$notes"
     echo
     info "wrote $OUT/load.md and $OUT/load.csv"
+}
+
+# ---------------------------------------------------------------- section: fleet
+
+FLEET_SIZES="${FLEET_SIZES:-5 20 50 100}"
+FLEET_PEERS_AT=20  # the runbook and Ansible deploy one certificate at this size
+FLEET_ANSIBLE_ALSO_AT=100
+FLEET_CSV_HEAD="section,tool,case,run,ok,rc,wall_s,cpu_s,maxrss_kib,nodes,machine_cpu_s,peak_fds,leftover"
+
+# fleet_timed TFILE LOG LINGER CMD...: CMD under fleetwatch.py (its ssh masters and
+# other leftovers included, LINGER seconds allowed to end by themselves); sets RC.
+fleet_timed() {
+    local tfile="$1" log="$2" linger="$3"
+    shift 3
+    RC=0
+    rm -f "$tfile"
+    python3 "$BENCH/fleetwatch.py" "$tfile" 600 "$linger" "$@" >"$log" 2>&1 || RC=$?
+}
+
+# fleet_row TOOL CASE N RUN OK TFILE LOG WHY: one CSV row from fleetwatch.py's line.
+fleet_row() {
+    local tool="$1" case="$2" n="$3" run="$4" ok="$5" tfile="$6" log="$7" why="$8"
+    local wall="" cpu="" machine="" rss="" fds="" left="" line
+    line="$(cat "$tfile" 2>/dev/null || true)"
+    kv() { sed -n "s/.*\<$1=\([0-9.]*\).*/\1/p" <<<"$line"; }
+    wall="$(kv wall_s)" cpu="$(kv cpu_s)" machine="$(kv machine_cpu_s)"
+    rss="$(kv maxrss_kib)" fds="$(kv peak_fds)" left="$(kv leftover)"
+    [[ -n "$wall" ]] || ok=0
+    echo "fleet,$tool,$case,$run,$ok,$RC,$wall,$cpu,$rss,$n,$machine,$fds,$left" >>"$CSV"
+    if ((ok)); then
+        printf '  %-8s %-9s %3d nodes run %d: %6ss wall %6ss CPU (%s ms/node) %6ss machine %5.1f MiB %4s fds\n' \
+            "$tool" "$case" "$n" "$run" "$wall" "$cpu" "$(awk -v c="$cpu" -v n="$n" 'BEGIN { printf "%.1f", c * 1000 / n }')" \
+            "$machine" "$(awk -v r="$rss" 'BEGIN { print r / 1024 }')" "$fds" >&2
+    else
+        # the whole output of a failed run is kept
+        cp "$log" "$OUT/fleet-failed-$tool-$case-$n-run$run.log" 2>/dev/null || true
+        {
+            local what="exit $RC"
+            ((RC == 124 || RC == 137)) && what="timed out"
+            echo "  $tool $case $n nodes run $run FAILED ($what; $why; log: target/bench/fleet-failed-$tool-$case-$n-run$run.log)"
+            echo "  ---- last lines of $tool's output ----"
+            tail -n 15 "$log" | sed 's/^/  | /'
+        } >&2
+    fi
+}
+
+# fleet_config DIR N: an inventory with its own store, `www` and `media`, the first N nodes.
+fleet_config() {
+    local dir="$1" n="$2"
+    deploy_config "$dir" "$n"
+    printf '\n[[certificate]]\nname = "media"\ndomains = ["media.example.test"]\nsolver = "lab"\ngroups = ["edge"]\n' \
+        >>"$dir/certctl.toml"
+}
+
+# fleet_issue DIR NAME...: new versions of NAMEs in DIR's store (untimed); sets
+# SERIAL_<name> (openssl's `serial=HEX`) and VERSION_<name>.
+fleet_issue() {
+    local dir="$1" rc=0 name
+    shift
+    timeout 120 "$CERTCTL" --config "$dir/certctl.toml" issue "$@" >"$dir/issue.log" 2>&1 || rc=$?
+    ((rc == 0)) || { tail -n 15 "$dir/issue.log" >&2; die "certctl issue $* failed (exit $rc)"; }
+    for name in "$@"; do
+        printf -v "VERSION_$name" '%s' "$(basename "$(readlink "$dir/store/live/$name")")"
+        printf -v "SERIAL_$name" '%s' "$(openssl x509 -in "$dir/store/live/$name/cert.pem" -noout -serial)"
+    done
+}
+
+# fleet_report_ok DIR N: the report's JSON in DIR/report.json holds 2 × N (certificate,
+# node) rows, every node serving the store's version, and no finding (every node
+# does serve it, nothing is near expiry: any finding would be untrue).
+fleet_report_ok() {
+    python3 "$BENCH/fleetreport.py" "$1/report.json" "$2" www media >"$1/report.check" 2>&1
+}
+
+fleet_certctl() {
+    local run="$1" n="$2" dir="$TMP/fleet/$n" ok why
+    local -a cmd=(env TMPDIR="$SSHTMP/$n" "$CERTCTL" --config "$dir/certctl.toml")
+
+    fleet_issue "$dir" www
+    fleet_timed "$dir/t.deploy1" "$dir/deploy1.log" 5 "${cmd[@]}" deploy www
+    ok=0
+    ((RC == 0)) && served_ok "$n" "$SERIAL_www" && ok=1
+    fleet_row certctl deploy-1 "$n" "$run" "$ok" "$dir/t.deploy1" "$dir/deploy1.log" \
+        "expected exit 0 and www $SERIAL_www ($VERSION_www) served by nodes 1..$n"
+
+    fleet_issue "$dir" www media
+    fleet_timed "$dir/t.deploy2" "$dir/deploy2.log" 5 "${cmd[@]}" deploy www media
+    ok=0
+    ((RC == 0)) && served_ok "$n" "$SERIAL_www" && served_ok "$n" "$SERIAL_media" media.example.test && ok=1
+    fleet_row certctl deploy-2 "$n" "$run" "$ok" "$dir/t.deploy2" "$dir/deploy2.log" \
+        "expected exit 0, www $SERIAL_www and media $SERIAL_media served by nodes 1..$n"
+
+    # stdout (the JSON) apart from stderr
+    fleet_timed "$dir/t.report" "$dir/report.log" 5 sh -c 'exec "$@" >"$0"' "$dir/report.json" \
+        "${cmd[@]}" report --json
+    ok=0
+    ((RC == 0)) && fleet_report_ok "$dir" "$n" && ok=1
+    fleet_row certctl report "$n" "$run" "$ok" "$dir/t.report" "$dir/report.log" \
+        "expected exit 0 and 2 × $n rows, all served, no finding: $(tail -n 3 "$dir/report.check" 2>/dev/null | tr '\n' ' ')"
+
+    local before after
+    before="$(readlink "$dir/store/live/www") $(readlink "$dir/store/live/media")"
+    fleet_timed "$dir/t.run" "$dir/run.log" 5 "${cmd[@]}" run
+    after="$(readlink "$dir/store/live/www") $(readlink "$dir/store/live/media")"
+    ok=0
+    why="expected exit 0, no new version ($before), nothing deployed, www $SERIAL_www and media $SERIAL_media still served"
+    if ((RC == 0)) && [[ "$before" == "$after" ]] && ! grep -q ': deployed' "$dir/run.log" &&
+        served_ok "$n" "$SERIAL_www" && served_ok "$n" "$SERIAL_media" media.example.test; then
+        ok=1
+    fi
+    fleet_row certctl run-idle "$n" "$run" "$ok" "$dir/t.run" "$dir/run.log" "$why"
+}
+
+# fleet_peer TOOL RUN N: the runbook or Ansible deploys a new version of `www`
+# (issued untimed by certctl into the fleet store of size N).
+fleet_peer() {
+    local tool="$1" run="$2" n="$3" dir="$TMP/fleet/$3" pdir="$TMP/fleet/$1-$3" ok=0
+    fleet_issue "$dir" www
+    local version="$VERSION_www" serial="$SERIAL_www" stage="$pdir/stage"
+    rm -rf "$stage"
+    mkdir -p "$stage/$version"
+    cp "$dir/store/live/www/"{privkey,cert,chain,fullchain}.pem "$stage/$version/"
+    chmod 600 "$stage/$version/privkey.pem"
+    chmod 644 "$stage/$version/"{cert,chain,fullchain}.pem
+    if [[ $tool == runbook ]]; then
+        fleet_timed "$pdir/time" "$pdir/log" 0 sh "$BENCH/runbook.sh" "$pdir/nodes.tsv" "$stage" \
+            "$version" "$SSH_KEY" "$KNOWN_HOSTS" "$SSH_CONFIG"
+    else
+        local cp="$pdir/cp-$run"
+        mkdir -p "$cp"
+        sed "s|@CP@|$cp|" "$pdir/ansible.cfg.in" >"$pdir/ansible.cfg"
+        # its ssh masters persist for ControlPersist (60 s): linger 0 ends them
+        # (SIGTERM) at once, and their CPU is counted
+        fleet_timed "$pdir/time" "$pdir/log" 0 env ANSIBLE_CONFIG="$pdir/ansible.cfg" \
+            ANSIBLE_HOME="$pdir/home" ANSIBLE_NOCOLOR=1 ansible-playbook -i "$pdir/inventory.yml" \
+            "$BENCH/deploy.yml" -e "src=$stage/$version" -e "version=$version" \
+            -e "expected_serial=${serial#serial=}"
+    fi
+    ((RC == 0)) && served_ok "$n" "$serial" && ok=1
+    fleet_row "$tool" deploy-1 "$n" "$run" "$ok" "$pdir/time" "$pdir/log" \
+        "expected exit 0 and www $serial ($version) served by nodes 1..$n"
+}
+
+section_fleet() {
+    CSV="$OUT/fleet.csv"
+    echo "$FLEET_CSV_HEAD" >"$CSV"
+    rm -f "$OUT"/fleet-failed-*.log
+    local n run max=0 d rc
+    for n in $FLEET_SIZES; do ((n > max)) && max=$n; done
+    local have
+    have="$(cat "$LAB/nodes.count" 2>/dev/null || echo 0)"
+    if ((have < max)); then
+        info "fleet: growing the lab to $max nodes (lab.sh up $max)"
+        bash "$ROOT/lab/lab.sh" up "$max" >"$TMP/lab-fleet.log" 2>&1 ||
+            { tail -n 30 "$TMP/lab-fleet.log" >&2; die "lab.sh up $max failed"; }
+    fi
+    SSHTMP="${SSHTMP:-$(mktemp -d /tmp/cbs.XXXX)}"
+    for n in $FLEET_SIZES; do
+        d="$TMP/fleet/$n"
+        mkdir -p "$SSHTMP/$n"
+        info "fleet: preparing $n nodes (untimed: issue www and media, deploy both)"
+        fleet_config "$d" "$n"
+        fleet_issue "$d" www media
+        rc=0
+        TMPDIR="$SSHTMP/$n" timeout 300 "$CERTCTL" --config "$d/certctl.toml" deploy www media \
+            >"$d/warm.log" 2>&1 || rc=$?
+        ((rc == 0)) || { tail -n 15 "$d/warm.log" >&2; die "warm-up deploy to $n nodes failed (exit $rc)"; }
+        if ((n == FLEET_PEERS_AT || n == FLEET_ANSIBLE_ALSO_AT)); then peer_files "$TMP/fleet" "$n"; fi
+        for ((run = 1; run <= RUNS; run++)); do
+            info "fleet: $n nodes, run $run of $RUNS"
+            fleet_certctl "$run" "$n"
+            if ((n == FLEET_PEERS_AT)); then
+                fleet_peer runbook "$run" "$n"
+                fleet_peer ansible "$run" "$n"
+            elif ((n == FLEET_ANSIBLE_ALSO_AT && run == 1)); then
+                fleet_peer ansible "$run" "$n"
+            fi
+        done
+        # Where a deploy's time goes, node by node: one more deploy of one
+        # certificate with -vv (not in the table); its log is kept.
+        fleet_issue "$d" www
+        rc=0
+        TMPDIR="$SSHTMP/$n" timeout 300 "$CERTCTL" -vv --color never --config "$d/certctl.toml" \
+            deploy www >"$OUT/fleet-vv-$n.log" 2>&1 || rc=$?
+        if ((rc == 0)) && served_ok "$n" "$SERIAL_www"; then
+            echo "$n" >>"$TMP/fleet.phased"
+        else
+            info "fleet: the -vv deploy to $n nodes failed (exit $rc); no phase breakdown for it"
+        fi
+    done
+
+    local notes="$TMP/fleet.notes" sizes=()
+    mapfile -t sizes <"$TMP/fleet.phased" 2>/dev/null || true
+    {
+        echo "Per size N (the first N lab nodes; $RUNS run(s) each), certctl with its default [deploy] settings (concurrency 20, first node as canary) and an inventory of two certificates, \`www\` (www.example.test, example.test) and \`media\` (media.example.test), with its own store: deploy-1 = \`certctl deploy www\` of a new version issued (untimed) just before; deploy-2 = \`certctl deploy www media\`, both new; report = \`certctl report --json\` (2 × N certificate-node pairs); run-idle = \`certctl run\` with nothing due and everything deployed."
+        echo "A run counts only if the tool exited 0 and afterwards every node served the new serial for every SNI name deployed (openssl s_client, untimed); the report only if its JSON has 2 × N rows, each node serving the store's version, and no finding (tests/bench/fleetreport.py: all true, so any finding would be false); run-idle only if it made no version, deployed nothing and the nodes still serve what they did."
+        echo "Peers (deploy-1 only): the runbook (tests/bench/runbook.sh, node after node, no verification) and ansible-core (tests/bench/deploy.yml, forks 20, pipelining) at $FLEET_PEERS_AT nodes, Ansible also once at $FLEET_ANSIBLE_ALSO_AT."
+        echo "Measured by tests/bench/fleetwatch.py, a child subreaper: wall until the tool exited; CPU = user+sys of the tool and every process it started, its ssh ControlPersist masters included (they are reparented to the watcher and reaped by it; Ansible's are stopped with SIGTERM when it exits, then counted); machine = CPU seconds all $(nproc) CPUs were busy over the wall time (/proc/stat), whatever ran, the lab's sshd and nginx included; peak RSS = the tool's own largest process; peak fds = the tool's own open file descriptors, sampled every 20 ms."
+        echo "Targets (printed, never asserted): a verified deploy to 100 nodes ≤ 10 s; report over 100 nodes × 2 certificates ≤ 3 s with no untrue finding; certctl's CPU ≤ 20 ms per node for a deploy."
+        if ((${#sizes[@]})); then
+            echo "Per-phase breakdown from one more \`certctl -vv deploy www\` per size (target/bench/fleet-vv-N.log), node by node: see the second table."
+        fi
+        echo "$(nproc) CPUs; all traffic on 127.0.0.0/8; the lab's nodes share these CPUs with certctl."
+        load_note
+    } >"$notes"
+    local phase_args=()
+    for n in "${sizes[@]}"; do phase_args+=("$n=$OUT/fleet-vv-$n.log"); done
+    echo
+    python3 "$BENCH/summarise.py" fleet "$CSV" "$OUT/fleet.md" "$notes" "${phase_args[@]}"
+    echo
+    info "wrote $OUT/fleet.md and $OUT/fleet.csv"
 }
 
 # ---------------------------------------------------------------- main

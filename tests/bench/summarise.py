@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Summarise the per-run CSV of a benchmark section into one Markdown table.
 
-Usage: summarise.py SECTION CSV OUT_MD NOTES_FILE   (SECTION: issue, deploy, scan, list, plan, load)
+Usage: summarise.py SECTION CSV OUT_MD NOTES_FILE [N=VV_LOG...]
+  (SECTION: issue, deploy, scan, list, plan, load, fleet; the N=VV_LOG pairs, fleet
+  only, are `certctl -vv deploy` logs to N nodes for the per-phase breakdown)
 
 Reads rows `section,tool,case,run,ok,rc,wall_s,cpu_s,maxrss_kib`, prints the
 table (medians over successful runs), the ratios of certctl to each peer and
@@ -346,17 +348,164 @@ REPORTS = {
     "list": list_report,
     "plan": plan_report,
     "load": load_report,
+    "fleet": None,  # fleet_report, below: it also takes the -vv logs
 }
 
 
+FLEET_CASES = ["deploy-1", "deploy-2", "report", "run-idle"]
+FLEET_TOOLS = ["certctl", "runbook", "ansible"]
+PHASES = ["connect", "session", "stage", "validate", "reload", "verify", "node"]
+UNITS = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def duration_ms(text):
+    """A Rust Duration's Debug form (850ns, 12.5µs, 3.2ms, 1.5s) in ms, or None."""
+    import re
+
+    m = re.fullmatch(r"([0-9.]+)(ns|µs|us|ms|s)", text)
+    return float(m.group(1)) * UNITS[m.group(2)] if m else None
+
+
+def phases_of(log_path):
+    """node -> {phase: ms} from a `certctl -vv deploy` log: the `connected`
+    line of each node's connect span and the one `phases` line per node."""
+    import re
+
+    node_re = re.compile(r"\bnode=([A-Za-z0-9_.-]+)")
+    field_re = re.compile(r"\b(\w+)=([0-9.]+(?:ns|µs|us|ms|s))\b")
+    out = {}
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            kind = "phases" if " phases" in line else "connected" if " connected" in line else None
+            if kind is None or "connected and probed" in line:
+                continue
+            nodes = node_re.findall(line)
+            if not nodes:
+                continue
+            fields = {k: duration_ms(v) for k, v in field_re.findall(line)}
+            d = out.setdefault(nodes[-1], {})
+            if kind == "connected" and fields.get("elapsed") is not None:
+                d["connect"] = fields["elapsed"]
+            elif kind == "phases":
+                for k in ("script", "stage", "validate", "reload", "verify"):
+                    if fields.get(k) is not None:
+                        d[k] = fields[k]
+    for d in out.values():
+        if all(k in d for k in ("script", "stage", "validate", "reload")):
+            # what the script's own clock does not see: the ssh session over the
+            # master, the shell's start, the upload, prune
+            d["session"] = max(0.0, d["script"] - d["stage"] - d["validate"] - d["reload"])
+        if all(k in d for k in ("connect", "script", "verify")):
+            d["node"] = d["connect"] + d["script"] + d["verify"]
+    return {k: v for k, v in out.items() if "script" in v}
+
+
+def pct(values, q):
+    v = sorted(values)
+    if not v:
+        return None
+    k = (len(v) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def fleet_phase_lines(phase_logs):
+    lines = [
+        "Per node, one `certctl -vv deploy www` per size (ms; median / 90th percentile over the nodes):",
+        "",
+        "| nodes | nodes timed | " + " | ".join(PHASES) + " |",
+        "|---|---|" + "---|" * len(PHASES),
+    ]
+    for n, path in phase_logs:
+        try:
+            per = phases_of(path)
+        except OSError:
+            continue
+        cells = []
+        for p in PHASES:
+            vals = [d[p] for d in per.values() if p in d]
+            m, q = pct(vals, 0.5), pct(vals, 0.9)
+            cells.append("–" if m is None else f"{m:.0f} / {q:.0f}")
+        lines.append(f"| {n} | {len(per)} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "connect: the ssh master's start to authenticated (certctl's `connected`); session: the "
+        "node script as certctl waited for it minus what the node's clock saw (ssh session over the "
+        "master, shell start, upload, prune); stage: reading links, staging, swapping (node clock); "
+        "validate, reload: the node's commands (node clock); verify: TLS probes until the new leaf "
+        "shows 3 rounds in a row; node: connect + script + verify.",
+    ]
+    return lines
+
+
+def fleet_report(rows, notes, phase_logs=()):
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["tool"], r["case"], int(r["nodes"])), []).append(r)
+
+    def order(k):
+        tool, case, n = k
+        return (FLEET_CASES.index(case) if case in FLEET_CASES else 9, n, FLEET_TOOLS.index(tool) if tool in FLEET_TOOLS else 9)
+
+    lines = ["## Fleet: 5 to 100 nodes", ""]
+    lines.append(
+        "| case | nodes | tool | runs ok | wall s | CPU s (incl. ssh) | CPU ms/node | machine busy CPU s | peak RSS MiB | peak fds |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    summary = {}
+    for k in sorted(groups, key=order):
+        tool, case, n = k
+        rs = groups[k]
+        ok = [r for r in rs if r["ok"] == "1"]
+        v = {
+            "ok": len(ok),
+            "n": len(rs),
+            "wall": med([float(r["wall_s"]) for r in ok]),
+            "cpu": med([float(r["cpu_s"]) for r in ok]),
+            "machine": med([float(r["machine_cpu_s"]) for r in ok]),
+            "rss": med([int(r["maxrss_kib"]) / 1024 for r in ok]),
+            "fds": med([int(r["peak_fds"]) for r in ok]),
+        }
+        summary[k] = v
+        per = None if v["cpu"] is None else v["cpu"] * 1000 / n
+        lines.append(
+            f"| {case} | {n} | {tool} | {v['ok']}/{v['n']} | {fmt(v['wall'])} | {fmt(v['cpu'])} | "
+            f"{fmt(per, 1)} | {fmt(v['machine'])} | {fmt(v['rss'], 1)} | {fmt(v['fds'], 0)} |"
+        )
+    sizes = sorted({k[2] for k in summary if k[0] == "certctl"})
+    big = 100 if 100 in sizes else (sizes[-1] if sizes else 100)
+    lines += ["", "Targets (printed, not asserted):", ""]
+    lines.append("| target | limit | measured | |")
+    lines.append("|---|---|---|---|")
+    for case in ("deploy-1", "deploy-2"):
+        v = summary.get(("certctl", case, big), {})
+        lines.append(target_line(f"certctl {case}, {big} nodes, verified, median wall", v.get("wall"), 10, "s"))
+    v = summary.get(("certctl", "report", big), {})
+    lines.append(target_line(f"certctl report, {big} nodes × 2 certificates, no untrue finding, median wall", v.get("wall"), 3, "s"))
+    for n in sizes:
+        for case in ("deploy-1", "deploy-2"):
+            v = summary.get(("certctl", case, n), {})
+            per = None if v.get("cpu") is None else v["cpu"] * 1000 / n
+            lines.append(target_line(f"certctl {case}, {n} nodes, CPU per node (ssh included)", per, 20, "ms", 1))
+    if big != 100:
+        lines += ["", f"(100 nodes not measured in this run; targets shown at {big}.)"]
+    if phase_logs:
+        lines += [""] + fleet_phase_lines(phase_logs)
+    return with_notes(lines, notes)
+
+
 def main(argv):
-    if len(argv) != 5 or argv[1] not in REPORTS:
+    if len(argv) < 5 or argv[1] not in REPORTS or (len(argv) > 5 and argv[1] != "fleet"):
         sys.stderr.write(__doc__)
         return 64
-    _, section, csv_path, out_md, notes_path = argv
+    section, csv_path, out_md, notes_path = argv[1:5]
     with open(notes_path) as f:
         notes = [l.rstrip("\n") for l in f if l.strip()]
-    text = REPORTS[section](load(csv_path, section), notes)
+    if section == "fleet":
+        logs = [(int(a.split("=", 1)[0]), a.split("=", 1)[1]) for a in argv[5:]]
+        text = fleet_report(load(csv_path, section), notes, logs)
+    else:
+        text = REPORTS[section](load(csv_path, section), notes)
     sys.stdout.write(text)
     with open(out_md, "w") as f:
         f.write(text)

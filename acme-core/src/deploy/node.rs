@@ -323,12 +323,14 @@ impl NodeCtx<'_> {
             .run(&script::deploy(&d), payload.expose())
             .await;
         drop(payload);
-        tracing::debug!(elapsed = ?started.elapsed(), "deploy script done");
+        let script_took = started.elapsed();
+        tracing::debug!(elapsed = ?script_took, "deploy script done");
         let out = match ran {
             Ok(out) => out,
             Err(e) => return fail_all(jobs.len(), || e.clone().into()),
         };
         let text = out.stdout_text();
+        let times = script::parse_times(&text);
         self.tell_ownership(&text);
         let steps = script::parse_steps(&text);
         let failure: Option<(NodeError, bool)> = match script::marker(&text) {
@@ -395,6 +397,18 @@ impl NodeCtx<'_> {
         let started = Instant::now();
         let verified = self.verify(&checks).await;
         tracing::debug!(elapsed = ?started.elapsed(), "verified");
+        // One line with every phase, for the fleet benchmark: the script as
+        // certctl waited for it, and its steps by the node's clock.
+        if let Some(t) = times {
+            tracing::debug!(
+                script = ?script_took,
+                stage = ?t.stage,
+                validate = ?t.validate,
+                reload = ?t.reload,
+                verify = ?started.elapsed(),
+                "phases"
+            );
+        }
         let mut to_restore = Vec::new();
         let mut reasons = BTreeMap::new();
         for ((i, prev), v) in linked.iter().zip(verified) {

@@ -244,7 +244,9 @@ fn start_connect(
                 drop(gate.acquire().await);
             }
             let permit = limit.acquire_owned().await;
+            let started = Instant::now();
             let t = transport::connect(&node, &dir).await;
+            tracing::debug!(elapsed = ?started.elapsed(), ok = t.is_ok(), "connected");
             drop(permit);
             if canary {
                 gate.add_permits(Semaphore::MAX_PERMITS / 2);

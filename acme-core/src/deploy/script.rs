@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use crate::names::shell_quote;
 use crate::secret::Secret;
@@ -379,13 +380,22 @@ EOF
 }
 "#;
 
-/// Validate, then reload; on failure put the links back (`undo`) first.
-/// The commands are the inventory's shell command lines, run by `eval` in a
-/// subshell (one process less than `sh -c`).
-const CHECKS: &str = r#"sync "$b/live" 2>/dev/null
-if ! o=$(eval "$validate" 2>&1); then undo; printf '@validate\n%s\n' "$o"; exit 3; fi
-if ! o=$(eval "$reload" 2>&1); then undo; (eval "$reload") >/dev/null 2>&1; printf '@reload\n%s\n' "$o"; exit 4; fi
+/// The swapped links are durable before the node is told to use them.
+const SYNC_LIVE: &str = "sync \"$b/live\" 2>/dev/null\n";
+
+/// Validate, then reload ([`RELOAD`]); on failure put the links back
+/// (`undo`) first. The commands are the inventory's shell command lines,
+/// run by `eval` in a subshell (one process less than `sh -c`).
+const VALIDATE: &str = r#"if ! o=$(eval "$validate" 2>&1); then undo; printf '@validate\n%s\n' "$o"; exit 3; fi
 "#;
+
+/// The reload after [`VALIDATE`].
+const RELOAD: &str = r#"if ! o=$(eval "$reload" 2>&1); then undo; (eval "$reload") >/dev/null 2>&1; printf '@reload\n%s\n' "$o"; exit 4; fi
+"#;
+
+/// A node clock reading in nanoseconds (GNU `date`); elsewhere whatever
+/// `date` makes of `%N`, which [`parse_times`] then ignores.
+const NOW: &str = "$(date +%s%N 2>/dev/null)";
 
 fn header(s: &mut String, base: &str, token: &str, chown: Option<&str>) {
     s.push_str(PRELUDE);
@@ -458,6 +468,7 @@ pub(crate) fn link_target(name: &str, version: &str) -> String {
 pub(crate) fn deploy(d: &DeployScript) -> String {
     let mut s = String::new();
     header(&mut s, &d.base, &d.token, d.chown.as_deref());
+    let _ = writeln!(s, "t0={NOW}");
     let _ = writeln!(s, "keep={}", d.keep.max(1));
     let _ = writeln!(s, "adopt={}", shell_quote(&d.adopt_as));
     let _ = writeln!(s, "validate={}", shell_quote(&d.validate));
@@ -507,7 +518,12 @@ pub(crate) fn deploy(d: &DeployScript) -> String {
             t = shell_quote(&link_target(&c.name, &c.version))
         );
     }
-    s.push_str(CHECKS.replace("undo", "restore_all").as_str());
+    s.push_str(SYNC_LIVE);
+    let _ = writeln!(s, "t1={NOW}");
+    s.push_str(VALIDATE.replace("undo", "restore_all").as_str());
+    let _ = writeln!(s, "t2={NOW}");
+    s.push_str(RELOAD.replace("undo", "restore_all").as_str());
+    let _ = writeln!(s, "t3={NOW}");
     for (i, c) in d.certs.iter().enumerate() {
         let _ = writeln!(
             s,
@@ -517,8 +533,45 @@ pub(crate) fn deploy(d: &DeployScript) -> String {
         );
     }
     s.push_str("prune_all\n");
+    s.push_str("printf '@time %s %s %s %s\\n' \"$t0\" \"$t1\" \"$t2\" \"$t3\"\n");
     s.push_str("printf '@ok\\n'\n");
     s
+}
+
+/// How long the `deploy` script's steps took on the node, by its own clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NodeTimes {
+    /// From the script's start (after its lock) to the swapped links synced:
+    /// reading links, staging, swapping.
+    pub(crate) stage: Duration,
+    /// The validate command.
+    pub(crate) validate: Duration,
+    /// The reload command.
+    pub(crate) reload: Duration,
+}
+
+/// The `deploy` script's `@time t0 t1 t2 t3` line (nanoseconds since the
+/// epoch), or `None` where the node's `date` has no `%N` or the clock went
+/// backwards.
+pub(crate) fn parse_times(stdout: &str) -> Option<NodeTimes> {
+    let line = stdout.lines().find_map(|l| l.strip_prefix("@time "))?;
+    let t: Vec<u64> = line
+        .split(' ')
+        .map(|w| w.parse().ok())
+        .collect::<Option<_>>()?;
+    // Seconds alone (a `date` that prints nothing for %N) are not nanoseconds.
+    let [t0, t1, t2, t3] = t[..] else {
+        return None;
+    };
+    if t0 < 1_000_000_000_000_000 {
+        return None;
+    }
+    let span = |a: u64, b: u64| b.checked_sub(a).map(Duration::from_nanos);
+    Some(NodeTimes {
+        stage: span(t0, t1)?,
+        validate: span(t1, t2)?,
+        reload: span(t2, t3)?,
+    })
 }
 
 /// What the `deploy` script decided for one certificate.
@@ -587,7 +640,9 @@ pub(crate) fn restore(
     }
     let _ = writeln!(s, "validate={}", shell_quote(validate.unwrap_or("true")));
     let _ = writeln!(s, "reload={}", shell_quote(reload));
-    s.push_str(CHECKS.replace("undo", "undo_all").as_str());
+    s.push_str(SYNC_LIVE);
+    s.push_str(VALIDATE.replace("undo", "undo_all").as_str());
+    s.push_str(RELOAD.replace("undo", "undo_all").as_str());
     s.push_str("printf '@ok\\n'\n");
     for g in go.iter().filter(|g| g.target.is_some()) {
         let _ = writeln!(
@@ -1303,5 +1358,53 @@ mod tests {
             }
         );
         assert_eq!(marker("@fail frobnicate /x\n"), Marker::None);
+    }
+
+    #[test]
+    fn parse_times_reads_the_nodes_clock_and_ignores_what_is_not_nanoseconds() {
+        let out = "@cert www activate\n@time 1700000000000000000 1700000000100000000 1700000000350000000 1700000000400000000\n@ok\n";
+        assert_eq!(
+            parse_times(out),
+            Some(NodeTimes {
+                stage: Duration::from_millis(100),
+                validate: Duration::from_millis(250),
+                reload: Duration::from_millis(50),
+            })
+        );
+        // A `date` without %N: literal N, a bare %N, or seconds only.
+        assert_eq!(
+            parse_times("@time 1700000000N 1700000000N 1700000000N 1700000000N\n"),
+            None
+        );
+        assert_eq!(
+            parse_times("@time 1700000000%N 1700000000%N 1700000000%N 1700000000%N\n"),
+            None
+        );
+        assert_eq!(
+            parse_times("@time 1700000000 1700000000 1700000001 1700000001\n"),
+            None
+        );
+        // Missing readings, a clock stepped back, no line at all.
+        assert_eq!(parse_times("@time    \n"), None);
+        assert_eq!(parse_times("@time 1700000000200000000 1700000000100000000 1700000000300000000 1700000000400000000\n"), None);
+        assert_eq!(parse_times("@ok\n"), None);
+    }
+
+    #[test]
+    fn deploy_reports_its_phases_on_a_gnu_date() {
+        let gnu = Command::new("date")
+            .arg("+%N")
+            .output()
+            .is_ok_and(|o| o.stdout.iter().take_while(|b| b.is_ascii_digit()).count() == 9);
+        if !gnu {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_str().expect("utf8");
+        node_with(dir.path(), &["v1"], "v1");
+        let (code, out) = sh(&deploy(&script(base, "sleep 0.05", false)), &payload());
+        assert_eq!(code, 0, "{out}");
+        let t = parse_times(&out).expect("an @time line");
+        assert!(t.validate >= Duration::from_millis(50), "{t:?}");
     }
 }
