@@ -68,6 +68,8 @@ enum Command {
     Inspect(cmd::report::InspectArgs),
     /// Renew what is due, deploy what nodes lack, then report (for timers).
     Run(cmd::run::RunArgs),
+    /// The ACME account: show it, or change its key.
+    Account(cmd::account::AccountArgs),
     /// Print systemd service and timer units.
     Systemd(cmd::run::SystemdArgs),
     /// Print shell completions.
@@ -190,6 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Scan(a) => cmd::report::scan(&ctx, a).await,
             Command::Run(a) => cmd::run::run(&ctx, a).await,
             Command::Check(a) => cmd::issue::check(&ctx, a).await,
+            Command::Account(a) => cmd::account::account(&ctx, a).await,
             Command::Systemd(_)
             | Command::Inspect(_)
             | Command::Completions { .. }

@@ -1,5 +1,6 @@
 //! One module per command family.
 
+pub(crate) mod account;
 pub(crate) mod deploy;
 pub(crate) mod issue;
 pub(crate) mod report;
