@@ -214,3 +214,305 @@ async fn rollover_killed_with_sigkill_at_several_moments_leaves_a_key_the_ca_acc
     eprintln!("kills that left a pending key: {pending_seen} of 9");
     ok(&certctl(&cfg, &["issue", "kill"]));
 }
+
+/// Pebble's management API on the serial (hex) of the live version of
+/// `name`: its `Status` ("Valid" or "Revoked") and the whole answer.
+fn pebble_status(dir: &Path, name: &str) -> (String, serde_json::Value) {
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("store/live").join(name).join("meta.json")).expect("meta"),
+    )
+    .expect("json");
+    let serial = meta["serial"].as_str().expect("serial");
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "--max-time", "10"])
+        .arg(format!(
+            "https://127.0.0.1:15000/cert-status-by-serial/{serial}"
+        ))
+        .output()
+        .expect("curl");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("pebble said {}", show(&out)));
+    (v["Status"].as_str().unwrap_or_default().to_string(), v)
+}
+
+fn list_json(cfg: &Path) -> serde_json::Value {
+    serde_json::from_str(&ok(&certctl(cfg, &["list", "--json"]))).expect("json")
+}
+
+#[test]
+fn revoke_by_the_account_key_is_recorded_listed_and_reported() {
+    let lab = lab();
+    let _g = lab.shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = inventory(lab, dir.path(), "rva");
+    ok(&certctl(&cfg, &["issue", "rva"]));
+    assert_eq!(pebble_status(dir.path(), "rva").0, "Valid");
+    let rec: serde_json::Value = serde_json::from_str(&ok(&certctl(
+        &cfg,
+        &["revoke", "rva", "--reason", "superseded", "--json"],
+    )))
+    .expect("json");
+    assert_eq!(rec["signed_by"], "account");
+    assert_eq!(rec["reason"], "superseded");
+    assert_eq!(rec["already"], false);
+    let (status, whole) = pebble_status(dir.path(), "rva");
+    assert_eq!(status, "Revoked", "{whole}");
+    // The store's record, in list and report.
+    let list = list_json(&cfg);
+    let revoked = &list[0]["revoked"];
+    assert_eq!(revoked[0]["version"], list[0]["version"], "{list}");
+    assert!(ok(&certctl(&cfg, &["list"])).contains("live (superseded)"));
+    let out = certctl(&cfg, &["report", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let findings = report["certificates"][0]["findings"]
+        .as_array()
+        .expect("findings");
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["kind"] == "revoked" && f["severity"] == "warning"),
+        "{report}"
+    );
+    // Again: the CA says it is revoked already, which is not a failure.
+    let again: serde_json::Value =
+        serde_json::from_str(&ok(&certctl(&cfg, &["revoke", "rva", "--json"]))).expect("json");
+    assert_eq!(again["already"], true);
+}
+
+#[test]
+fn revoke_for_key_compromise_is_signed_by_the_certificates_own_key() {
+    let lab = lab();
+    let _g = lab.shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, key) in [("rvk", "ecdsa-p256"), ("rvr", "rsa-2048")] {
+        let d = format!("{}.example.test", unique(name));
+        let cfg = lab.inventory(
+            dir.path(),
+            &cert(name, &[&d], &format!("key = \"{key}\"")),
+            0,
+            |t| t,
+        );
+        ok(&certctl(&cfg, &["issue", name]));
+        let rec: serde_json::Value = serde_json::from_str(&ok(&certctl(
+            &cfg,
+            &["revoke", name, "--reason", "keyCompromise", "--json"],
+        )))
+        .expect("json");
+        assert_eq!(rec["signed_by"], "certificate_key", "{key}");
+        let (status, whole) = pebble_status(dir.path(), name);
+        assert_eq!(status, "Revoked", "{key}: {whole}");
+    }
+}
+
+#[test]
+fn revoke_refuses_a_version_nodes_serve_names_them_and_a_forced_one_is_critical() {
+    let lab = lab();
+    // It deploys to the shared nodes.
+    let _x = lab.exclusive();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = lab.inventory(
+        dir.path(),
+        &cert(
+            "www",
+            &["www.example.test", "example.test"],
+            "groups = [\"edge\"]",
+        ),
+        2,
+        |t| t,
+    );
+    ok(&certctl(&cfg, &["issue", "www"]));
+    ok(&certctl(&cfg, &["deploy"]));
+    let out = certctl(&cfg, &["revoke", "www", "--reason", "keyCompromise"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("node1") && err.contains("node2") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        pebble_status(dir.path(), "www").0,
+        "Valid",
+        "nothing revoked"
+    );
+    assert!(list_json(&cfg)[0]["revoked"].is_null());
+
+    ok(&certctl(
+        &cfg,
+        &["revoke", "www", "--reason", "keyCompromise", "--force"],
+    ));
+    assert_eq!(pebble_status(dir.path(), "www").0, "Revoked");
+    let out = certctl(&cfg, &["report", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    for node in report["certificates"][0]["nodes"]
+        .as_array()
+        .expect("nodes")
+    {
+        let served = node["served"].as_array().expect("served");
+        assert!(
+            served.iter().all(|s| s["findings"]
+                .as_array()
+                .expect("findings")
+                .iter()
+                .any(|f| f["kind"] == "revoked" && f["severity"] == "critical")),
+            "{node}"
+        );
+    }
+    // Leave the nodes serving a certificate that is not revoked.
+    ok(&certctl(&cfg, &["issue", "www"]));
+    ok(&certctl(&cfg, &["deploy"]));
+}
+
+/// Pebble's status of version `version` of `name`.
+fn pebble_status_of(dir: &Path, name: &str, version: &str) -> String {
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.join("store/archive")
+                .join(name)
+                .join(version)
+                .join("meta.json"),
+        )
+        .expect("meta"),
+    )
+    .expect("json");
+    let serial = meta["serial"].as_str().expect("serial");
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "--max-time", "10"])
+        .arg(format!(
+            "https://127.0.0.1:15000/cert-status-by-serial/{serial}"
+        ))
+        .output()
+        .expect("curl");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("pebble said {}", show(&out)));
+    v["Status"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn rotate_all_with_a_node_down_reports_it_keeps_its_version_valid_and_completes_later() {
+    let lab = lab();
+    // It deploys to the shared nodes and stops node3's sshd.
+    let _x = lab.exclusive();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = ["www", "media", "wild"];
+    let certs = [
+        cert(
+            "www",
+            &["www.example.test", "example.test"],
+            "groups = [\"edge\"]\nreuse_key = true",
+        ),
+        cert("media", &["media.example.test"], "groups = [\"edge\"]"),
+        cert(
+            "wild",
+            &["*.cdn.example.test", "cdn.example.test"],
+            "groups = [\"edge\"]",
+        ),
+    ]
+    .concat();
+    let cfg = lab.inventory(dir.path(), &certs, 5, |t| t);
+    ok(&certctl(&cfg, &["issue", "www", "media", "wild"]));
+    ok(&certctl(&cfg, &["deploy"]));
+    let list = list_json(&cfg);
+    let old: Vec<String> = names
+        .iter()
+        .map(|n| {
+            list.as_array()
+                .expect("rows")
+                .iter()
+                .find(|r| r["name"] == *n)
+                .expect("row")["version"]
+                .as_str()
+                .expect("version")
+                .to_string()
+        })
+        .collect();
+
+    let _restore = certctl_lab_tests::Restore(lab, &["start", "sshd", "3"]);
+    lab.must(&["stop", "sshd", "3"]);
+    let out = certctl(
+        &cfg,
+        &["rotate", "--all", "--reason", "keyCompromise", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let mut new = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let r = rows
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["name"] == *n)
+            .expect("row");
+        let v = r["new_version"].as_str().expect("issued").to_string();
+        assert_ne!(v, old[i]);
+        assert_eq!(r["moved"].as_array().expect("moved").len(), 4, "{r}");
+        assert_eq!(r["exposed"][0]["node"], "node3", "{r}");
+        assert_eq!(r["exposed"][0]["version"], old[i].as_str(), "{r}");
+        assert_eq!(r["kept"][0]["version"], old[i].as_str(), "{r}");
+        assert_eq!(r["kept"][0]["nodes"][0], "node3", "{r}");
+        assert_eq!(r["revoked"].as_array().expect("revoked").len(), 0, "{r}");
+        assert_eq!(pebble_status_of(dir.path(), n, &old[i]), "Valid", "{n}");
+        new.push(v);
+    }
+    // The new key is fresh even where reuse_key is set.
+    let key = |v: &str| {
+        std::fs::read(
+            dir.path()
+                .join("store/archive/www")
+                .join(v)
+                .join("privkey.pem"),
+        )
+        .expect("key")
+    };
+    assert_ne!(key(&old[0]), key(&new[0]));
+
+    // Again while node3 is down: nothing issued again, the same report in words.
+    let out = certctl(&cfg, &["rotate", "--all", "--reason", "keyCompromise"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for (i, n) in names.iter().enumerate() {
+        assert!(
+            text.contains(&format!(
+                "{n}: new version {} (issued by an earlier rotate)",
+                new[i]
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("EXPOSED: node3 still has version {}", old[i])),
+            "{text}"
+        );
+    }
+    assert!(text.contains("NOT REVOKED"), "{text}");
+
+    lab.must(&["start", "sshd", "3"]);
+    let out = certctl(
+        &cfg,
+        &["rotate", "--all", "--reason", "keyCompromise", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    for (i, n) in names.iter().enumerate() {
+        let r = rows
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["name"] == *n)
+            .expect("row");
+        assert_eq!(r["new_version"], new[i].as_str(), "not issued again: {r}");
+        assert_eq!(r["issued_now"], false);
+        assert_eq!(r["moved"].as_array().expect("moved").len(), 5, "{r}");
+        assert_eq!(r["revoked"][0]["version"], old[i].as_str(), "{r}");
+        assert_eq!(r["revoked"][0]["signed_by"], "certificate_key", "{r}");
+        assert_eq!(pebble_status_of(dir.path(), n, &old[i]), "Revoked", "{n}");
+    }
+    // The store's record shows it, and nothing revoked is served.
+    let list = ok(&certctl(&cfg, &["list"]));
+    assert!(list.contains("1 older"), "{list}");
+    let out = certctl(&cfg, &["report", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        !report.to_string().contains("\"kind\":\"revoked\""),
+        "{report}"
+    );
+}

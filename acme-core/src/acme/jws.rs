@@ -361,7 +361,8 @@ mod tests {
         assert_eq!(ours.kind(), "ecdsa-p256");
         let jwk = ours.jwk();
         assert_eq!(jwk["kty"], "EC");
-        assert_eq!(B64.decode(jwk["x"].as_str().unwrap()).unwrap().len(), 32);
+        let x = jwk["x"].as_str().expect("x");
+        assert_eq!(B64.decode(x).expect("base64url").len(), 32);
         assert_eq!(ours.thumbprint().len(), 43);
     }
 
@@ -374,9 +375,12 @@ mod tests {
             let kp = super::super::keys::generate(kind).expect("key");
             let k = JwsKey::from_pkcs8(&kp.serialize_der()).expect("supported");
             let jws = k.jws(&json!({"alg": k.alg()}), b"{}").expect("sign");
-            assert!(jws["signature"].as_str().unwrap().len() > 80);
+            assert!(jws["signature"].as_str().expect("signature").len() > 80);
             if let JwsKey::Rs256(_) = k {
-                let n = B64.decode(k.jwk()["n"].as_str().unwrap()).unwrap();
+                let jwk = k.jwk();
+                let n = B64
+                    .decode(jwk["n"].as_str().expect("n"))
+                    .expect("base64url");
                 assert_eq!(n.len(), 256, "2048-bit modulus, no leading zero");
                 assert_eq!(k.jwk()["e"], "AQAB");
             }

@@ -26,6 +26,7 @@ mod keys;
 mod order;
 mod pool;
 pub(crate) mod renewal;
+mod revoke;
 mod run;
 
 use std::path::PathBuf;
@@ -42,6 +43,9 @@ pub use account::{
 pub use jws::UnsupportedKey;
 pub use order::Issuer;
 pub use renewal::{due_at, AriWindow, DueReason, RenewalPolicy, RenewalRecord, RenewalWindow};
+pub use revoke::{
+    nodes_with_version, revocations, revoke, Revocation, RevocationReason, SignedBy, UnknownReason,
+};
 pub use run::{renew, RenewOptions, RenewOutcome, RenewResult};
 
 /// An ACME failure.
@@ -208,6 +212,32 @@ pub enum AcmeError {
     UnsupportedAccountKey {
         /// Directory URL.
         directory: String,
+        /// What the key is not.
+        #[source]
+        source: jws::UnsupportedKey,
+    },
+    /// The store could not be read or written.
+    #[error("the store failed")]
+    Store {
+        /// The store's error.
+        #[source]
+        source: crate::store::StoreError,
+    },
+    /// The CA that issued a version is no longer in the inventory.
+    #[error("version {version} of `{name}` was issued by {directory}, which is neither account.directory nor the fallback; put that directory back to revoke it")]
+    IssuerGone {
+        /// Certificate name.
+        name: String,
+        /// Version.
+        version: String,
+        /// The issuing CA's directory URL.
+        directory: String,
+    },
+    /// A certificate's key cannot sign a revocation request.
+    #[error("the key of `{name}` cannot sign a revocation request")]
+    UnsupportedCertificateKey {
+        /// Certificate name.
+        name: String,
         /// What the key is not.
         #[source]
         source: jws::UnsupportedKey,

@@ -201,6 +201,19 @@ pub enum FindingKind {
         /// The store's live version.
         live: String,
     },
+    /// A revoked version (`certctl revoke`, `certctl rotate`): critical when
+    /// a node serves it, a warning while it is still the store's live one.
+    Revoked {
+        /// The revoked version.
+        version: String,
+        /// Its serial.
+        serial: String,
+        /// The reason given to the CA.
+        reason: crate::acme::RevocationReason,
+        /// When the CA accepted the revocation.
+        #[serde(with = "time::serde::rfc3339")]
+        revoked_at: OffsetDateTime,
+    },
     /// The node has no live link for this certificate.
     NotDeployed,
     /// The deployed version could not be read (the node could not be
@@ -259,6 +272,7 @@ impl FindingKind {
             FindingKind::IntermediateExpiresFirst { .. } => "intermediate_expires_first",
             FindingKind::ServedDrift { .. } => "served_drift",
             FindingKind::DeployedDrift { .. } => "deployed_drift",
+            FindingKind::Revoked { .. } => "revoked",
             FindingKind::NotDeployed => "not_deployed",
             FindingKind::DeployedUnknown { .. } => "deployed_unknown",
             FindingKind::Unreachable { .. } => "unreachable",
@@ -331,6 +345,17 @@ impl std::fmt::Display for FindingKind {
             FindingKind::DeployedDrift { deployed, live } => write!(
                 f,
                 "node has version {deployed}, store has {live} (run `certctl deploy`)"
+            ),
+            FindingKind::Revoked {
+                version,
+                serial,
+                reason,
+                revoked_at,
+            } => write!(
+                f,
+                "version {version} (serial {}) was revoked {} ({reason}); deploy a newer version (`certctl rotate`)",
+                short(serial),
+                date(*revoked_at)
             ),
             FindingKind::NotDeployed => f.write_str("not deployed on the node"),
             FindingKind::DeployedUnknown { reason, .. } => {

@@ -4,4 +4,5 @@ pub(crate) mod account;
 pub(crate) mod deploy;
 pub(crate) mod issue;
 pub(crate) mod report;
+pub(crate) mod revoke;
 pub(crate) mod run;
