@@ -211,7 +211,54 @@ async fn rollover_killed_with_sigkill_at_several_moments_leaves_a_key_the_ca_acc
             "after a kill at {delay_ms} ms the stored key is not the CA's"
         );
     }
-    eprintln!("kills that left a pending key: {pending_seen} of 9");
+    eprintln!("timed kills that left a pending key: {pending_seen} of 9");
+    // Killed the moment the pending key appears, or up to 16 ms later:
+    // while keyChange is on its way, or after the CA answered and before
+    // the swap.
+    let (mut cut, mut accepted) = (0, 0);
+    for after_us in [0u64, 500, 1000, 2000, 4000, 8000, 16000] {
+        let mut child = std::process::Command::new(certctl_lab_tests::certctl_bin())
+            .arg("--config")
+            .arg(&cfg)
+            .args(["account", "rollover"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let start = std::time::Instant::now();
+        while !pending_exists(dir.path())
+            && child.try_wait().expect("wait").is_none()
+            && start.elapsed() < Duration::from_secs(30)
+        {
+            std::hint::spin_loop();
+        }
+        std::thread::sleep(Duration::from_micros(after_us));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        if pending_exists(dir.path()) {
+            cut += 1;
+            let stored = std::fs::read(account_file(dir.path())).expect("read");
+            if matches!(
+                lookup(&ca, &stored).await,
+                Err(acme::AcmeError::AccountUnknown { .. })
+            ) {
+                // The CA took the new key; the store still holds the old one.
+                accepted += 1;
+            }
+        }
+        ok(&certctl(&cfg, &["account", "show"]));
+        ok(&certctl(&cfg, &["account", "rollover"]));
+        assert!(!pending_exists(dir.path()));
+        let stored = std::fs::read(account_file(dir.path())).expect("read");
+        assert!(
+            matches!(lookup(&ca, &stored).await, Ok(AccountLookup::Exists(_))),
+            "after a kill with the pending key stored, the stored key is not the CA's"
+        );
+    }
+    assert!(cut > 0, "no kill landed while the pending key was stored");
+    eprintln!(
+        "kills at the pending key that left it: {cut} of 7, {accepted} of them after the CA took the new key"
+    );
     ok(&certctl(&cfg, &["issue", "kill"]));
 }
 
