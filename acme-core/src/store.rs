@@ -1303,6 +1303,41 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_account_key_is_0600_counts_as_the_stores_own_and_is_promoted_by_rename() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        let ca = "https://ca.test/dir";
+        store.save_account(ca, b"{\"old\":1}").expect("save");
+        store.save_pending_account(ca, b"{\"new\":1}").expect("pending");
+        let pending = store.pending_account_path(ca);
+        assert_eq!(
+            fs::metadata(&pending).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
+        // Reopening does not call it foreign; loose modes are still fixed.
+        fs::set_permissions(&pending, fs::Permissions::from_mode(0o644)).expect("chmod");
+        let (store, repairs) = Store::open(dir.path()).expect("reopen");
+        assert!(repairs.iter().any(|r| r.path == pending), "{repairs:?}");
+        assert_eq!(
+            store
+                .load_pending_account(ca)
+                .expect("load")
+                .expect("some")
+                .expose(),
+            b"{\"new\":1}"
+        );
+        store.promote_pending_account(ca).expect("promote");
+        assert_eq!(
+            store.load_account(ca).expect("load").expect("some").expose(),
+            b"{\"new\":1}"
+        );
+        assert!(store.load_pending_account(ca).expect("load").is_none());
+        store.save_pending_account(ca, b"{}").expect("pending");
+        store.forget_pending_account(ca).expect("forget");
+        assert!(store.load_pending_account(ca).expect("load").is_none());
+    }
+
+    #[test]
     fn install_makes_a_live_version_with_private_key() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, _) = Store::open(dir.path()).expect("open");
