@@ -1308,7 +1308,9 @@ mod tests {
         let (store, _) = Store::open(dir.path()).expect("open");
         let ca = "https://ca.test/dir";
         store.save_account(ca, b"{\"old\":1}").expect("save");
-        store.save_pending_account(ca, b"{\"new\":1}").expect("pending");
+        store
+            .save_pending_account(ca, b"{\"new\":1}")
+            .expect("pending");
         let pending = store.pending_account_path(ca);
         assert_eq!(
             fs::metadata(&pending).expect("meta").permissions().mode() & 0o777,
@@ -1328,7 +1330,11 @@ mod tests {
         );
         store.promote_pending_account(ca).expect("promote");
         assert_eq!(
-            store.load_account(ca).expect("load").expect("some").expose(),
+            store
+                .load_account(ca)
+                .expect("load")
+                .expect("some")
+                .expose(),
             b"{\"new\":1}"
         );
         assert!(store.load_pending_account(ca).expect("load").is_none());

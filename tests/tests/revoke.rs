@@ -562,4 +562,14 @@ fn rotate_all_with_a_node_down_reports_it_keeps_its_version_valid_and_completes_
         !report.to_string().contains("\"kind\":\"revoked\""),
         "{report}"
     );
+    for (i, n) in names.iter().enumerate() {
+        let c = report["certificates"]
+            .as_array()
+            .expect("certificates")
+            .iter()
+            .find(|c| c["name"] == *n)
+            .expect("certificate");
+        assert_eq!(c["revoked"][0]["version"], old[i].as_str(), "{c}");
+        assert_eq!(c["revoked"][0]["reason"], "keyCompromise", "{c}");
+    }
 }

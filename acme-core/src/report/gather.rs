@@ -219,6 +219,7 @@ pub async fn gather(
             thresholds,
             store: facts,
             findings,
+            revoked: revocations[ci].clone(),
             nodes,
         });
         lives.push(live);

@@ -452,6 +452,8 @@ pub fn worst<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Severity {
 ///                      "not_before", "not_after", "seconds_left",
 ///                      "renewal": {"due_at", "due", "reason": DueReason}},
 ///     "findings": [Finding],                 // about the store's version
+///     "revoked": [{"version", "serial", "reason", "signed_by", "directory", "at", "already"}],
+///                                            // left out when none
 ///     "nodes": [{
 ///       "node", "probe_address", "severity",
 ///       "deployed_version": null | string,   // the node's live link target
@@ -501,6 +503,10 @@ pub struct CertificateReport {
     pub store: Option<StoreFacts>,
     /// Findings about the store's version.
     pub findings: Vec<Finding>,
+    /// The versions the store records as revoked (`certctl revoke`,
+    /// `certctl rotate`), oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<crate::acme::Revocation>,
     /// The nodes that should serve it.
     pub nodes: Vec<NodeReport>,
 }
