@@ -171,6 +171,22 @@ async fn rollover_cut_after_the_ca_accepted_swaps_the_new_key_in_on_the_next_run
         lookup(&ca, &old).await,
         Err(acme::AcmeError::AccountUnknown { .. })
     ));
+    // The preflight (which writes nothing) says so, as a warning, and never
+    // advises moving the account file away.
+    let out = certctl(&cfg, &["check", "--online", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let acct = v["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["check"] == "CA directory and account")
+        .expect("account row");
+    assert_eq!(acct["status"], "warning", "{acct}");
+    assert!(
+        !acct.to_string().contains("move the stored account"),
+        "{acct}"
+    );
+    assert!(pending_exists(dir.path()), "check wrote nothing");
     ok(&certctl(&cfg, &["issue", "cut2"]));
     let after = show_json(&cfg);
     assert_eq!(after["thumbprint"], pending.as_str());
