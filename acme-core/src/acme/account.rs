@@ -431,20 +431,18 @@ impl AccountKeyRollover {
 /// moment leaves a key the CA accepts: the new key is stored as pending
 /// before the CA hears of it and swapped in only after the CA accepted it;
 /// [`settle_rollover`] (run by every later connection) finishes or drops
-/// a rollover that was cut short. A CA that refuses the change leaves the
-/// current key in place and the pending key is removed.
+/// a rollover that was cut short. When keyChange fails the CA is asked at
+/// once which key it knows, and the store follows.
 pub async fn roll_over_account_key(ca: &CaConfig, store: &Store) -> Result<RolledOver> {
     let (rollover, settled) = AccountKeyRollover::prepare(ca, store).await?;
     if let Err(e) = rollover.tell_ca().await {
-        if let AcmeError::Server { source, .. } = &e {
-            if super::jws::answered(source) {
-                // The CA answered no: it kept the current key.
-                store
-                    .forget_pending_account(&ca.directory)
-                    .map_err(store_err(ca))?;
-            }
+        // Whatever the error says, the CA is asked which key it now knows
+        // (a refusal leaves the current key; a broken connection may not
+        // have). If it cannot be asked, the pending key stays for the next
+        // run to settle.
+        if let Err(settle) = settle_rollover(ca, store).await {
+            tracing::warn!(directory = %ca.directory, error = %crate::error_chain(&settle), "the interrupted key rollover is left for the next run to settle");
         }
-        // Otherwise the outcome is unknown; the next run settles it.
         return Err(e);
     }
     let mut done = rollover.commit(store)?;

@@ -318,9 +318,9 @@ impl JwsClient {
     }
 }
 
-/// `accountDoesNotExist` (§7.3.1), or pebble's `unauthorized` for an old key
-/// after a key change.
-pub(crate) fn is_unknown_account(p: &Problem) -> bool {
+/// `accountDoesNotExist` (§7.3.1): what a CA answers for a key it knows no
+/// account for, also an account's old key after a key change.
+fn is_unknown_account(p: &Problem) -> bool {
     p.r#type.as_deref() == Some("urn:ietf:params:acme:error:accountDoesNotExist")
 }
 
@@ -330,13 +330,6 @@ fn nonce_of(rsp: &instant_acme::BytesResponse) -> Option<String> {
         .get("replay-nonce")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-}
-
-/// Whether a failed request certainly did not reach a decision at the CA
-/// (it answered with a problem document), as opposed to an outcome unknown
-/// (the connection broke).
-pub(crate) fn answered(e: &instant_acme::Error) -> bool {
-    matches!(e, instant_acme::Error::Api(_))
 }
 
 #[cfg(test)]
