@@ -18,7 +18,8 @@
 //!   online.
 //! - At the root: the crate's [`Error`], names ([`CertName`], [`DomainName`]
 //!   and their checks), secrets ([`Secret`]), the status of every certificate
-//!   ([`CertStatus`]) and bounded file reads ([`read_text`]).
+//!   ([`CertStatus`]), bounded file reads ([`read_text`]) and [`rotate`], the
+//!   path after a key compromise (issue, deploy, revoke the old versions).
 //!
 //! Data flows one way: inventory → plan → (acme, dns) → store → deploy → report.
 //! The crate never installs a tracing subscriber; it logs with spans per
@@ -42,6 +43,7 @@ pub mod store;
 mod error;
 mod fsread;
 mod names;
+mod rotate;
 mod secret;
 mod status;
 
@@ -53,6 +55,7 @@ pub use names::{
     DomainName, HostError, LabelError, NameError, RemotePathError, UserError,
 };
 pub use preflight::Preflight;
+pub use rotate::{rotate, CertRotation, Exposed, Kept, NotRevoked, RotateOptions};
 pub use secret::{
     Base64Flaw, EabKeyError, Secret, SecretError, SecretSource, SourceError, TsigSecretError,
 };

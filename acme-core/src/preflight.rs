@@ -172,6 +172,15 @@ pub enum Problem {
     /// The CA or the account check failed.
     #[error(transparent)]
     Acme(#[from] AcmeError),
+    /// A key rollover was cut short after the CA took the new key: the
+    /// account file still holds the old key, the pending file the new one.
+    #[error("{directory}: an account key rollover was interrupted after the CA took the new key (account {url}); the store's account file still holds the old key")]
+    RolloverPending {
+        /// Directory URL.
+        directory: String,
+        /// The account URL the pending key belongs to.
+        url: String,
+    },
     /// The account file in the store cannot be read.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -751,6 +760,20 @@ async fn online_account(inv: &Inventory) -> Vec<CheckItem> {
                     ),
                 ),
                 Err(e) => {
+                    if matches!(e, AcmeError::AccountUnknown { .. }) {
+                        if let Some(url) = pending_known(&ca, store).await {
+                            return CheckItem::bad(
+                                &subject,
+                                check,
+                                Status::Warning,
+                                Problem::RolloverPending {
+                                    directory: ca.directory.clone(),
+                                    url,
+                                },
+                                "keep both files; the next certctl command that talks to the CA (renew, run, account rollover) swaps the pending key in",
+                            );
+                        }
+                    }
                     let fix = match &e {
                         AcmeError::AccountUnknown { .. } => {
                             "move the stored account file away; the next renewal registers a new account"
@@ -1133,6 +1156,15 @@ async fn validate_item(
             },
             "fix the server configuration on the node (a deploy would be rolled back)",
         ),
+    }
+}
+
+/// The account URL of a pending rollover key the CA knows, if any.
+async fn pending_known(ca: &crate::acme::CaConfig, store: Option<&crate::Store>) -> Option<String> {
+    let pending = store?.load_pending_account(&ca.directory).ok()??;
+    match crate::acme::look_up_account(ca, Some(&pending)).await {
+        Ok(AccountLookup::Exists(url)) => Some(url),
+        _ => None,
     }
 }
 

@@ -57,6 +57,9 @@ pub struct CertStatus {
     pub last_error: Option<String>,
     /// The deployment records of the nodes that serve it.
     pub deployments: Vec<Deployment>,
+    /// The versions revoked at the CA (`certctl revoke`, `certctl rotate`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<crate::acme::Revocation>,
     /// Damaged store files; the certificate then counts as failed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub damage: Vec<Damage>,
@@ -150,6 +153,7 @@ fn status(
         .collect();
     let mut s = CertStatus {
         versions: store.versions(&name)?.len(),
+        revoked: acme::revocations(store, &name).unwrap_or_default(),
         name,
         in_inventory: cfg.is_some(),
         // A damaged live version still says which version it is.

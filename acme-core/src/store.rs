@@ -645,6 +645,55 @@ impl Store {
         }
     }
 
+    /// `accounts/<sha256>.pending.json`: a new account key made by
+    /// `certctl account rollover` and stored before the CA is told of it.
+    fn pending_account_path(&self, directory: &str) -> PathBuf {
+        let digest = aws_lc_rs_digest(directory.as_bytes());
+        self.root
+            .join("accounts")
+            .join(format!("{digest}.pending.json"))
+    }
+
+    /// The pending account credentials (JSON) of a key rollover for
+    /// `directory` that has not been settled yet, if any.
+    pub fn load_pending_account(&self, directory: &str) -> Result<Option<crate::secret::Secret>> {
+        let p = self.pending_account_path(directory);
+        match crate::fsread::read_file(&p, crate::fsread::FileKind::Account) {
+            Ok(b) => Ok(Some(crate::secret::Secret::new(b))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read pending account", &p)(e)),
+        }
+    }
+
+    /// Stores the credentials with the new key of a rollover (JSON, mode
+    /// 0600) beside the current ones, before the CA is asked to change keys.
+    pub fn save_pending_account(&self, directory: &str, json: &[u8]) -> Result<()> {
+        self.writable("save the pending account key")?;
+        write_atomic(&self.pending_account_path(directory), json, 0o600)
+    }
+
+    /// Removes the pending credentials (the CA kept the current key).
+    pub fn forget_pending_account(&self, directory: &str) -> Result<()> {
+        self.writable("remove the pending account key")?;
+        let p = self.pending_account_path(directory);
+        match fs::remove_file(&p) {
+            Ok(()) => sync_dir(p.parent().unwrap_or(Path::new("."))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove pending account", &p)(e)),
+        }
+    }
+
+    /// Makes the pending credentials the account's (the CA has the new
+    /// key): one `rename(2)` over the current file, then an fsync of the
+    /// directory, so either file is whole at every moment.
+    pub fn promote_pending_account(&self, directory: &str) -> Result<()> {
+        self.writable("promote the pending account key")?;
+        let from = self.pending_account_path(directory);
+        let to = self.account_path(directory);
+        fs::rename(&from, &to).map_err(io_err("promote pending account", &to))?;
+        sync_dir(to.parent().unwrap_or(Path::new(".")))
+    }
+
     fn archive_dir(&self, name: &str) -> PathBuf {
         self.root.join("archive").join(name)
     }
@@ -1075,9 +1124,11 @@ fn is_temp_name(name: &str) -> bool {
             .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// `<sha256 hex>.json`, as [`Store::save_account`] names it.
+/// `<sha256 hex>.json`, as [`Store::save_account`] names it, or
+/// `<sha256 hex>.pending.json` ([`Store::save_pending_account`]).
 fn is_account_file(name: &str) -> bool {
     name.strip_suffix(".json")
+        .map(|h| h.strip_suffix(".pending").unwrap_or(h))
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
@@ -1249,6 +1300,47 @@ mod tests {
                 stored_at: now,
             },
         }
+    }
+
+    #[test]
+    fn a_pending_account_key_is_0600_counts_as_the_stores_own_and_is_promoted_by_rename() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        let ca = "https://ca.test/dir";
+        store.save_account(ca, b"{\"old\":1}").expect("save");
+        store
+            .save_pending_account(ca, b"{\"new\":1}")
+            .expect("pending");
+        let pending = store.pending_account_path(ca);
+        assert_eq!(
+            fs::metadata(&pending).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
+        // Reopening does not call it foreign; loose modes are still fixed.
+        fs::set_permissions(&pending, fs::Permissions::from_mode(0o644)).expect("chmod");
+        let (store, repairs) = Store::open(dir.path()).expect("reopen");
+        assert!(repairs.iter().any(|r| r.path == pending), "{repairs:?}");
+        assert_eq!(
+            store
+                .load_pending_account(ca)
+                .expect("load")
+                .expect("some")
+                .expose(),
+            b"{\"new\":1}"
+        );
+        store.promote_pending_account(ca).expect("promote");
+        assert_eq!(
+            store
+                .load_account(ca)
+                .expect("load")
+                .expect("some")
+                .expose(),
+            b"{\"new\":1}"
+        );
+        assert!(store.load_pending_account(ca).expect("load").is_none());
+        store.save_pending_account(ca, b"{}").expect("pending");
+        store.forget_pending_account(ca).expect("forget");
+        assert!(store.load_pending_account(ca).expect("load").is_none());
     }
 
     #[test]

@@ -68,6 +68,14 @@ enum Command {
     Inspect(cmd::report::InspectArgs),
     /// Renew what is due, deploy what nodes lack, then report (for timers).
     Run(cmd::run::RunArgs),
+    /// Revoke a stored version at the CA (refused while nodes serve it).
+    #[command(disable_version_flag = true)]
+    Revoke(cmd::revoke::RevokeArgs),
+    /// After a key compromise: issue with fresh keys, deploy, then revoke
+    /// the old versions once every node is verified on the new one.
+    Rotate(cmd::revoke::RotateArgs),
+    /// The ACME account: show it, or change its key.
+    Account(cmd::account::AccountArgs),
     /// Print systemd service and timer units.
     Systemd(cmd::run::SystemdArgs),
     /// Print shell completions.
@@ -190,6 +198,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Scan(a) => cmd::report::scan(&ctx, a).await,
             Command::Run(a) => cmd::run::run(&ctx, a).await,
             Command::Check(a) => cmd::issue::check(&ctx, a).await,
+            Command::Revoke(a) => cmd::revoke::revoke(&ctx, a).await,
+            Command::Rotate(a) => cmd::revoke::rotate(&ctx, a).await,
+            Command::Account(a) => cmd::account::account(&ctx, a).await,
             Command::Systemd(_)
             | Command::Inspect(_)
             | Command::Completions { .. }

@@ -21,10 +21,12 @@
 mod account;
 mod client;
 mod journal;
+mod jws;
 mod keys;
 mod order;
 mod pool;
 pub(crate) mod renewal;
+mod revoke;
 mod run;
 
 use std::path::PathBuf;
@@ -34,9 +36,16 @@ use time::OffsetDateTime;
 
 use crate::inventory::Inventory;
 
-pub use account::{look_up_account, AccountLookup};
+pub use account::{
+    look_up_account, roll_over_account_key, settle_rollover, show_account, AccountInfo,
+    AccountKeyRollover, AccountLookup, RolledOver, Settled,
+};
+pub use jws::UnsupportedKey;
 pub use order::Issuer;
 pub use renewal::{due_at, AriWindow, DueReason, RenewalPolicy, RenewalRecord, RenewalWindow};
+pub use revoke::{
+    nodes_with_version, revocations, revoke, Revocation, RevocationReason, SignedBy, UnknownReason,
+};
 pub use run::{renew, RenewOptions, RenewOutcome, RenewResult};
 
 /// An ACME failure.
@@ -198,6 +207,47 @@ pub enum AcmeError {
     /// would quote a byte of the secret).
     #[error("EAB hmac key is not base64url")]
     BadEabKey,
+    /// The stored account key is not a key certctl can sign with.
+    #[error("stored ACME account key for {directory} is of a kind certctl cannot sign with; move the file in <store>/accounts away to register a new account")]
+    UnsupportedAccountKey {
+        /// Directory URL.
+        directory: String,
+        /// What the key is not.
+        #[source]
+        source: jws::UnsupportedKey,
+    },
+    /// The store could not be read or written.
+    #[error("the store failed")]
+    Store {
+        /// The store's error.
+        #[source]
+        source: crate::store::StoreError,
+    },
+    /// The CA that issued a version is no longer in the inventory.
+    #[error("version {version} of `{name}` was issued by {directory}, which is neither account.directory nor the fallback; put that directory back to revoke it")]
+    IssuerGone {
+        /// Certificate name.
+        name: String,
+        /// Version.
+        version: String,
+        /// The issuing CA's directory URL.
+        directory: String,
+    },
+    /// A certificate's key cannot sign a revocation request.
+    #[error("the key of `{name}` cannot sign a revocation request")]
+    UnsupportedCertificateKey {
+        /// Certificate name.
+        name: String,
+        /// What the key is not.
+        #[source]
+        source: jws::UnsupportedKey,
+    },
+    /// The command needs an account and the store has none for the CA.
+    #[error("no ACME account is stored for {directory}; `certctl issue` registers one")]
+    NoAccount {
+        /// Directory URL.
+        directory: String,
+    },
     /// The account in the store is not known to the CA (RFC 8555 §7.3.1).
     #[error("the account stored for {directory} does not exist at the CA (deactivated, or the CA was reset); move its file in <store>/accounts away so the next renewal registers a new one")]
     AccountUnknown {

@@ -105,6 +105,16 @@ impl Issuer {
                 source,
             }
         };
+        // A key rollover cut short by a killed run is settled first, so the
+        // key loaded below is one the CA knows.
+        if store
+            .load_pending_account(&ca.directory)
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            account::settle_rollover(ca, store).await?;
+        }
         let stored = store.load_account(&ca.directory).ok().flatten();
         let account = match stored {
             Some(bytes) => {

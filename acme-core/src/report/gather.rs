@@ -119,6 +119,7 @@ pub async fn gather(
 
     let mut reports = Vec::with_capacity(certs.len());
     let mut lives: Vec<Option<Release>> = Vec::with_capacity(certs.len());
+    let mut revocations: Vec<Vec<crate::acme::Revocation>> = Vec::with_capacity(certs.len());
     let mut jobs = Vec::new();
     let mut deployed_jobs: std::collections::BTreeMap<&str, (&NodeConfig, Vec<usize>)> =
         std::collections::BTreeMap::new();
@@ -141,6 +142,16 @@ pub async fn gather(
             ));
         }
         let live = audit.sound().cloned();
+        let revoked = store
+            .and_then(|s| crate::acme::revocations(s, name).ok())
+            .unwrap_or_default();
+        if let Some(r) = live
+            .as_ref()
+            .and_then(|l| revoked.iter().find(|r| r.version == l.version))
+        {
+            findings.push(revoked_finding(Severity::Warning, r));
+        }
+        revocations.push(revoked);
         if live.is_none() && audit.damage.iter().all(|d| !d.part.is_release()) {
             findings.push(Finding::new(Severity::Warning, FindingKind::NotInStore));
         }
@@ -208,6 +219,7 @@ pub async fn gather(
             thresholds,
             store: facts,
             findings,
+            revoked: revocations[ci].clone(),
             nodes,
         });
         lives.push(live);
@@ -313,6 +325,7 @@ pub async fn gather(
             &anchors,
             now,
             store_serial.as_deref(),
+            &revocations[cert],
         ));
     }
 
@@ -357,6 +370,7 @@ fn served_report(
     anchors: &Anchors,
     now: OffsetDateTime,
     store_serial: Option<&str>,
+    revoked: &[crate::acme::Revocation],
 ) -> ServedReport {
     let (certificate, findings, elapsed_ms) = match result {
         Ok(served) => {
@@ -372,6 +386,12 @@ fn served_report(
                     ));
                 }
             }
+            if let Some(r) = cert
+                .as_ref()
+                .and_then(|c| revoked.iter().find(|r| r.serial == c.leaf.serial))
+            {
+                findings.push(revoked_finding(Severity::Critical, r));
+            }
             let ms = u64::try_from(served.elapsed.as_millis()).unwrap_or(u64::MAX);
             (cert, findings, Some(ms))
         }
@@ -384,6 +404,18 @@ fn served_report(
         certificate,
         findings,
     }
+}
+
+fn revoked_finding(severity: Severity, r: &crate::acme::Revocation) -> Finding {
+    Finding::new(
+        severity,
+        FindingKind::Revoked {
+            version: r.version.clone(),
+            serial: r.serial.clone(),
+            reason: r.reason,
+            revoked_at: r.at,
+        },
+    )
 }
 
 fn select_certificates<'a>(
@@ -466,7 +498,7 @@ pub async fn scan(
             let span = tracing::info_span!("scan", address = %t.address, sni = %t.sni);
             async move {
                 let result = prober.probe(&t.address, &t.sni).await;
-                let s = served_report(&t.sni, result, thresholds, anchors, now, None);
+                let s = served_report(&t.sni, result, thresholds, anchors, now, None, &[]);
                 (
                     i,
                     EndpointReport {

@@ -203,6 +203,19 @@ pub enum FindingKind {
         /// The store's live version.
         live: String,
     },
+    /// A revoked version (`certctl revoke`, `certctl rotate`): critical when
+    /// a node serves it, a warning while it is still the store's live one.
+    Revoked {
+        /// The revoked version.
+        version: String,
+        /// Its serial.
+        serial: String,
+        /// The reason given to the CA.
+        reason: crate::acme::RevocationReason,
+        /// When the CA accepted the revocation.
+        #[serde(with = "time::serde::rfc3339")]
+        revoked_at: OffsetDateTime,
+    },
     /// The node has no live link for this certificate.
     NotDeployed,
     /// The deployed version could not be read (the node could not be
@@ -261,6 +274,7 @@ impl FindingKind {
             FindingKind::IntermediateExpiresFirst { .. } => "intermediate_expires_first",
             FindingKind::ServedDrift { .. } => "served_drift",
             FindingKind::DeployedDrift { .. } => "deployed_drift",
+            FindingKind::Revoked { .. } => "revoked",
             FindingKind::NotDeployed => "not_deployed",
             FindingKind::DeployedUnknown { .. } => "deployed_unknown",
             FindingKind::Unreachable { .. } => "unreachable",
@@ -333,6 +347,17 @@ impl std::fmt::Display for FindingKind {
             FindingKind::DeployedDrift { deployed, live } => write!(
                 f,
                 "node has version {deployed}, store has {live} (run `certctl deploy`)"
+            ),
+            FindingKind::Revoked {
+                version,
+                serial,
+                reason,
+                revoked_at,
+            } => write!(
+                f,
+                "version {version} (serial {}) was revoked {} ({reason}); deploy a newer version (`certctl rotate`)",
+                short(serial),
+                date(*revoked_at)
             ),
             FindingKind::NotDeployed => f.write_str("not deployed on the node"),
             FindingKind::DeployedUnknown { reason, .. } => {
@@ -429,6 +454,8 @@ pub fn worst<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Severity {
 ///                      "not_before", "not_after", "seconds_left",
 ///                      "renewal": {"due_at", "due", "reason": DueReason}},
 ///     "findings": [Finding],                 // about the store's version
+///     "revoked": [{"version", "serial", "reason", "signed_by", "directory", "at", "already"}],
+///                                            // left out when none
 ///     "nodes": [{
 ///       "node", "probe_address", "severity",
 ///       "deployed_version": null | string,   // the node's live link target
@@ -478,6 +505,10 @@ pub struct CertificateReport {
     pub store: Option<StoreFacts>,
     /// Findings about the store's version.
     pub findings: Vec<Finding>,
+    /// The versions the store records as revoked (`certctl revoke`,
+    /// `certctl rotate`), oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<crate::acme::Revocation>,
     /// The nodes that should serve it.
     pub nodes: Vec<NodeReport>,
 }

@@ -204,6 +204,7 @@ fn sample() -> Report {
                 },
             }),
             findings: vec![],
+            revoked: Vec::new(),
             nodes: vec![
                 NodeReport {
                     node: "n1".into(),

@@ -362,6 +362,20 @@ fn stamp(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
+/// `live (reason)` when the live version is revoked, else how many older
+/// versions are, else `-`.
+fn revoked_cell(e: &acme_core::CertStatus) -> String {
+    match e
+        .revoked
+        .iter()
+        .find(|r| Some(&r.version) == e.version.as_ref())
+    {
+        Some(r) => format!("live ({})", r.reason),
+        None if e.revoked.is_empty() => "-".into(),
+        None => format!("{} older", e.revoked.len()),
+    }
+}
+
 pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> {
     let inv = ctx.inventory()?;
     let store = Store::open_existing(&inv.store).with_context(|| {
@@ -404,6 +418,7 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
         "LEFT",
         "RENEW",
         "DEPLOYED",
+        "REVOKED",
         "NOTE",
     ]);
     for e in &entries {
@@ -425,6 +440,7 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
                 _ => "not issued".into(),
             },
             deployed,
+            revoked_cell(e),
             match (e.damage.first(), &e.last_error, e.in_inventory) {
                 (Some(d), _, _) => format!(
                     "DAMAGED {}: {}{}",

@@ -1,6 +1,8 @@
 //! One module per command family.
 
+pub(crate) mod account;
 pub(crate) mod deploy;
 pub(crate) mod issue;
 pub(crate) mod report;
+pub(crate) mod revoke;
 pub(crate) mod run;
