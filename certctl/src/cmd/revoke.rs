@@ -178,10 +178,12 @@ pub(crate) async fn rotate(ctx: &Ctx, args: RotateArgs) -> anyhow::Result<ExitCo
             }
             for k in &r.kept {
                 println!(
-                    "  NOT REVOKED: version {} stays valid while {} have it (run `certctl rotate {}` again once they are reachable, or --force)",
+                    "  NOT REVOKED: version {} stays valid while {} {} it (run `certctl rotate {}` again once {} reachable, or --force)",
                     clean(&k.version),
                     clean(&k.nodes.join(", ")),
-                    clean(&r.name)
+                    if k.nodes.len() == 1 { "has" } else { "have" },
+                    clean(&r.name),
+                    if k.nodes.len() == 1 { "it is" } else { "they are" },
                 );
             }
             for n in &r.not_revoked {
