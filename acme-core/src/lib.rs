@@ -45,7 +45,7 @@ mod names;
 mod secret;
 mod status;
 
-pub use error::{chain as error_chain, Error};
+pub use error::{chain as error_chain, Error, ErrorKind};
 pub use fsread::{read_file, read_text, FileKind, NotAFile, Refused};
 pub use inventory::Inventory;
 pub use names::{

@@ -14,12 +14,14 @@
 
 mod files;
 mod gather;
+mod health;
 mod notify;
 pub(crate) mod prometheus;
 
 pub use files::{assess_files, FileAssessment, InspectReport, INSPECT_SCHEMA};
 pub use gather::{gather, scan, ReportError, ReportOptions, ScanTarget};
-pub use notify::{notify, NotifyError};
+pub use health::{render_health, write_textfile, Health, Step, StepHealth};
+pub use notify::{notify, notify_failure, Failure, FailureNotice, NotifyError, FAILURE_SCHEMA};
 pub use prometheus::{render_prometheus, write_prometheus};
 
 use std::time::Duration;
