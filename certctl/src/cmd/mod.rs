@@ -1,6 +1,7 @@
 //! One module per command family.
 
 pub(crate) mod deploy;
+pub(crate) mod health;
 pub(crate) mod issue;
 pub(crate) mod report;
 pub(crate) mod run;

@@ -46,10 +46,13 @@ pub(crate) struct SystemdArgs {
 }
 
 /// Renew what is due, deploy what nodes lack, then report: one exit code, the
-/// worst of the three (an item that failed counts as critical).
+/// worst of the three (an item that failed counts as critical). Each step's
+/// start and end is recorded in the store's health record; a failed renewal
+/// or deployment is sent to `[report] notify` as a failure notice.
 pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     use acme_core::acme::{RenewOptions, RenewResult};
     use acme_core::deploy::{DeployOptions, NoProgress, Outcome};
+    use acme_core::report::Step;
 
     let inv = ctx.inventory()?;
     if let Some(max) = args.random_delay.filter(|d| !d.is_zero()) {
@@ -58,92 +61,164 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(?wait, "random delay before the run");
         tokio::time::sleep(wait).await;
     }
+    let run_id = super::health::run_id();
     let mut code = 0u8;
-    {
-        let (store, _lock) = super::issue::open_store_locked(ctx, &inv)?;
+    let mut failures = Vec::new();
+    let (store, lock) = super::issue::open_store_locked(ctx, &inv)?;
+    let mut rec = super::health::Recorder::create(&inv)?;
+    rec.started(Step::Run);
 
-        // 1. Renew what is due.
-        let outcomes = acme_core::acme::renew(&inv, &store, &RenewOptions::default()).await?;
-        for o in &outcomes {
-            match &o.result {
-                RenewResult::Issued { release, reason } => eprintln!(
-                    "certctl: renew: {} issued {} ({reason})",
-                    crate::output::clean(&o.name),
-                    release.version
-                ),
-                RenewResult::Failed { error, .. } => {
-                    eprintln!(
-                        "certctl: renew: {} FAILED: {}",
-                        o.name,
-                        crate::output::clean(&super::issue::error_line(error))
-                    )
+    // 1. Renew what is due.
+    rec.started(Step::Renew);
+    let before = failures.len();
+    match acme_core::acme::renew(&inv, &store, &RenewOptions::default()).await {
+        Ok(outcomes) => {
+            for o in &outcomes {
+                match &o.result {
+                    RenewResult::Issued { release, reason } => eprintln!(
+                        "certctl: renew: {} issued {} ({reason})",
+                        crate::output::clean(&o.name),
+                        release.version
+                    ),
+                    RenewResult::Failed { error, .. } => {
+                        eprintln!(
+                            "certctl: renew: {} FAILED: {}",
+                            o.name,
+                            crate::output::clean(&super::issue::error_line(error))
+                        );
+                        failures.push(super::health::failure(
+                            Step::Renew,
+                            Some(&o.name),
+                            None,
+                            error.kind(),
+                            error,
+                        ));
+                    }
+                    RenewResult::Deferred { until } => eprintln!(
+                        "certctl: renew: {} deferred: the CA asked to wait until {until}",
+                        o.name
+                    ),
+                    _ => {}
                 }
-                RenewResult::Deferred { until } => eprintln!(
-                    "certctl: renew: {} deferred: the CA asked to wait until {until}",
-                    o.name
-                ),
-                _ => {}
             }
+            super::issue::print_damage(&outcomes, "renew: ");
+            code = code.max(super::issue::outcome_code(&outcomes));
         }
-        super::issue::print_damage(&outcomes, "renew: ");
-        code = code.max(super::issue::outcome_code(&outcomes));
+        Err(e) => {
+            failures.push(super::health::failure(
+                Step::Renew,
+                None,
+                None,
+                e.kind(),
+                &e,
+            ));
+            eprintln!(
+                "certctl: renew: {}",
+                crate::output::error_text(&anyhow::Error::new(e))
+            );
+            code = code.max(crate::exit::ERROR);
+        }
+    }
+    rec.ended(Step::Renew, failures.len() == before);
 
-        // 2. Deploy what nodes lack (nodes already serving the version are skipped).
-        let opts = DeployOptions {
-            max_failures: args.max_failures,
-            ..Default::default()
-        };
-        match acme_core::deploy::deploy(&inv, &store, &opts, &NoProgress).await {
-            Ok(results) => {
-                for r in &results {
-                    match &r.outcome {
-                        Outcome::Deployed { to, .. } => {
-                            eprintln!(
-                                "certctl: deploy: {} on {}: deployed {to}",
-                                r.certificate, r.node
-                            )
-                        }
-                        Outcome::Unchanged { .. } | Outcome::Planned { .. } => {}
-                        other if r.is_failure() => eprintln!(
+    // 2. Deploy what nodes lack (nodes already serving the version are skipped).
+    rec.started(Step::Deploy);
+    let before = failures.len();
+    let opts = DeployOptions {
+        max_failures: args.max_failures,
+        ..Default::default()
+    };
+    match acme_core::deploy::deploy(&inv, &store, &opts, &NoProgress).await {
+        Ok(results) => {
+            for r in &results {
+                match &r.outcome {
+                    Outcome::Deployed { to, .. } => {
+                        eprintln!(
+                            "certctl: deploy: {} on {}: deployed {to}",
+                            r.certificate, r.node
+                        )
+                    }
+                    Outcome::Failed { error: e }
+                    | Outcome::RolledBack { reason: e, .. } => {
+                        eprintln!(
                             "certctl: deploy: {} on {}: {}",
                             r.certificate,
                             r.node,
-                            serde_json::to_string(other).unwrap_or_default()
-                        ),
-                        _ => {}
+                            serde_json::to_string(&r.outcome).unwrap_or_default()
+                        );
+                        failures.push(super::health::failure(
+                            Step::Deploy,
+                            Some(&r.certificate),
+                            Some(&r.node),
+                            e.kind(),
+                            e,
+                        ));
                     }
-                }
-                if results.iter().any(|r| r.is_failure()) {
-                    code = code.max(crate::exit::CRITICAL);
+                    _ => {}
                 }
             }
-            Err(e) => {
-                eprintln!(
-                    "certctl: deploy: {}",
-                    crate::output::error_text(&anyhow::Error::new(e))
-                );
+            if results.iter().any(|r| r.is_failure()) {
                 code = code.max(crate::exit::CRITICAL);
             }
         }
+        Err(e) => {
+            failures.push(super::health::failure(
+                Step::Deploy,
+                None,
+                None,
+                e.kind(),
+                &e,
+            ));
+            eprintln!(
+                "certctl: deploy: {}",
+                crate::output::error_text(&anyhow::Error::new(e))
+            );
+            code = code.max(crate::exit::CRITICAL);
+        }
     }
+    rec.ended(Step::Deploy, failures.len() == before);
+    drop(lock);
 
     // 3. Report (read-only; the lock is released).
+    rec.started(Step::Report);
     let store = acme_core::Store::open_existing(&inv.store).ok();
     let out = super::report::ReportOutput {
         json: args.json,
-        prometheus: args.prometheus,
         notify: !args.no_notify,
     };
-    let severity = super::report::emit(
+    let emitted = super::report::emit(
         ctx,
         &inv,
         store.as_ref(),
         &acme_core::report::ReportOptions::default(),
         &out,
     )
-    .await?;
-    code = code.max(super::report::exit_code(severity));
-    Ok(ExitCode::from(code))
+    .await;
+    rec.ended(Step::Report, emitted.is_ok());
+    let (report, report_error) = match emitted {
+        Ok(e) => {
+            if e.notify_failed {
+                rec.notify_failed();
+            }
+            code = code.max(super::report::exit_code(e.report.severity));
+            (Some(e.report), None)
+        }
+        // Returned last, as before: `main` prints it (a broken pipe is success).
+        Err(e) => (None, Some(e)),
+    };
+    rec.ended(Step::Run, failures.is_empty() && report.is_some());
+
+    // A failed renewal or deployment is told, whatever the report says.
+    if !failures.is_empty() && !args.no_notify {
+        super::health::notify_failures(&inv, &mut rec, run_id, failures).await;
+    }
+    if let Some(path) = &args.prometheus {
+        rec.write_textfile(path, report.as_ref(), &inv)?;
+    }
+    match report_error {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::from(code)),
+    }
 }
 
 /// One word of a unit file value, quoted for systemd (systemd.syntax(7),
