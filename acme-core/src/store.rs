@@ -518,9 +518,7 @@ impl Store {
         fix(&self.root, 0o700)?;
         for (p, name, ft) in entries(&self.root)? {
             match (name.as_str(), ft.is_dir(), ft.is_file()) {
-                ("accounts" | "archive" | "live" | "state" | "health", true, _) => {
-                    fix(&p, 0o700)?
-                }
+                ("accounts" | "archive" | "live" | "state" | "health", true, _) => fix(&p, 0o700)?,
                 ("lock", _, true) => fix(&p, 0o600)?,
                 (MARKER, _, true) => fix(&p, 0o644)?,
                 _ if is_temp_name(&name) => {}

@@ -232,10 +232,7 @@ pub fn render_health(
                     deployed.push(&l, t.unix_timestamp());
                 }
                 if let Some(v) = &s.version {
-                    version.push(
-                        &[("certificate", name), ("node", node), ("version", v)],
-                        1,
-                    );
+                    version.push(&[("certificate", name), ("node", node), ("version", v)], 1);
                 }
             }
         }
@@ -397,7 +394,9 @@ address = "192.0.2.10"
             last_success: Some(t(90)),
         };
         store.write_state("www", "node-a", &n).expect("node a");
-        store.write_state("www", "node-gone", &n).expect("node gone");
+        store
+            .write_state("www", "node-gone", &n)
+            .expect("node gone");
         let mut h = Health::default();
         h.ended(Step::Run, t(80), true);
         h.write(&store).expect("write");
@@ -414,6 +413,9 @@ address = "192.0.2.10"
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
-        assert!(!text.contains("node=\"gone\""), "a node no longer in the inventory: {text}");
+        assert!(
+            !text.contains("node=\"gone\""),
+            "a node no longer in the inventory: {text}"
+        );
     }
 }

@@ -60,7 +60,9 @@ impl Recorder {
         };
         match Health::read(store) {
             Ok(h) => self.health = h,
-            Err(e) => tracing::warn!(error = %acme_core::error_chain(&e), "cannot read the health record; writing it anew"),
+            Err(e) => {
+                tracing::warn!(error = %acme_core::error_chain(&e), "cannot read the health record; writing it anew")
+            }
         }
         f(&mut self.health);
         if let Err(e) = self.health.write(store) {

@@ -138,8 +138,7 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
                             r.certificate, r.node
                         )
                     }
-                    Outcome::Failed { error: e }
-                    | Outcome::RolledBack { reason: e, .. } => {
+                    Outcome::Failed { error: e } | Outcome::RolledBack { reason: e, .. } => {
                         eprintln!(
                             "certctl: deploy: {} on {}: {}",
                             r.certificate,
