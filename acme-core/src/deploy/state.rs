@@ -20,11 +20,15 @@ pub struct NodeState {
     #[serde(default)]
     pub error: Option<String>,
     /// The kind of that error.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<crate::ErrorKind>,
     /// When a deploy last ended with the node holding the store's version
     /// (deployed, or found already there); kept across failures.
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
     pub last_success: Option<OffsetDateTime>,
 }
 
