@@ -29,7 +29,7 @@ pub(crate) struct RunArgs {
 }
 
 /// Arguments of `certctl systemd`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct SystemdArgs {
     /// Path of the certctl binary in the units.
     #[arg(long, default_value = "/usr/local/bin/certctl")]
@@ -43,6 +43,10 @@ pub(crate) struct SystemdArgs {
     /// Write certctl.service and certctl.timer into this directory instead of printing them.
     #[arg(long)]
     output_dir: Option<PathBuf>,
+    /// Have the service write the Prometheus textfile FILE (`run --prometheus`;
+    /// its directory becomes writable for the service too).
+    #[arg(long, value_name = "FILE")]
+    prometheus: Option<PathBuf>,
 }
 
 /// Renew what is due, deploy what nodes lack, then report: one exit code, the
@@ -434,6 +438,15 @@ fn check_systemd_args(
     text(&args.binary, "--binary")?;
     text(config, "--config")?;
     text(store, "the inventory's store")?;
+    if let Some(p) = &args.prometheus {
+        text(p, "--prometheus")?;
+        if p.parent().is_none_or(|d| d == std::path::Path::new("/")) || p.file_name().is_none() {
+            return Err(UsageError(format!(
+                "--prometheus `{}` must be a file in a directory other than /",
+                crate::output::clean(&p.to_string_lossy())
+            )));
+        }
+    }
     check_unit_value("--on-calendar", &args.on_calendar)?;
     check_unit_value("--randomized-delay", &args.randomized_delay)?;
     check_on_calendar(&args.on_calendar)
@@ -451,8 +464,9 @@ fn units(
     config: &std::path::Path,
     store: &std::path::Path,
 ) -> (String, String) {
-    let service = format!(
-        "\
+    let service =
+        format!(
+            "\
 # certctl.service — written by `certctl systemd`
 [Unit]
 Description=certctl: renew due certificates, deploy them to the edge nodes, report expiry
@@ -462,13 +476,13 @@ After=network-online.target
 
 [Service]
 Type=oneshot
-ExecStart={binary} --config {config} run
+ExecStart={binary} --config {config} run{textfile}
 # Logs go to the journal as plain lines; -v for more detail.
 SyslogIdentifier=certctl
 UMask=0077
 # Hardening: the store is the only place certctl writes to.
 ProtectSystem=strict
-ReadWritePaths={store}
+ReadWritePaths={store}{textfile_dir}
 PrivateTmp=yes
 PrivateDevices=yes
 ProtectHome=read-only
@@ -490,11 +504,19 @@ CapabilityBoundingSet=
 # A stuck run must not block the next timer forever.
 TimeoutStartSec=1h
 ",
-        // The command itself is not subject to `$` expansion, its arguments are.
-        binary = systemd_quote(&args.binary.to_string_lossy(), false),
-        config = systemd_quote(&config.to_string_lossy(), true),
-        store = systemd_quote(&store.to_string_lossy(), false),
-    );
+            // The command itself is not subject to `$` expansion, its arguments are.
+            binary = systemd_quote(&args.binary.to_string_lossy(), false),
+            config = systemd_quote(&config.to_string_lossy(), true),
+            store = systemd_quote(&store.to_string_lossy(), false),
+            textfile = args.prometheus.as_ref().map_or(String::new(), |p| format!(
+                " --prometheus {}",
+                systemd_quote(&p.to_string_lossy(), true)
+            )),
+            textfile_dir = args.prometheus.as_ref().and_then(|p| p.parent()).map_or(
+                String::new(),
+                |d| format!(" {}", systemd_quote(&d.to_string_lossy(), false))
+            ),
+        );
     let timer = format!(
         "\
 # certctl.timer — written by `certctl systemd`
@@ -613,6 +635,7 @@ mod tests {
             on_calendar: "hourly".into(),
             randomized_delay: "10m".into(),
             output_dir: None,
+            prometheus: None,
         };
         let (service, timer) = units(&args, "/etc/certctl/c.toml".as_ref(), "/srv/certs".as_ref());
         assert!(service.contains("ExecStart=/usr/bin/certctl --config /etc/certctl/c.toml run"));
@@ -625,6 +648,39 @@ mod tests {
             assert!(service.contains(line), "{line}");
         }
         assert!(timer.contains("OnCalendar=hourly") && timer.contains("RandomizedDelaySec=10m"));
+        assert!(!service.contains("--prometheus"));
+    }
+
+    #[test]
+    fn a_textfile_is_written_by_the_service_and_its_directory_writable() {
+        let args = SystemdArgs {
+            binary: "/usr/bin/certctl".into(),
+            on_calendar: "daily".into(),
+            randomized_delay: "1h".into(),
+            output_dir: None,
+            prometheus: Some("/var/lib/prometheus/node-exporter/certctl.prom".into()),
+        };
+        let c = std::path::Path::new("/etc/certctl/c.toml");
+        let st = std::path::Path::new("/var/lib/certctl");
+        assert!(check_systemd_args(&args, c, st).is_ok());
+        let (service, _) = units(&args, c, st);
+        assert!(
+            service.contains(
+                "ExecStart=/usr/bin/certctl --config /etc/certctl/c.toml run --prometheus /var/lib/prometheus/node-exporter/certctl.prom\n"
+            ),
+            "{service}"
+        );
+        assert!(
+            service.contains("ReadWritePaths=/var/lib/certctl /var/lib/prometheus/node-exporter\n"),
+            "{service}"
+        );
+        for bad in ["certctl.prom", "/certctl.prom", "/var/lib/x\n.prom"] {
+            let a = SystemdArgs {
+                prometheus: Some(bad.into()),
+                ..args.clone()
+            };
+            assert!(check_systemd_args(&a, c, st).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -646,6 +702,7 @@ mod tests {
             on_calendar: "daily".into(),
             randomized_delay: "1h".into(),
             output_dir: None,
+            prometheus: None,
         };
         let (service, _) = units(
             &args,
@@ -669,6 +726,7 @@ mod tests {
             on_calendar: "*-*-* 00/6:00:00".into(),
             randomized_delay: "1h 30min".into(),
             output_dir: None,
+            prometheus: None,
         };
         let c = std::path::Path::new("/etc/certctl/c.toml");
         let st = std::path::Path::new("/var/lib/certctl");
@@ -679,6 +737,7 @@ mod tests {
                 on_calendar: good.on_calendar.clone(),
                 randomized_delay: good.randomized_delay.clone(),
                 output_dir: None,
+                prometheus: good.prometheus.clone(),
             };
             f(&mut a);
             check_systemd_args(&a, c, st).map_err(|e| e.0)
