@@ -1,7 +1,9 @@
 #!/bin/sh
 # certctl [report] notify example: mail the JSON document on stdin through a
 # sendmail-compatible command (postfix, exim, msmtp, nullmailer...).
-#   notify = ["/usr/share/doc/certctl/notify/sendmail.sh", "oncall@example.org"]
+#   notify = ["/bin/sh", "/usr/share/doc/certctl/notify/sendmail.sh", "oncall@example.org"]
+# (through /bin/sh: the Debian package installs documentation files 0644;
+# or copy it to /usr/local/bin and name it alone).
 # The recipient is the first argument, or $CERTCTL_MAIL_TO; the sender
 # $CERTCTL_MAIL_FROM (default certctl@<host>); the command $SENDMAIL
 # (default /usr/sbin/sendmail). The subject says the kind: a failure notice

@@ -1,7 +1,9 @@
 #!/bin/sh
 # certctl [report] notify example: POST the JSON document on stdin to a
 # webhook.
-#   notify = ["/usr/share/doc/certctl/notify/webhook.sh", "https://hooks.example/certctl"]
+#   notify = ["/bin/sh", "/usr/share/doc/certctl/notify/webhook.sh", "https://hooks.example/certctl"]
+# (through /bin/sh: the Debian package installs documentation files 0644;
+# or copy it to /usr/local/bin and name it alone).
 # The URL is the first argument, or $CERTCTL_WEBHOOK_URL. The document is a
 # report (CERTCTL_NOTIFY_KIND=report, schema certctl.report/v1) or a failure
 # notice (CERTCTL_NOTIFY_KIND=failure, schema certctl.failure/v1); the kind

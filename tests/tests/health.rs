@@ -157,7 +157,10 @@ fn a_stopped_dns_primary_makes_renewal_fail_in_the_textfile_the_rule_fire_and_th
     let hook = Listener::start(dir.path());
     let d = format!("{}.example.test", unique("health"));
     let cfg = lab.inventory(dir.path(), &cert("h", &[&d], ""), 0, |t| {
-        let t = with_notify(&t, &[webhook().to_str().expect("utf-8"), &hook.url()]);
+        let t = with_notify(
+            &t,
+            &["/bin/sh", webhook().to_str().expect("utf-8"), &hook.url()],
+        );
         t.replacen(
             "\nresolver = \"127.0.0.1:53\"\n",
             "\nresolver = \"127.0.0.1:53\"\npropagation_timeout = \"2s\"\n",
@@ -326,7 +329,10 @@ fn a_failed_deployment_is_notified_and_a_failing_notify_never_fails_the_run() {
         2,
         |t| {
             let t = set_node(&t, "node2", "reload", "\"false\"");
-            with_notify(&t, &[webhook().to_str().expect("utf-8"), &hook.url()])
+            with_notify(
+                &t,
+                &["/bin/sh", webhook().to_str().expect("utf-8"), &hook.url()],
+            )
         },
     );
     let prom = dir.path().join("certctl.prom");

@@ -10,7 +10,10 @@
 //! [`assess_validity`]); [`gather`] does the I/O (store, SSH, TLS) with
 //! bounded concurrency. Renderers: [`Report::rows`] for a table, `serde` for
 //! JSON (schema [`SCHEMA`]), [`render_prometheus`] for node_exporter's
-//! textfile collector.
+//! textfile collector; [`write_textfile`] adds certctl's own [`Health`] (the
+//! steps of the last runs, renewal and deployment records). [`notify`] and
+//! [`notify_failure`] run `[report] notify` with the report or a
+//! [`FailureNotice`].
 
 mod files;
 mod gather;

@@ -17,6 +17,9 @@
 //! - `certctl_certificate_severity{certificate}`: worst severity, 0 ok,
 //!   1 warning, 2 critical, 3 unknown.
 //! - `certctl_report_timestamp_seconds`: when the report was made.
+//!
+//! certctl's own health (steps, renewals, deployments, notify failures) is
+//! rendered beside these by [`super::write_textfile`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
