@@ -119,6 +119,17 @@ fn run(cfg: &Path, prom: &Path) -> Output {
     certctl(cfg, &["run", "--prometheus", prom.to_str().expect("utf-8")])
 }
 
+/// `promtool check metrics` on a textfile: the exposition is valid and its
+/// names pass promtool's lint (units, `_total` on counters).
+fn promtool_check_metrics(path: &Path) {
+    let out = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(path).expect("textfile"))
+        .output()
+        .expect("promtool");
+    assert!(out.status.success(), "{}", show(&out));
+}
+
 /// A promtool unit test of the shipped rules whose input is the textfile's
 /// samples as constant series (with the job and instance a scrape adds).
 fn promtool_test(dir: &Path, textfile: &str, expect: &str) -> Output {
@@ -176,6 +187,7 @@ fn a_stopped_dns_primary_makes_renewal_fail_in_the_textfile_the_rule_fire_and_th
         assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     }
     let text = std::fs::read_to_string(&prom).expect("textfile");
+    promtool_check_metrics(&prom);
     assert_eq!(
         value(
             &text,
@@ -294,6 +306,7 @@ fn a_stopped_dns_primary_makes_renewal_fail_in_the_textfile_the_rule_fire_and_th
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let renewed = std::fs::read_to_string(&prom).expect("textfile");
+    promtool_check_metrics(&prom);
     assert_eq!(
         lines(&renewed, "certctl_report_timestamp_seconds"),
         lines(&after, "certctl_report_timestamp_seconds")
