@@ -45,6 +45,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build"
 cargo build --workspace --locked
 
+step "alert rules (promtool)"
+# contrib/prometheus/: the rules certctl ships, and their unit tests.
+(cd contrib/prometheus && promtool check rules certctl.rules.yml && promtool test rules certctl.rules.test.yml)
+
 step "lab"
 lab_dir=${CERTCTL_LAB_DIR:-/tmp/certctl-lab}
 running=$(cat "$lab_dir/nodes.count" 2>/dev/null || echo 0)

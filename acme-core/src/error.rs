@@ -34,6 +34,86 @@ pub enum Error {
     Notify(#[from] crate::report::NotifyError),
 }
 
+/// What kind of thing failed, in a small fixed vocabulary: the
+/// `error_kind` label of certctl's metrics and the `error_kind` field of its
+/// failure notice. Never free text, so a metric keeps few series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The inventory or a secret (the operator's input).
+    Config,
+    /// The local store.
+    Store,
+    /// DNS: an UPDATE refused or unanswered, a record that did not propagate.
+    Dns,
+    /// The ACME server refused or failed.
+    Acme,
+    /// The ACME server asked to come back later (Retry-After, rate limit).
+    RateLimited,
+    /// An order or step did not finish in time.
+    Timeout,
+    /// A node could not be reached over SSH, or a command not run there.
+    Ssh,
+    /// A file step on a node failed (disk full, a path certctl did not make).
+    Node,
+    /// The node's validate command refused the new certificate.
+    Validate,
+    /// The node's reload command failed.
+    Reload,
+    /// After reload the node did not serve the new certificate.
+    Verify,
+    /// The notify command failed.
+    Notify,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    /// The label value (`snake_case`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::Store => "store",
+            ErrorKind::Dns => "dns",
+            ErrorKind::Acme => "acme",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Ssh => "ssh",
+            ErrorKind::Node => "node",
+            ErrorKind::Validate => "validate",
+            ErrorKind::Reload => "reload",
+            ErrorKind::Verify => "verify",
+            ErrorKind::Notify => "notify",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Error {
+    /// The kind of this error, for metrics and failure notices.
+    pub fn kind(&self) -> ErrorKind {
+        use crate::acme::AcmeError;
+        match self {
+            Error::Inventory(_) | Error::Secret(_) => ErrorKind::Config,
+            Error::Store(_) => ErrorKind::Store,
+            Error::Acme(AcmeError::RateLimited { .. }) => ErrorKind::RateLimited,
+            Error::Acme(AcmeError::Timeout { .. }) => ErrorKind::Timeout,
+            Error::Acme(_) => ErrorKind::Acme,
+            Error::Dns(_) => ErrorKind::Dns,
+            Error::Deploy(e) => e.kind(),
+            Error::Notify(_) => ErrorKind::Notify,
+            Error::Inspect(_) | Error::Report(_) => ErrorKind::Other,
+        }
+    }
+}
+
 /// An error and its sources on one line, `: `-separated, leaving out a
 /// source whose message is already there (for logs, state files and tables).
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -47,7 +47,7 @@ mod rotate;
 mod secret;
 mod status;
 
-pub use error::{chain as error_chain, Error};
+pub use error::{chain as error_chain, Error, ErrorKind};
 pub use fsread::{read_file, read_text, FileKind, NotAFile, Refused};
 pub use inventory::Inventory;
 pub use names::{

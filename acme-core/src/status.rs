@@ -245,6 +245,8 @@ groups = ["core"]
             version: Some(version.into()),
             at: OffsetDateTime::now_utc(),
             error: error.map(String::from),
+            error_kind: None,
+            last_success: None,
         }
     }
 

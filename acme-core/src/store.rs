@@ -17,6 +17,7 @@
 //! <root>/archive/<name>/<version>/{cert,chain,fullchain,privkey}.pem, meta.json
 //! <root>/live/<name> -> ../archive/<name>/<version>
 //! <root>/state/<name>/renewal.json, node-<node>.json
+//! <root>/health/run.json
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -517,7 +518,7 @@ impl Store {
         fix(&self.root, 0o700)?;
         for (p, name, ft) in entries(&self.root)? {
             match (name.as_str(), ft.is_dir(), ft.is_file()) {
-                ("accounts" | "archive" | "live" | "state", true, _) => fix(&p, 0o700)?,
+                ("accounts" | "archive" | "live" | "state" | "health", true, _) => fix(&p, 0o700)?,
                 ("lock", _, true) => fix(&p, 0o600)?,
                 (MARKER, _, true) => fix(&p, 0o644)?,
                 _ if is_temp_name(&name) => {}
@@ -528,6 +529,13 @@ impl Store {
             if ft.is_file() && is_account_file(&name) {
                 fix(&p, 0o600)?;
             } else if !is_temp_name(&name) {
+                foreign.push(p);
+            }
+        }
+        for (p, record, ft) in entries(&self.root.join("health"))? {
+            if ft.is_file() && record.ends_with(".json") && !record.starts_with('.') {
+                fix(&p, 0o600)?;
+            } else if !is_temp_name(&record) {
                 foreign.push(p);
             }
         }
@@ -880,6 +888,25 @@ impl Store {
             sync_dir(&self.archive_dir(name))?;
         }
         Ok(removed)
+    }
+
+    /// Reads a store-wide health record (`health/<record>.json`, e.g. the
+    /// steps of the last runs).
+    pub fn read_health<T: DeserializeOwned>(&self, record: &str) -> Result<Option<T>> {
+        read_json(&self.root.join("health").join(format!("{record}.json")))
+    }
+
+    /// Writes a store-wide health record atomically.
+    pub fn write_health<T: Serialize>(&self, record: &str, value: &T) -> Result<()> {
+        self.writable("write health")?;
+        let dir = self.root.join("health");
+        create_dir_private(&dir)?;
+        let path = dir.join(format!("{record}.json"));
+        let bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Encode {
+            path: path.clone(),
+            source,
+        })?;
+        write_atomic(&path, &bytes, 0o600)
     }
 
     fn state_dir(&self, name: &str) -> PathBuf {

@@ -249,6 +249,9 @@ pub struct RenewalRecord {
     /// The last failure, as printed.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The kind of the last failure (`None` after a success).
+    #[serde(default)]
+    pub error_kind: Option<crate::ErrorKind>,
     /// Consecutive failures.
     #[serde(default)]
     pub failures: u32,

@@ -260,6 +260,7 @@ pub(super) async fn renew_with(
                     Ok((release, directory)) => {
                         record.last_success = Some(now);
                         record.last_error = None;
+                        record.error_kind = None;
                         record.failures = 0;
                         record.retry_after = None;
                         record.ari = None;
@@ -269,6 +270,7 @@ pub(super) async fn renew_with(
                     Err(error) => {
                         record.failures = record.failures.saturating_add(1);
                         record.last_error = Some(crate::error::chain(&error));
+                        record.error_kind = Some(error.kind());
                         if let crate::Error::Acme(AcmeError::RateLimited { retry_after, .. }) = &error {
                             record.retry_after = Some(*retry_after);
                         }

@@ -349,6 +349,42 @@ pub enum NodeError {
     },
 }
 
+impl NodeError {
+    /// The kind of this failure, for metrics and failure notices.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind;
+        match self {
+            NodeError::Transport(
+                TransportError::ConnectTimeout { .. } | TransportError::Timeout { .. },
+            ) => ErrorKind::Timeout,
+            NodeError::Transport(_) | NodeError::ConnectTask { .. } => ErrorKind::Ssh,
+            NodeError::Validate { .. } => ErrorKind::Validate,
+            NodeError::Reload { .. } => ErrorKind::Reload,
+            NodeError::StillServingOld { .. }
+            | NodeError::Probe { .. }
+            | NodeError::NoLeaf { .. } => ErrorKind::Verify,
+            NodeError::StoreDamaged { .. } => ErrorKind::Store,
+            NodeError::RestoreFailed { cause, .. } => cause.kind(),
+            _ => ErrorKind::Node,
+        }
+    }
+}
+
+impl DeployError {
+    /// The kind of this failure, for metrics and failure notices.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind;
+        match self {
+            DeployError::Store(_) | DeployError::BadCertificate { .. } => ErrorKind::Store,
+            DeployError::UnknownCertificate { .. }
+            | DeployError::UnknownNode { .. }
+            | DeployError::UnknownGroup { .. }
+            | DeployError::NotInStore { .. } => ErrorKind::Config,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
 /// What failed while putting the previous version back on a node.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]

@@ -326,20 +326,25 @@ fn record(store: &Store, results: &[NodeResult]) {
         let prior = NodeState::read(store, &r.certificate, &r.node)
             .ok()
             .flatten();
-        let prior_version = prior.and_then(|p| p.version);
-        let (version, error) = match &r.outcome {
-            Outcome::Deployed { to, .. } => (Some(to.clone()), None),
-            Outcome::Unchanged { version } => (Some(version.clone()), None),
+        let now = time::OffsetDateTime::now_utc();
+        let (prior_version, prior_success) = prior
+            .map(|p| (p.version, p.last_success))
+            .unwrap_or_default();
+        let (version, error, last_success) = match &r.outcome {
+            Outcome::Deployed { to, .. } => (Some(to.clone()), None, Some(now)),
+            Outcome::Unchanged { version } => (Some(version.clone()), None, Some(now)),
             Outcome::RolledBack {
                 version, reason, ..
-            } => (version.clone(), Some(crate::error_chain(reason))),
-            Outcome::Failed { error } => (prior_version, Some(crate::error_chain(error))),
+            } => (version.clone(), Some(reason), prior_success),
+            Outcome::Failed { error } => (prior_version, Some(error), prior_success),
             Outcome::Planned { .. } | Outcome::Skipped { .. } => continue,
         };
         let s = NodeState {
             version,
-            at: time::OffsetDateTime::now_utc(),
-            error,
+            at: now,
+            error: error.map(|e| crate::error_chain(e)),
+            error_kind: error.map(NodeError::kind),
+            last_success,
         };
         if let Err(e) = s.write(store, &r.certificate, &r.node) {
             tracing::warn!(certificate = %r.certificate, node = %r.node, error = %crate::error_chain(&e), "cannot record the deployment state");

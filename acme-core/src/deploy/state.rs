@@ -19,6 +19,17 @@ pub struct NodeState {
     /// The last run's error for this node, if it failed or was rolled back.
     #[serde(default)]
     pub error: Option<String>,
+    /// The kind of that error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<crate::ErrorKind>,
+    /// When a deploy last ended with the node holding the store's version
+    /// (deployed, or found already there); kept across failures.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub last_success: Option<OffsetDateTime>,
 }
 
 /// The record name of `node` inside a certificate's state directory.

@@ -10,18 +10,24 @@
 //! [`assess_validity`]); [`gather`] does the I/O (store, SSH, TLS) with
 //! bounded concurrency. Renderers: [`Report::rows`] for a table, `serde` for
 //! JSON (schema [`SCHEMA`]), [`render_prometheus`] for node_exporter's
-//! textfile collector, [`render_html`] for a self-contained page to look at.
+//! textfile collector, [`render_html`] for a self-contained page to look
+//! at; [`write_textfile`] adds certctl's own [`Health`] (the steps of the
+//! last runs, renewal and deployment records). [`notify`] and
+//! [`notify_failure`] run `[report] notify` with the report or a
+//! [`FailureNotice`].
 
 mod files;
 mod gather;
+mod health;
 mod html;
 mod notify;
 pub(crate) mod prometheus;
 
 pub use files::{assess_files, FileAssessment, InspectReport, INSPECT_SCHEMA};
 pub use gather::{gather, scan, ReportError, ReportOptions, ScanTarget};
+pub use health::{render_health, write_textfile, Health, Step, StepHealth};
 pub use html::{render_html, write_html};
-pub use notify::{notify, NotifyError};
+pub use notify::{notify, notify_failure, Failure, FailureNotice, NotifyError, FAILURE_SCHEMA};
 pub use prometheus::{render_prometheus, write_prometheus};
 
 use std::time::Duration;

@@ -1,11 +1,16 @@
 //! `[report] notify`: a command run when a report has warnings or worse,
-//! with the report's JSON on its stdin (no shell; program and arguments).
+//! with the report's JSON on its stdin, and when a run's renewal or
+//! deployment failed, with a [`FailureNotice`] (no shell; program and
+//! arguments).
 
 use std::time::Duration;
 
+use serde::Serialize;
+use time::OffsetDateTime;
 use tokio::io::AsyncWriteExt as _;
 
-use super::{Report, Severity};
+use super::{Report, Severity, Step};
+use crate::ErrorKind;
 
 /// Why the notify command failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +46,63 @@ pub enum NotifyError {
     },
 }
 
+/// The JSON schema identifier of [`FailureNotice`]. Fields may be added
+/// within a version; renaming or removing one bumps it.
+pub const FAILURE_SCHEMA: &str = "certctl.failure/v1";
+
+/// What a run sends to `[report] notify` when a renewal or a deployment
+/// failed (schema [`FAILURE_SCHEMA`]); the environment variable
+/// `CERTCTL_NOTIFY_KIND` is `failure` (`report` for the report).
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureNotice {
+    /// Always [`FAILURE_SCHEMA`].
+    pub schema: &'static str,
+    /// This run's identifier (unix time and process id), the same in every
+    /// notice and log line of one run.
+    pub run_id: String,
+    /// The controller's host name.
+    pub host: String,
+    /// When the notice was made.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// What failed, in the order it happened.
+    pub failures: Vec<Failure>,
+}
+
+/// One failure of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// The step (`renew` or `deploy`).
+    pub step: Step,
+    /// The certificate, if the failure is about one.
+    pub certificate: Option<String>,
+    /// The node, if the failure is about one.
+    pub node: Option<String>,
+    /// What kind of thing failed.
+    pub error_kind: ErrorKind,
+    /// The error and its causes, one line.
+    pub error: String,
+}
+
+impl FailureNotice {
+    /// A notice of `failures` for the run `run_id`, made now on this host.
+    pub fn new(run_id: String, failures: Vec<Failure>) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        Self {
+            schema: FAILURE_SCHEMA,
+            run_id,
+            host,
+            at: OffsetDateTime::now_utc(),
+            failures,
+        }
+    }
+}
+
 /// Runs `command` with the report's JSON on stdin if the report's severity
-/// is warning or worse; returns whether it ran. Bounded by `timeout`.
+/// is warning or worse (`CERTCTL_NOTIFY_KIND=report`); returns whether it
+/// ran. Bounded by `timeout`.
 pub async fn notify(
     command: &[String],
     report: &Report,
@@ -51,16 +111,37 @@ pub async fn notify(
     if report.severity == Severity::Ok {
         return Ok(false);
     }
+    run_command(command, "report", report, timeout).await?;
+    Ok(true)
+}
+
+/// Runs `command` with `notice`'s JSON on stdin
+/// (`CERTCTL_NOTIFY_KIND=failure`). Bounded by `timeout`.
+pub async fn notify_failure(
+    command: &[String],
+    notice: &FailureNotice,
+    timeout: Duration,
+) -> Result<(), NotifyError> {
+    run_command(command, "failure", notice, timeout).await
+}
+
+async fn run_command(
+    command: &[String],
+    kind: &str,
+    document: &impl Serialize,
+    timeout: Duration,
+) -> Result<(), NotifyError> {
     let (program, args) = command.split_first().ok_or(NotifyError::Empty)?;
     let spawn_err = |source| NotifyError::Spawn {
         program: program.clone(),
         source,
     };
     let json =
-        serde_json::to_vec_pretty(report).map_err(|e| spawn_err(std::io::Error::other(e)))?;
+        serde_json::to_vec_pretty(document).map_err(|e| spawn_err(std::io::Error::other(e)))?;
     let run = async {
         let mut child = tokio::process::Command::new(program)
             .args(args)
+            .env("CERTCTL_NOTIFY_KIND", kind)
             .stdin(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -71,7 +152,7 @@ pub async fn notify(
         }
         let status = child.wait().await.map_err(spawn_err)?;
         if status.success() {
-            Ok(true)
+            Ok(())
         } else {
             Err(NotifyError::Failed {
                 program: program.clone(),

@@ -17,6 +17,9 @@
 //! - `certctl_certificate_severity{certificate}`: worst severity, 0 ok,
 //!   1 warning, 2 critical, 3 unknown.
 //! - `certctl_report_timestamp_seconds`: when the report was made.
+//!
+//! certctl's own health (steps, renewals, deployments, notify failures) is
+//! rendered beside these by [`super::write_textfile`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -39,22 +42,49 @@ pub(crate) fn escape_label(v: &str) -> String {
     s
 }
 
-struct Family {
+/// The families [`render_prometheus`] writes (the report's own), so a write
+/// without a report can keep them from the previous file.
+pub(crate) const REPORT_FAMILIES: [&str; 9] = [
+    "certctl_certificate_not_after_seconds",
+    "certctl_certificate_not_before_seconds",
+    "certctl_certificate_chain_not_after_seconds",
+    "certctl_certificate_renewal_due_seconds",
+    "certctl_certificate_severity",
+    "certctl_probe_success",
+    "certctl_probe_duration_seconds",
+    "certctl_finding",
+    "certctl_report_timestamp_seconds",
+];
+
+/// One metric family: its help, type and samples.
+pub(crate) struct Family {
     name: &'static str,
     help: &'static str,
+    kind: &'static str,
     samples: Vec<(String, String)>,
 }
 
 impl Family {
-    fn new(name: &'static str, help: &'static str) -> Self {
+    /// A gauge.
+    pub(crate) fn new(name: &'static str, help: &'static str) -> Self {
         Self {
             name,
             help,
+            kind: "gauge",
             samples: Vec::new(),
         }
     }
 
-    fn push(&mut self, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    /// A counter.
+    pub(crate) fn counter(name: &'static str, help: &'static str) -> Self {
+        Self {
+            kind: "counter",
+            ..Self::new(name, help)
+        }
+    }
+
+    /// Adds a sample; label values are escaped.
+    pub(crate) fn push(&mut self, labels: &[(&str, &str)], value: impl std::fmt::Display) {
         let mut l = String::new();
         for (i, (k, v)) in labels.iter().enumerate() {
             if i > 0 {
@@ -65,9 +95,13 @@ impl Family {
         self.samples.push((l, value.to_string()));
     }
 
-    fn write(&self, out: &mut String) {
+    /// Appends the family (nothing when it has no sample).
+    pub(crate) fn write(&self, out: &mut String) {
+        if self.samples.is_empty() {
+            return;
+        }
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
-        let _ = writeln!(out, "# TYPE {} gauge", self.name);
+        let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
         for (labels, value) in &self.samples {
             if labels.is_empty() {
                 let _ = writeln!(out, "{} {value}", self.name);

@@ -318,6 +318,14 @@ fn prometheus_labels_are_escaped_and_families_typed() {
         "certctl_probe_success{certificate=\"www\",node=\"n2\",sni=\"we\\\"ird\\\\name\"} 0"
     ));
     assert!(text.contains("\ncertctl_report_timestamp_seconds "));
+    // A write without a report keeps exactly these families from the old file.
+    for line in text.lines() {
+        let name = match line.strip_prefix("# ") {
+            Some(rest) => rest.split(' ').nth(1).expect("name"),
+            None => line.split(['{', ' ']).next().expect("name"),
+        };
+        assert!(prometheus::REPORT_FAMILIES.contains(&name), "{name}");
+    }
     for line in text.lines() {
         assert!(!line.is_empty());
         if !line.starts_with('#') {

@@ -32,6 +32,10 @@ pub(crate) struct DeployArgs {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// Also record the deploy step in the store and write the Prometheus
+    /// textfile (atomically) to FILE, keeping the figures of the other steps.
+    #[arg(long, value_name = "FILE", conflicts_with = "dry_run")]
+    prometheus: Option<std::path::PathBuf>,
 }
 
 /// Arguments of `certctl rollback`.
@@ -122,9 +126,21 @@ pub(crate) async fn deploy(ctx: &Ctx, args: DeployArgs) -> anyhow::Result<ExitCo
         max_failures: args.max_failures,
         force: args.force,
     };
+    let mut rec = match &args.prometheus {
+        Some(_) => super::health::Recorder::create(&inv)?,
+        None => super::health::Recorder::none(),
+    };
+    rec.started(acme_core::report::Step::Deploy);
     let bar = Bar::new(ctx, args.json);
     let results = deploy::deploy(&inv, &store, &opts, &bar).await;
     bar.finish();
+    let ok = results
+        .as_ref()
+        .is_ok_and(|r| !r.iter().any(NodeResult::is_failure));
+    rec.ended(acme_core::report::Step::Deploy, ok);
+    if let Some(path) = &args.prometheus {
+        rec.write_textfile(path, None, &inv)?;
+    }
     let results = results?;
     show(ctx, &results, args.json)
 }

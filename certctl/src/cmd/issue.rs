@@ -36,6 +36,10 @@ pub(crate) struct RenewArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Also record the renew step in the store and write the Prometheus
+    /// textfile (atomically) to FILE, keeping the figures of the other steps.
+    #[arg(long, value_name = "FILE", conflicts_with = "dry_run")]
+    prometheus: Option<std::path::PathBuf>,
 }
 
 /// Arguments of `certctl list`.
@@ -64,7 +68,7 @@ pub(crate) async fn issue(ctx: &Ctx, args: IssueArgs) -> anyhow::Result<ExitCode
         force: true,
         dry_run: false,
     };
-    renew_with(ctx, opts, args.json).await
+    renew_with(ctx, opts, args.json, None).await
 }
 
 pub(crate) async fn renew(ctx: &Ctx, args: RenewArgs) -> anyhow::Result<ExitCode> {
@@ -73,7 +77,7 @@ pub(crate) async fn renew(ctx: &Ctx, args: RenewArgs) -> anyhow::Result<ExitCode
         force: args.force,
         dry_run: args.dry_run,
     };
-    renew_with(ctx, opts, args.json).await
+    renew_with(ctx, opts, args.json, args.prometheus.as_deref()).await
 }
 
 /// Warns about loose modes in a store opened read-only (a writing command repairs them).
@@ -163,9 +167,32 @@ pub(crate) async fn renew_outcomes(
     Ok(acme::renew(inv, &store, opts).await?)
 }
 
-async fn renew_with(ctx: &Ctx, opts: RenewOptions, json: bool) -> anyhow::Result<ExitCode> {
+async fn renew_with(
+    ctx: &Ctx,
+    opts: RenewOptions,
+    json: bool,
+    prometheus: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use acme_core::report::Step;
     let inv = ctx.inventory()?;
-    let outcomes = renew_outcomes(ctx, &inv, &opts).await?;
+    let mut rec = match prometheus {
+        Some(_) => {
+            check_names(&inv, &opts.names)?;
+            super::health::Recorder::create(&inv)?
+        }
+        None => super::health::Recorder::none(),
+    };
+    rec.started(Step::Renew);
+    let outcomes = renew_outcomes(ctx, &inv, &opts).await;
+    let ok = outcomes.as_ref().is_ok_and(|o| {
+        !o.iter()
+            .any(|o| matches!(o.result, RenewResult::Failed { .. }))
+    });
+    rec.ended(Step::Renew, ok);
+    if let Some(path) = prometheus {
+        rec.write_textfile(path, None, &inv)?;
+    }
+    let outcomes = outcomes?;
     if json {
         print_json(&outcomes.iter().map(OutcomeJson::from).collect::<Vec<_>>())?;
     } else {

@@ -2,6 +2,7 @@
 
 pub(crate) mod account;
 pub(crate) mod deploy;
+pub(crate) mod health;
 pub(crate) mod issue;
 pub(crate) mod report;
 pub(crate) mod revoke;

@@ -146,36 +146,52 @@ pub(crate) async fn report(ctx: &Ctx, args: ReportArgs) -> anyhow::Result<ExitCo
     };
     let out = ReportOutput {
         json: args.json,
-        prometheus: args.prometheus,
         html: args.html,
         notify: !args.no_notify,
     };
-    let severity = emit(ctx, &inventory, store.as_ref(), &opts, &out).await?;
-    Ok(exit(severity))
+    // With --prometheus the report step's figures are kept in the store
+    // (which then is written: its health record); without, nothing is.
+    let mut rec = match &args.prometheus {
+        Some(_) => super::health::Recorder::if_exists(&inventory)?,
+        None => super::health::Recorder::none(),
+    };
+    rec.started(acme_core::report::Step::Report);
+    let emitted = emit(ctx, &inventory, store.as_ref(), &opts, &out).await;
+    rec.ended(acme_core::report::Step::Report, emitted.is_ok());
+    let emitted = emitted?;
+    if emitted.notify_failed {
+        rec.notify_failed();
+    }
+    if let Some(path) = &args.prometheus {
+        rec.write_textfile(path, Some(&emitted.report), &inventory)?;
+    }
+    Ok(exit(emitted.report.severity))
 }
 
 /// How a report is delivered.
 pub(crate) struct ReportOutput {
     pub(crate) json: bool,
-    pub(crate) prometheus: Option<PathBuf>,
     pub(crate) html: Option<PathBuf>,
     pub(crate) notify: bool,
 }
 
-/// Gathers the report, prints it, writes the textfile, runs the notify hook;
-/// returns the overall severity. Shared with `certctl run`.
+/// A report made and delivered.
+pub(crate) struct Emitted {
+    pub(crate) report: report::Report,
+    /// The notify command failed (it was said on stderr).
+    pub(crate) notify_failed: bool,
+}
+
+/// Gathers the report, prints it, runs the notify hook. Shared with
+/// `certctl run`; the caller writes the textfile.
 pub(crate) async fn emit(
     ctx: &Ctx,
     inventory: &acme_core::Inventory,
     store: Option<&acme_core::Store>,
     opts: &ReportOptions,
     out: &ReportOutput,
-) -> anyhow::Result<Severity> {
+) -> anyhow::Result<Emitted> {
     let report = report::gather(inventory, store, opts).await?;
-    if let Some(path) = &out.prometheus {
-        report::write_prometheus(&report, path)
-            .with_context(|| format!("cannot write the Prometheus textfile {}", path.display()))?;
-    }
     if let Some(path) = &out.html {
         report::write_html(&report, env!("CARGO_PKG_VERSION"), path)
             .with_context(|| format!("cannot write the HTML report {}", path.display()))?;
@@ -185,16 +201,21 @@ pub(crate) async fn emit(
     } else {
         print_report_table(ctx, &report)?;
     }
+    let mut notify_failed = false;
     if let (Some(cmd), true) = (&inventory.report.notify, out.notify) {
-        if let Err(e) = report::notify(cmd, &report, Duration::from_secs(60)).await {
+        if let Err(e) = report::notify(cmd, &report, super::health::NOTIFY_TIMEOUT).await {
             // The report itself is complete; say so and keep its status.
             eprintln!(
                 "certctl: warning: {}",
                 crate::output::error_text(&anyhow::Error::new(e))
             );
+            notify_failed = true;
         }
     }
-    Ok(report.severity)
+    Ok(Emitted {
+        report,
+        notify_failed,
+    })
 }
 
 /// The exit code for a report severity (monitoring-plugin convention).

@@ -29,7 +29,7 @@ pub(crate) struct RunArgs {
 }
 
 /// Arguments of `certctl systemd`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct SystemdArgs {
     /// Path of the certctl binary in the units.
     #[arg(long, default_value = "/usr/local/bin/certctl")]
@@ -43,13 +43,20 @@ pub(crate) struct SystemdArgs {
     /// Write certctl.service and certctl.timer into this directory instead of printing them.
     #[arg(long)]
     output_dir: Option<PathBuf>,
+    /// Have the service write the Prometheus textfile FILE (`run --prometheus`;
+    /// its directory becomes writable for the service too).
+    #[arg(long, value_name = "FILE")]
+    prometheus: Option<PathBuf>,
 }
 
 /// Renew what is due, deploy what nodes lack, then report: one exit code, the
-/// worst of the three (an item that failed counts as critical).
+/// worst of the three (an item that failed counts as critical). Each step's
+/// start and end is recorded in the store's health record; a failed renewal
+/// or deployment is sent to `[report] notify` as a failure notice.
 pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     use acme_core::acme::{RenewOptions, RenewResult};
     use acme_core::deploy::{DeployOptions, NoProgress, Outcome};
+    use acme_core::report::Step;
 
     let inv = ctx.inventory()?;
     if let Some(max) = args.random_delay.filter(|d| !d.is_zero()) {
@@ -58,93 +65,164 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(?wait, "random delay before the run");
         tokio::time::sleep(wait).await;
     }
+    let run_id = super::health::run_id();
     let mut code = 0u8;
-    {
-        let (store, _lock) = super::issue::open_store_locked(ctx, &inv)?;
+    let mut failures = Vec::new();
+    let (store, lock) = super::issue::open_store_locked(ctx, &inv)?;
+    let mut rec = super::health::Recorder::create(&inv)?;
+    rec.started(Step::Run);
 
-        // 1. Renew what is due.
-        let outcomes = acme_core::acme::renew(&inv, &store, &RenewOptions::default()).await?;
-        for o in &outcomes {
-            match &o.result {
-                RenewResult::Issued { release, reason } => eprintln!(
-                    "certctl: renew: {} issued {} ({reason})",
-                    crate::output::clean(&o.name),
-                    release.version
-                ),
-                RenewResult::Failed { error, .. } => {
-                    eprintln!(
-                        "certctl: renew: {} FAILED: {}",
-                        o.name,
-                        crate::output::clean(&super::issue::error_line(error))
-                    )
+    // 1. Renew what is due.
+    rec.started(Step::Renew);
+    let before = failures.len();
+    match acme_core::acme::renew(&inv, &store, &RenewOptions::default()).await {
+        Ok(outcomes) => {
+            for o in &outcomes {
+                match &o.result {
+                    RenewResult::Issued { release, reason } => eprintln!(
+                        "certctl: renew: {} issued {} ({reason})",
+                        crate::output::clean(&o.name),
+                        release.version
+                    ),
+                    RenewResult::Failed { error, .. } => {
+                        eprintln!(
+                            "certctl: renew: {} FAILED: {}",
+                            o.name,
+                            crate::output::clean(&super::issue::error_line(error))
+                        );
+                        failures.push(super::health::failure(
+                            Step::Renew,
+                            Some(&o.name),
+                            None,
+                            error.kind(),
+                            error,
+                        ));
+                    }
+                    RenewResult::Deferred { until } => eprintln!(
+                        "certctl: renew: {} deferred: the CA asked to wait until {until}",
+                        o.name
+                    ),
+                    _ => {}
                 }
-                RenewResult::Deferred { until } => eprintln!(
-                    "certctl: renew: {} deferred: the CA asked to wait until {until}",
-                    o.name
-                ),
-                _ => {}
             }
+            super::issue::print_damage(&outcomes, "renew: ");
+            code = code.max(super::issue::outcome_code(&outcomes));
         }
-        super::issue::print_damage(&outcomes, "renew: ");
-        code = code.max(super::issue::outcome_code(&outcomes));
+        Err(e) => {
+            failures.push(super::health::failure(
+                Step::Renew,
+                None,
+                None,
+                e.kind(),
+                &e,
+            ));
+            eprintln!(
+                "certctl: renew: {}",
+                crate::output::error_text(&anyhow::Error::new(e))
+            );
+            code = code.max(crate::exit::ERROR);
+        }
+    }
+    rec.ended(Step::Renew, failures.len() == before);
 
-        // 2. Deploy what nodes lack (nodes already serving the version are skipped).
-        let opts = DeployOptions {
-            max_failures: args.max_failures,
-            ..Default::default()
-        };
-        match acme_core::deploy::deploy(&inv, &store, &opts, &NoProgress).await {
-            Ok(results) => {
-                for r in &results {
-                    match &r.outcome {
-                        Outcome::Deployed { to, .. } => {
-                            eprintln!(
-                                "certctl: deploy: {} on {}: deployed {to}",
-                                r.certificate, r.node
-                            )
-                        }
-                        Outcome::Unchanged { .. } | Outcome::Planned { .. } => {}
-                        other if r.is_failure() => eprintln!(
+    // 2. Deploy what nodes lack (nodes already serving the version are skipped).
+    rec.started(Step::Deploy);
+    let before = failures.len();
+    let opts = DeployOptions {
+        max_failures: args.max_failures,
+        ..Default::default()
+    };
+    match acme_core::deploy::deploy(&inv, &store, &opts, &NoProgress).await {
+        Ok(results) => {
+            for r in &results {
+                match &r.outcome {
+                    Outcome::Deployed { to, .. } => {
+                        eprintln!(
+                            "certctl: deploy: {} on {}: deployed {to}",
+                            r.certificate, r.node
+                        )
+                    }
+                    Outcome::Failed { error: e } | Outcome::RolledBack { reason: e, .. } => {
+                        eprintln!(
                             "certctl: deploy: {} on {}: {}",
                             r.certificate,
                             r.node,
-                            serde_json::to_string(other).unwrap_or_default()
-                        ),
-                        _ => {}
+                            serde_json::to_string(&r.outcome).unwrap_or_default()
+                        );
+                        failures.push(super::health::failure(
+                            Step::Deploy,
+                            Some(&r.certificate),
+                            Some(&r.node),
+                            e.kind(),
+                            e,
+                        ));
                     }
-                }
-                if results.iter().any(|r| r.is_failure()) {
-                    code = code.max(crate::exit::CRITICAL);
+                    _ => {}
                 }
             }
-            Err(e) => {
-                eprintln!(
-                    "certctl: deploy: {}",
-                    crate::output::error_text(&anyhow::Error::new(e))
-                );
+            if results.iter().any(|r| r.is_failure()) {
                 code = code.max(crate::exit::CRITICAL);
             }
         }
+        Err(e) => {
+            failures.push(super::health::failure(
+                Step::Deploy,
+                None,
+                None,
+                e.kind(),
+                &e,
+            ));
+            eprintln!(
+                "certctl: deploy: {}",
+                crate::output::error_text(&anyhow::Error::new(e))
+            );
+            code = code.max(crate::exit::CRITICAL);
+        }
     }
+    rec.ended(Step::Deploy, failures.len() == before);
+    drop(lock);
 
     // 3. Report (read-only; the lock is released).
+    rec.started(Step::Report);
     let store = acme_core::Store::open_existing(&inv.store).ok();
     let out = super::report::ReportOutput {
         json: args.json,
-        prometheus: args.prometheus,
         html: None,
         notify: !args.no_notify,
     };
-    let severity = super::report::emit(
+    let emitted = super::report::emit(
         ctx,
         &inv,
         store.as_ref(),
         &acme_core::report::ReportOptions::default(),
         &out,
     )
-    .await?;
-    code = code.max(super::report::exit_code(severity));
-    Ok(ExitCode::from(code))
+    .await;
+    rec.ended(Step::Report, emitted.is_ok());
+    let (report, report_error) = match emitted {
+        Ok(e) => {
+            if e.notify_failed {
+                rec.notify_failed();
+            }
+            code = code.max(super::report::exit_code(e.report.severity));
+            (Some(e.report), None)
+        }
+        // Returned last, as before: `main` prints it (a broken pipe is success).
+        Err(e) => (None, Some(e)),
+    };
+    rec.ended(Step::Run, failures.is_empty() && report.is_some());
+
+    // A failed renewal or deployment is told, whatever the report says.
+    if !failures.is_empty() && !args.no_notify {
+        super::health::notify_failures(&inv, &mut rec, run_id, failures).await;
+    }
+    if let Some(path) = &args.prometheus {
+        rec.write_textfile(path, report.as_ref(), &inv)?;
+    }
+    match report_error {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::from(code)),
+    }
 }
 
 /// One word of a unit file value, quoted for systemd (systemd.syntax(7),
@@ -361,6 +439,15 @@ fn check_systemd_args(
     text(&args.binary, "--binary")?;
     text(config, "--config")?;
     text(store, "the inventory's store")?;
+    if let Some(p) = &args.prometheus {
+        text(p, "--prometheus")?;
+        if p.parent().is_none_or(|d| d == std::path::Path::new("/")) || p.file_name().is_none() {
+            return Err(UsageError(format!(
+                "--prometheus `{}` must be a file in a directory other than /",
+                crate::output::clean(&p.to_string_lossy())
+            )));
+        }
+    }
     check_unit_value("--on-calendar", &args.on_calendar)?;
     check_unit_value("--randomized-delay", &args.randomized_delay)?;
     check_on_calendar(&args.on_calendar)
@@ -378,8 +465,9 @@ fn units(
     config: &std::path::Path,
     store: &std::path::Path,
 ) -> (String, String) {
-    let service = format!(
-        "\
+    let service =
+        format!(
+            "\
 # certctl.service — written by `certctl systemd`
 [Unit]
 Description=certctl: renew due certificates, deploy them to the edge nodes, report expiry
@@ -389,13 +477,13 @@ After=network-online.target
 
 [Service]
 Type=oneshot
-ExecStart={binary} --config {config} run
+ExecStart={binary} --config {config} run{textfile}
 # Logs go to the journal as plain lines; -v for more detail.
 SyslogIdentifier=certctl
 UMask=0077
 # Hardening: the store is the only place certctl writes to.
 ProtectSystem=strict
-ReadWritePaths={store}
+ReadWritePaths={store}{textfile_dir}
 PrivateTmp=yes
 PrivateDevices=yes
 ProtectHome=read-only
@@ -417,11 +505,19 @@ CapabilityBoundingSet=
 # A stuck run must not block the next timer forever.
 TimeoutStartSec=1h
 ",
-        // The command itself is not subject to `$` expansion, its arguments are.
-        binary = systemd_quote(&args.binary.to_string_lossy(), false),
-        config = systemd_quote(&config.to_string_lossy(), true),
-        store = systemd_quote(&store.to_string_lossy(), false),
-    );
+            // The command itself is not subject to `$` expansion, its arguments are.
+            binary = systemd_quote(&args.binary.to_string_lossy(), false),
+            config = systemd_quote(&config.to_string_lossy(), true),
+            store = systemd_quote(&store.to_string_lossy(), false),
+            textfile = args.prometheus.as_ref().map_or(String::new(), |p| format!(
+                " --prometheus {}",
+                systemd_quote(&p.to_string_lossy(), true)
+            )),
+            textfile_dir = args.prometheus.as_ref().and_then(|p| p.parent()).map_or(
+                String::new(),
+                |d| format!(" {}", systemd_quote(&d.to_string_lossy(), false))
+            ),
+        );
     let timer = format!(
         "\
 # certctl.timer — written by `certctl systemd`
@@ -540,6 +636,7 @@ mod tests {
             on_calendar: "hourly".into(),
             randomized_delay: "10m".into(),
             output_dir: None,
+            prometheus: None,
         };
         let (service, timer) = units(&args, "/etc/certctl/c.toml".as_ref(), "/srv/certs".as_ref());
         assert!(service.contains("ExecStart=/usr/bin/certctl --config /etc/certctl/c.toml run"));
@@ -552,6 +649,39 @@ mod tests {
             assert!(service.contains(line), "{line}");
         }
         assert!(timer.contains("OnCalendar=hourly") && timer.contains("RandomizedDelaySec=10m"));
+        assert!(!service.contains("--prometheus"));
+    }
+
+    #[test]
+    fn a_textfile_is_written_by_the_service_and_its_directory_writable() {
+        let args = SystemdArgs {
+            binary: "/usr/bin/certctl".into(),
+            on_calendar: "daily".into(),
+            randomized_delay: "1h".into(),
+            output_dir: None,
+            prometheus: Some("/var/lib/prometheus/node-exporter/certctl.prom".into()),
+        };
+        let c = std::path::Path::new("/etc/certctl/c.toml");
+        let st = std::path::Path::new("/var/lib/certctl");
+        assert!(check_systemd_args(&args, c, st).is_ok());
+        let (service, _) = units(&args, c, st);
+        assert!(
+            service.contains(
+                "ExecStart=/usr/bin/certctl --config /etc/certctl/c.toml run --prometheus /var/lib/prometheus/node-exporter/certctl.prom\n"
+            ),
+            "{service}"
+        );
+        assert!(
+            service.contains("ReadWritePaths=/var/lib/certctl /var/lib/prometheus/node-exporter\n"),
+            "{service}"
+        );
+        for bad in ["certctl.prom", "/certctl.prom", "/var/lib/x\n.prom"] {
+            let a = SystemdArgs {
+                prometheus: Some(bad.into()),
+                ..args.clone()
+            };
+            assert!(check_systemd_args(&a, c, st).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -573,6 +703,7 @@ mod tests {
             on_calendar: "daily".into(),
             randomized_delay: "1h".into(),
             output_dir: None,
+            prometheus: None,
         };
         let (service, _) = units(
             &args,
@@ -596,6 +727,7 @@ mod tests {
             on_calendar: "*-*-* 00/6:00:00".into(),
             randomized_delay: "1h 30min".into(),
             output_dir: None,
+            prometheus: None,
         };
         let c = std::path::Path::new("/etc/certctl/c.toml");
         let st = std::path::Path::new("/var/lib/certctl");
@@ -606,6 +738,7 @@ mod tests {
                 on_calendar: good.on_calendar.clone(),
                 randomized_delay: good.randomized_delay.clone(),
                 output_dir: None,
+                prometheus: good.prometheus.clone(),
             };
             f(&mut a);
             check_systemd_args(&a, c, st).map_err(|e| e.0)
