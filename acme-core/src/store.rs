@@ -621,19 +621,37 @@ impl Store {
         Ok(StoreLock { _file: file })
     }
 
-    fn account_path(&self, directory: &str) -> PathBuf {
+    /// `accounts/<sha256(directory)><suffix>`.
+    fn account_file(&self, directory: &str, suffix: &str) -> PathBuf {
         let digest = aws_lc_rs_digest(directory.as_bytes());
-        self.root.join("accounts").join(format!("{digest}.json"))
+        self.root.join("accounts").join(format!("{digest}{suffix}"))
+    }
+
+    fn account_path(&self, directory: &str) -> PathBuf {
+        self.account_file(directory, ".json")
+    }
+
+    /// Account credentials at `p`, `None` if there are none.
+    fn read_account_file(p: &Path, what: &'static str) -> Result<Option<crate::secret::Secret>> {
+        match crate::fsread::read_file(p, crate::fsread::FileKind::Account) {
+            Ok(b) => Ok(Some(crate::secret::Secret::new(b))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(what, p)(e)),
+        }
+    }
+
+    /// Removes the account credentials at `p` (gone already is fine), durably.
+    fn remove_account_file(p: &Path, what: &'static str) -> Result<()> {
+        match fs::remove_file(p) {
+            Ok(()) => sync_dir(p.parent().unwrap_or(Path::new("."))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(what, p)(e)),
+        }
     }
 
     /// The stored ACME account credentials (JSON) for `directory`, if any.
     pub fn load_account(&self, directory: &str) -> Result<Option<crate::secret::Secret>> {
-        let p = self.account_path(directory);
-        match crate::fsread::read_file(&p, crate::fsread::FileKind::Account) {
-            Ok(b) => Ok(Some(crate::secret::Secret::new(b))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("read account", &p)(e)),
-        }
+        Self::read_account_file(&self.account_path(directory), "read account")
     }
 
     /// Stores ACME account credentials (JSON, mode 0600) for `directory`.
@@ -645,32 +663,22 @@ impl Store {
     /// Removes the stored account for `directory` (the CA no longer knows it).
     pub fn forget_account(&self, directory: &str) -> Result<()> {
         self.writable("remove the account")?;
-        let p = self.account_path(directory);
-        match fs::remove_file(&p) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("remove account", &p)(e)),
-        }
+        Self::remove_account_file(&self.account_path(directory), "remove account")
     }
 
     /// `accounts/<sha256>.pending.json`: a new account key made by
     /// `certctl account rollover` and stored before the CA is told of it.
     fn pending_account_path(&self, directory: &str) -> PathBuf {
-        let digest = aws_lc_rs_digest(directory.as_bytes());
-        self.root
-            .join("accounts")
-            .join(format!("{digest}.pending.json"))
+        self.account_file(directory, ".pending.json")
     }
 
     /// The pending account credentials (JSON) of a key rollover for
     /// `directory` that has not been settled yet, if any.
     pub fn load_pending_account(&self, directory: &str) -> Result<Option<crate::secret::Secret>> {
-        let p = self.pending_account_path(directory);
-        match crate::fsread::read_file(&p, crate::fsread::FileKind::Account) {
-            Ok(b) => Ok(Some(crate::secret::Secret::new(b))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("read pending account", &p)(e)),
-        }
+        Self::read_account_file(
+            &self.pending_account_path(directory),
+            "read pending account",
+        )
     }
 
     /// Stores the credentials with the new key of a rollover (JSON, mode
@@ -683,12 +691,10 @@ impl Store {
     /// Removes the pending credentials (the CA kept the current key).
     pub fn forget_pending_account(&self, directory: &str) -> Result<()> {
         self.writable("remove the pending account key")?;
-        let p = self.pending_account_path(directory);
-        match fs::remove_file(&p) {
-            Ok(()) => sync_dir(p.parent().unwrap_or(Path::new("."))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("remove pending account", &p)(e)),
-        }
+        Self::remove_account_file(
+            &self.pending_account_path(directory),
+            "remove pending account",
+        )
     }
 
     /// Makes the pending credentials the account's (the CA has the new
