@@ -33,6 +33,11 @@ Fault injection:
   disk-fill I | disk-free I             fill / free node I's certificate tmpfs
   nginx-break I | nginx-fix I           make node I's nginx config fail 'nginx -t' / undo
 
+HA store (a real 3-member etcd cluster, members on 127.0.2.1..3, clients :2379):
+  etcd up | down           start / stop all three members (data kept in \$LAB/etcd)
+  etcd stop I | start I    stop / start member I (1..3): one down keeps quorum, two lose it
+  etcd status | endpoints  one line per member / the client URLs, comma-separated
+
 Load:
   load N                  serve N more certificates (load001..loadN, lNNN.load.example.test) on every
                           node, with self-signed bootstrap material, and write \$LAB/load/certctl.toml
@@ -137,6 +142,7 @@ ensure_packages() {
         [pebble]=pebble [named]=bind9 [tsig-keygen]=bind9 [dig]=bind9-dnsutils [nsupdate]=bind9-dnsutils
         [nginx]=nginx-light [/usr/sbin/sshd]=openssh-server [ssh]=openssh-client [ssh-keygen]=openssh-client
         [openssl]=openssl [curl]=curl [flock]=util-linux [ip]=iproute2
+        [etcd]=etcd-server [etcdctl]=etcd-client
     )
     local b missing=()
     for b in "${!bins[@]}"; do
@@ -161,7 +167,7 @@ ensure_packages() {
     ((rc == 0)) || die "apt-get install ${missing[*]} failed"
     # packaged services must not grab our ports (no systemd here, but invoke-rc.d may start them)
     local svc
-    for svc in named nginx ssh; do
+    for svc in named nginx ssh etcd; do
         if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
     done
 }
@@ -991,6 +997,119 @@ print_env() {
         CERTCTL_CONFIG "$LAB/certctl.toml"
 }
 
+# ---------------------------------------------------------------- etcd (the HA store)
+
+# Three members of one real etcd cluster (Debian's etcd-server), each with its
+# own loopback address and data directory: member I listens on 127.0.2.I,
+# clients on :2379 and peers on :2380. `etcd stop I` / `etcd start I` inject
+# the loss of one member (quorum kept) or two (quorum lost).
+ETCD_MEMBERS=3
+etcd_addr() { echo "127.0.2.$1"; }
+etcd_dir() { echo "$LAB/etcd/m$1"; }
+etcd_endpoints() {
+    local i out=()
+    for ((i = 1; i <= ETCD_MEMBERS; i++)); do out+=("http://$(etcd_addr "$i"):2379"); done
+    local IFS=,
+    echo "${out[*]}"
+}
+
+check_member_index() {
+    [[ "${1:-}" =~ ^[1-9]$ ]] && (($1 <= ETCD_MEMBERS)) || die "etcd member must be 1..$ETCD_MEMBERS, got '${1:-}'"
+}
+
+etcd_member_answers() {
+    curl -fsS --max-time 1 "http://$(etcd_addr "$1"):2379/health" 2>/dev/null | grep -q '"health":"true"'
+}
+
+start_etcd_member() {
+    local i="$1" d pid cluster="" j
+    d="$(etcd_dir "$i")"
+    if pid_alive "$d/etcd.pid" etcd; then return 0; fi
+    mkdir -p "$d"
+    chmod 700 "$d"
+    for ((j = 1; j <= ETCD_MEMBERS; j++)); do
+        cluster+="${cluster:+,}m$j=http://$(etcd_addr "$j"):2380"
+    done
+    echo "=== $(date -Is) start" >>"$d/etcd.log"
+    # The --initial-* flags matter only for an empty data directory.
+    setsid etcd --name "m$i" --data-dir "$d/data" \
+        --listen-client-urls "http://$(etcd_addr "$i"):2379" \
+        --advertise-client-urls "http://$(etcd_addr "$i"):2379" \
+        --listen-peer-urls "http://$(etcd_addr "$i"):2380" \
+        --initial-advertise-peer-urls "http://$(etcd_addr "$i"):2380" \
+        --initial-cluster "$cluster" --initial-cluster-token certctl-lab \
+        --initial-cluster-state new \
+        </dev/null >>"$d/etcd.log" 2>&1 8>&- 9>&- &
+    pid=$!
+    echo "$pid" >"$d/etcd.pid"
+}
+
+stop_etcd_member() { stop_pidfile "$(etcd_dir "$1")/etcd.pid" etcd "etcd member $1"; }
+
+# A member answers /health only once the cluster has a leader: wait for every
+# running member (or, after `start I`, for that one).
+wait_etcd() {
+    local i
+    for i in "$@"; do
+        if ! wait_for 30 etcd_member_answers "$i"; then
+            log_tail "$(etcd_dir "$i")/etcd.log"
+            die "etcd member $i did not become healthy on http://$(etcd_addr "$i"):2379"
+        fi
+    done
+}
+
+etcd_env() {
+    printf 'export %s=%q\n' CERTCTL_LAB_ETCD "$(etcd_endpoints)"
+}
+
+cmd_etcd() {
+    local op="${1:-}" i
+    (($#)) && shift
+    case "$op" in
+        up)
+            need_root
+            command -v etcd >/dev/null 2>&1 || die "etcd is not installed (apt-get install etcd-server etcd-client)"
+            take_lock
+            for ((i = 1; i <= ETCD_MEMBERS; i++)); do start_etcd_member "$i"; done
+            wait_etcd $(seq 1 "$ETCD_MEMBERS")
+            etcd_env >"$LAB/etcd/env"
+            info "etcd up: $ETCD_MEMBERS members, endpoints $(etcd_endpoints)"
+            ;;
+        down)
+            need_root
+            take_lock
+            for ((i = 1; i <= ETCD_MEMBERS; i++)); do stop_etcd_member "$i"; done
+            info "etcd is down (data kept in $LAB/etcd)"
+            ;;
+        stop)
+            check_member_index "${1:-}"
+            need_root
+            take_lock
+            stop_etcd_member "$1"
+            ;;
+        start)
+            check_member_index "${1:-}"
+            need_root
+            take_lock
+            start_etcd_member "$1"
+            # A lone member cannot answer /health without quorum: wait only
+            # when a majority will be running.
+            local up=0
+            for ((i = 1; i <= ETCD_MEMBERS; i++)); do
+                pid_alive "$(etcd_dir "$i")/etcd.pid" etcd && up=$((up + 1))
+            done
+            if ((up * 2 > ETCD_MEMBERS)); then wait_etcd "$1"; fi
+            ;;
+        endpoints) etcd_endpoints ;;
+        status)
+            for ((i = 1; i <= ETCD_MEMBERS; i++)); do
+                status_line "etcd m$i" "$(component_status "$(etcd_dir "$i")/etcd.pid" etcd) $(etcd_addr "$i"):2379"
+            done
+            ;;
+        *) die "usage: $PROG etcd up|down|stop I|start I|status|endpoints" ;;
+    esac
+}
+
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
@@ -1035,6 +1154,8 @@ cmd_down() {
         pids+=($!)
     done
     ((${#pids[@]} == 0)) || wait "${pids[@]}" || true
+    local m
+    for ((m = 1; m <= ETCD_MEMBERS; m++)); do stop_etcd_member "$m"; done
     stop_pebble
     stop_named named2
     stop_named named
@@ -1066,6 +1187,7 @@ cmd_status() {
         status_line "node$i sshd" "$(component_status "$d/sshd.pid" sshd) $(node_addr "$i"):22"
         status_line "node$i nginx" "$(component_status "$d/nginx/nginx.pid" nginx) $(node_addr "$i"):443$extra"
     done | sort -s -V -k1,1
+    if [[ -d "$LAB/etcd" ]]; then cmd_etcd status; fi
     ((n > 0)) || true
 }
 
@@ -1177,6 +1299,7 @@ main() {
         nginx-break) cmd_nginx_fault break "$@" ;;
         nginx-fix) cmd_nginx_fault fix "$@" ;;
         load) cmd_load "$@" ;;
+        etcd) cmd_etcd "$@" ;;
         -h | --help | help) usage ;;
         "") usage >&2; exit 2 ;;
         *) echo "$PROG: unknown command '$cmd'" >&2; usage >&2; exit 2 ;;

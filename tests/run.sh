@@ -14,7 +14,7 @@ step() { printf '\n=== %s\n' "$*"; }
 
 step "packages"
 need=()
-for p in pebble bind9 bind9-dnsutils nginx-light openssh-server openssh-client openssl prometheus time certbot python3-certbot-dns-rfc2136; do
+for p in pebble bind9 bind9-dnsutils nginx-light openssh-server openssh-client openssl prometheus time certbot python3-certbot-dns-rfc2136 etcd-server etcd-client protobuf-compiler; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
 done
 if ((${#need[@]})); then
@@ -66,6 +66,10 @@ bash lab/lab.sh up "$CERTCTL_LAB_NODES"
 if ((was_up == 0)) && [[ -z ${CERTCTL_KEEP_LAB:-} ]]; then
     trap 'bash "$root/lab/lab.sh" down >/dev/null 2>&1 || true' EXIT
 fi
+# The HA store's tests (tests/tests/ha.rs, and the etcd store's own tests)
+# share one real 3-member etcd cluster; `lab.sh down` stops it too.
+bash lab/lab.sh etcd up
+export CERTCTL_TEST_ETCD=${CERTCTL_TEST_ETCD:-$(bash lab/lab.sh etcd endpoints)}
 
 step "tests (unit, API, lab)"
 test_log=$(mktemp)
