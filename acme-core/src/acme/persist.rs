@@ -490,6 +490,234 @@ pub async fn identity(
     })
 }
 
+/// The dns-01 solver an order of `cert` uses: its own, or for a persist
+/// solver its `fallback`, or [`NoDnsSolver`] when it has none (the order
+/// then never writes DNS: it fails first with the record's problem).
+pub(super) fn dns_solver(
+    inv: &crate::Inventory,
+    cert: &crate::inventory::CertificateConfig,
+) -> Result<std::sync::Arc<dyn crate::dns::DnsSolver>, crate::dns::DnsError> {
+    let name = match &cert.persist {
+        Some(p) => match &p.fallback {
+            Some(f) => f.as_str(),
+            None => {
+                return Ok(std::sync::Arc::new(NoDnsSolver {
+                    solver: cert.solver.clone(),
+                }))
+            }
+        },
+        None => cert.solver.as_str(),
+    };
+    match inv.solvers.get(name) {
+        Some(cfg) => crate::dns::solver(name, cfg),
+        None => Err(crate::dns::DnsError::NotADnsSolver {
+            solver: name.to_string(),
+        }),
+    }
+}
+
+/// The dns-01 "solver" of a persist solver without a fallback: it writes nothing.
+#[derive(Debug)]
+pub(super) struct NoDnsSolver {
+    solver: String,
+}
+
+#[async_trait::async_trait]
+impl crate::dns::DnsSolver for NoDnsSolver {
+    async fn present(
+        &self,
+        _: &DomainName,
+        _: &str,
+    ) -> Result<crate::dns::TxtRecord, crate::dns::DnsError> {
+        Err(self.refuse())
+    }
+    async fn wait_propagated(&self, _: &crate::dns::TxtRecord) -> Result<(), crate::dns::DnsError> {
+        Err(self.refuse())
+    }
+    async fn cleanup(&self, _: &crate::dns::TxtRecord) -> Result<(), crate::dns::DnsError> {
+        // Nothing was written, so nothing is left to remove.
+        Ok(())
+    }
+    async fn present_at(&self, _: &crate::dns::TxtRecord) -> Result<(), crate::dns::DnsError> {
+        Err(self.refuse())
+    }
+}
+
+impl NoDnsSolver {
+    fn refuse(&self) -> crate::dns::DnsError {
+        crate::dns::DnsError::NotADnsSolver {
+            solver: self.solver.clone(),
+        }
+    }
+}
+
+/// The challenge `cert` is answered with, as `renew --dry-run` and the
+/// report say it: `dns-01`, `dns-persist-01`, or
+/// `dns-persist-01 (fallback dns-01 via <solver>)`.
+pub fn method(cert: &crate::inventory::CertificateConfig) -> String {
+    match &cert.persist {
+        None => "dns-01".to_string(),
+        Some(p) => match &p.fallback {
+            None => DNS_PERSIST_01.to_string(),
+            Some(f) => format!("{DNS_PERSIST_01} (fallback dns-01 via {f})"),
+        },
+    }
+}
+
+/// One persistent record a certificate needs (`certctl persist-record`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedRecord {
+    /// The certificate.
+    pub certificate: String,
+    /// Its names this record validates (a wildcard and its base share one).
+    pub domains: Vec<String>,
+    /// The record's name.
+    pub name: String,
+    /// The TXT value.
+    pub value: String,
+    /// The draft whose format it follows.
+    pub draft: DraftVersion,
+}
+
+/// Why a record was not planned or published.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The certificate does not use a persist solver.
+    #[error("certificate `{certificate}` does not use a `type = \"persist\"` solver")]
+    NotPersist {
+        /// The certificate.
+        certificate: String,
+    },
+    /// The persist solver has no dns-01 solver to write with.
+    #[error("the persist solver of `{certificate}` has no `fallback` dns-01 solver to publish through; create the record at your DNS provider by hand")]
+    NoWriter {
+        /// The certificate.
+        certificate: String,
+    },
+    /// Writing or checking the record failed.
+    #[error("publishing {name}")]
+    Dns {
+        /// The record's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: crate::dns::DnsError,
+    },
+}
+
+/// The records the certificates `names` (all persist certificates when
+/// empty) need, one per record name.
+pub fn plan(
+    inv: &crate::Inventory,
+    id: &PersistIdentity,
+    names: &[String],
+) -> Result<Vec<PlannedRecord>, PublishError> {
+    let mut out: Vec<PlannedRecord> = Vec::new();
+    for c in &inv.certificates {
+        if !names.is_empty() && !names.iter().any(|n| n == c.name.as_str()) {
+            continue;
+        }
+        let Some(p) = &c.persist else {
+            if names.is_empty() {
+                continue;
+            }
+            return Err(PublishError::NotPersist {
+                certificate: c.name.to_string(),
+            });
+        };
+        for d in &c.domains {
+            let want = id.expected(d, p.policy, p.persist_until);
+            match out
+                .iter_mut()
+                .find(|r| r.certificate == c.name.as_str() && r.name == want.name)
+            {
+                Some(r) => r.domains.push(d.to_string()),
+                None => out.push(PlannedRecord {
+                    certificate: c.name.to_string(),
+                    domains: vec![d.to_string()],
+                    name: want.name,
+                    value: want.value,
+                    draft: id.version,
+                }),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What `--publish` did with one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Published {
+    /// Every authoritative server already served a right record: nothing written.
+    AlreadyThere,
+    /// Written through the fallback solver and seen on every authoritative server.
+    Written,
+    /// `--dry-run`: it would be written.
+    WouldWrite,
+}
+
+/// Creates `record` once through the certificate's `fallback` solver
+/// (rfc2136 or exec) and waits until every authoritative server serves it;
+/// nothing is written when it is already right everywhere, or on `dry_run`.
+/// certctl never removes it.
+pub async fn publish(
+    inv: &crate::Inventory,
+    id: &PersistIdentity,
+    record: &PlannedRecord,
+    dry_run: bool,
+) -> Result<Published, PublishError> {
+    let cert = inv
+        .certificate(&record.certificate)
+        .ok_or_else(|| PublishError::NotPersist {
+            certificate: record.certificate.clone(),
+        })?;
+    let Some(p) = &cert.persist else {
+        return Err(PublishError::NotPersist {
+            certificate: record.certificate.clone(),
+        });
+    };
+    let fallback = p.fallback.as_deref().ok_or_else(|| PublishError::NoWriter {
+        certificate: record.certificate.clone(),
+    })?;
+    let dns = |source| PublishError::Dns {
+        name: record.name.clone(),
+        source,
+    };
+    let first = record
+        .domains
+        .first()
+        .and_then(|d| DomainName::new(d).ok())
+        .ok_or_else(|| PublishError::NotPersist {
+            certificate: record.certificate.clone(),
+        })?;
+    let mut right = true;
+    for d in record.domains.iter().filter_map(|d| DomainName::new(d).ok()) {
+        if check_served(id, p.resolver.clone(), &d).await.is_err() {
+            right = false;
+        }
+    }
+    if right {
+        return Ok(Published::AlreadyThere);
+    }
+    if dry_run {
+        return Ok(Published::WouldWrite);
+    }
+    let cfg = inv.solvers.get(fallback).ok_or_else(|| PublishError::NoWriter {
+        certificate: record.certificate.clone(),
+    })?;
+    let solver = crate::dns::solver(fallback, cfg).map_err(dns)?;
+    let at = crate::dns::persist::locate(p.resolver.clone(), &first)
+        .await
+        .map_err(dns)?;
+    crate::dns::persist::publish(&solver, p.resolver.clone(), &at, &record.value, &cfg.propagation())
+        .await
+        .map_err(dns)?;
+    Ok(Published::Written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
