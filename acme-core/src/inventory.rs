@@ -817,9 +817,7 @@ impl Inventory {
                             Some(SolverConfig::Persist(_)) => {
                                 return Err((
                                     at("fallback"),
-                                    Problem::PersistFallbackNotDns01 {
-                                        solver: fb.clone(),
-                                    },
+                                    Problem::PersistFallbackNotDns01 { solver: fb.clone() },
                                 ))
                             }
                             None => {

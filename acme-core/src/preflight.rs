@@ -806,7 +806,11 @@ async fn online_account(inv: &Inventory) -> Vec<CheckItem> {
 /// each of its names on every authoritative nameserver, for this CA and the
 /// stored account (the check registers no account).
 async fn online_persist(inv: &Inventory) -> Vec<CheckItem> {
-    let certs: Vec<_> = inv.certificates.iter().filter(|c| c.persist.is_some()).collect();
+    let certs: Vec<_> = inv
+        .certificates
+        .iter()
+        .filter(|c| c.persist.is_some())
+        .collect();
     if certs.is_empty() {
         return Vec::new();
     }
@@ -824,11 +828,20 @@ async fn online_persist(inv: &Inventory) -> Vec<CheckItem> {
     let id = match id {
         Ok(id) => id,
         Err(e) => {
+            // Without an account nothing can be checked; with a fallback the
+            // first renewal still issues (through dns-01), so it is a warning.
             let fix = "run `certctl persist-record` and publish the records it prints";
+            let status = |c: &crate::inventory::CertificateConfig| {
+                if c.persist.as_ref().is_some_and(|p| p.fallback.is_some()) {
+                    Status::Warning
+                } else {
+                    Status::Error
+                }
+            };
             let mut out = vec![CheckItem::bad(
                 &Subject::Certificate(certs[0].name.to_string()),
                 check,
-                Status::Error,
+                status(certs[0]),
                 Problem::Acme(e),
                 fix,
             )];
@@ -836,7 +849,7 @@ async fn online_persist(inv: &Inventory) -> Vec<CheckItem> {
                 out.push(CheckItem::bad(
                     &Subject::Certificate(c.name.to_string()),
                     check,
-                    Status::Error,
+                    status(c),
                     Problem::Acme(AcmeError::NoStoredAccount {
                         directory: ca.directory.clone(),
                     }),
@@ -887,7 +900,9 @@ async fn online_solver(inv: &Inventory, name: &str, cfg: &SolverConfig) -> Vec<C
     let Some(domain) = inv
         .certificates
         .iter()
-        .find(|c| c.solver == name)
+        .find(|c| {
+            c.solver == name || c.persist.as_ref().and_then(|p| p.fallback.as_deref()) == Some(name)
+        })
         .and_then(|c| c.domains.first())
     else {
         return vec![CheckItem::bad(

@@ -198,9 +198,10 @@ impl Ca {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err)?;
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params.key_identifier_method = rcgen::KeyIdMethod::Sha256;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "certctl FAKE ACME CA (tests only)");
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            "certctl FAKE ACME CA (tests only)",
+        );
         let cert = params.self_signed(&key).map_err(err)?;
         Ok(Self {
             base,
@@ -294,7 +295,11 @@ impl Ca {
                 )
             }
             "/nonce" => ("200 OK", Vec::new(), Vec::new()),
-            _ => problem("404 Not Found", "malformed", "the FAKE CA has no such resource"),
+            _ => problem(
+                "404 Not Found",
+                "malformed",
+                "the FAKE CA has no such resource",
+            ),
         }
     }
 
@@ -347,7 +352,11 @@ impl Ca {
                     None => problem("404 Not Found", "malformed", "no such certificate"),
                 }
             }
-            _ => problem("404 Not Found", "malformed", "the FAKE CA has no such resource"),
+            _ => problem(
+                "404 Not Found",
+                "malformed",
+                "the FAKE CA has no such resource",
+            ),
         }
     }
 
@@ -551,7 +560,11 @@ impl Ca {
             return ok_json("200 OK", v, None);
         }
         let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        ok_json("200 OK", self.challenge_json(&s.authzs[authz], authz, i), None)
+        ok_json(
+            "200 OK",
+            self.challenge_json(&s.authzs[authz], authz, i),
+            None,
+        )
     }
 
     async fn validate_dns01(&self, domain: &str, token: &str, thumb: &str) -> Result<(), String> {
@@ -561,7 +574,9 @@ impl Ca {
         if values.iter().any(|v| v == &want) {
             Ok(())
         } else {
-            Err(format!("no TXT record with the key authorization digest at {name}"))
+            Err(format!(
+                "no TXT record with the key authorization digest at {name}"
+            ))
         }
     }
 
@@ -658,9 +673,8 @@ impl Ca {
             req.params.not_before = now - time::Duration::minutes(1);
             req.params.not_after = now + time::Duration::days(90);
             req.params.use_authority_key_identifier_extension = true;
-            req.params.serial_number = Some(rcgen::SerialNumber::from_slice(
-                &rand::random::<[u8; 16]>(),
-            ));
+            req.params.serial_number =
+                Some(rcgen::SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
             req.signed_by(&self.issuer)
         });
         let cert = match signed {
@@ -725,7 +739,9 @@ async fn txt(server: SocketAddr, name: &str) -> Result<Vec<String>, String> {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
-    sock.send_to(&bytes, server).await.map_err(|e| e.to_string())?;
+    sock.send_to(&bytes, server)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(std::time::Duration::from_secs(3), sock.recv(&mut buf))
         .await

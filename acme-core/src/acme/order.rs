@@ -440,7 +440,13 @@ impl Issuer {
         .map_err(|e| persist::NotUsed::Ca(Box::new(e)))?;
         let server = |step| {
             let directory = self.directory.clone();
-            move |source| persist::NotUsed::Ca(Box::new(AcmeError::Server { directory, step, source }))
+            move |source| {
+                persist::NotUsed::Ca(Box::new(AcmeError::Server {
+                    directory,
+                    step,
+                    source,
+                }))
+            }
         };
         let jws = super::jws::JwsClient::connect(Box::new(http), &self.directory)
             .await

@@ -24,16 +24,17 @@ pub const DNS_PERSIST_01: &str = "dns-persist-01";
 
 /// The draft revision whose record format the CA expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum DraftVersion {
     /// -00/-01: the challenge object lists `issuer-domain-names` (-01 §3.1);
     /// `accounturi` is the account URL itself (-01 §4).
+    #[serde(rename = "draft-01")]
     Draft01,
     /// -02: the challenge object and the directory's `meta` list
     /// `issuerDomainNames` (-02 §3.1, §7.6); `accounturi` is the directory's
     /// `accountHashPrefix` + `sha-256/` + a hash of the domain, the account
     /// key's thumbprint and the account URL (-02 §4.1).
+    #[serde(rename = "draft-02")]
     Draft02,
 }
 
@@ -42,8 +43,8 @@ impl DraftVersion {
     /// `accountHashPrefix` or `issuerDomainNames`, or the challenge object
     /// `issuerDomainNames`; -01 otherwise (`issuer-domain-names`).
     pub fn select(meta: &Value, challenge: Option<&Value>) -> Self {
-        let in_meta = meta.get("accountHashPrefix").is_some()
-            || meta.get("issuerDomainNames").is_some();
+        let in_meta =
+            meta.get("accountHashPrefix").is_some() || meta.get("issuerDomainNames").is_some();
         let in_challenge = challenge.is_some_and(|c| c.get("issuerDomainNames").is_some());
         if in_meta || in_challenge {
             Self::Draft02
@@ -313,7 +314,10 @@ pub enum RecordProblem {
 fn unix_text(t: i64) -> String {
     OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| t.to_string())
 }
 
@@ -467,9 +471,10 @@ pub async fn identity(
         // Registers (and stores) the account when there is none.
         super::Issuer::connect(ca, store).await?;
     }
-    let info = super::show_account(ca, store)?.ok_or_else(|| super::AcmeError::NoStoredAccount {
-        directory: ca.directory.clone(),
-    })?;
+    let info =
+        super::show_account(ca, store)?.ok_or_else(|| super::AcmeError::NoStoredAccount {
+            directory: ca.directory.clone(),
+        })?;
     let http = super::client::CaClient::new(
         ca.ca_bundle.as_deref(),
         super::client::RetryLog::default(),
@@ -679,9 +684,12 @@ pub async fn publish(
             certificate: record.certificate.clone(),
         });
     };
-    let fallback = p.fallback.as_deref().ok_or_else(|| PublishError::NoWriter {
-        certificate: record.certificate.clone(),
-    })?;
+    let fallback = p
+        .fallback
+        .as_deref()
+        .ok_or_else(|| PublishError::NoWriter {
+            certificate: record.certificate.clone(),
+        })?;
     let dns = |source| PublishError::Dns {
         name: record.name.clone(),
         source,
@@ -694,7 +702,11 @@ pub async fn publish(
             certificate: record.certificate.clone(),
         })?;
     let mut right = true;
-    for d in record.domains.iter().filter_map(|d| DomainName::new(d).ok()) {
+    for d in record
+        .domains
+        .iter()
+        .filter_map(|d| DomainName::new(d).ok())
+    {
         if check_served(id, p.resolver.clone(), &d).await.is_err() {
             right = false;
         }
@@ -705,16 +717,25 @@ pub async fn publish(
     if dry_run {
         return Ok(Published::WouldWrite);
     }
-    let cfg = inv.solvers.get(fallback).ok_or_else(|| PublishError::NoWriter {
-        certificate: record.certificate.clone(),
-    })?;
+    let cfg = inv
+        .solvers
+        .get(fallback)
+        .ok_or_else(|| PublishError::NoWriter {
+            certificate: record.certificate.clone(),
+        })?;
     let solver = crate::dns::solver(fallback, cfg).map_err(dns)?;
     let at = crate::dns::persist::locate(p.resolver.clone(), &first)
         .await
         .map_err(dns)?;
-    crate::dns::persist::publish(&solver, p.resolver.clone(), &at, &record.value, &cfg.propagation())
-        .await
-        .map_err(dns)?;
+    crate::dns::persist::publish(
+        &solver,
+        p.resolver.clone(),
+        &at,
+        &record.value,
+        &cfg.propagation(),
+    )
+    .await
+    .map_err(dns)?;
     Ok(Published::Written)
 }
 
@@ -753,7 +774,10 @@ mod tests {
             instant_acme::ChallengeType::Unknown(DNS_PERSIST_01.into())
         );
         assert!(state.challenges[0].token.is_empty());
-        assert_eq!(state.challenges[1].r#type, instant_acme::ChallengeType::Dns01);
+        assert_eq!(
+            state.challenges[1].r#type,
+            instant_acme::ChallengeType::Dns01
+        );
     }
 
     #[test]
@@ -764,7 +788,11 @@ mod tests {
         assert_eq!(r.name, "_validation-persist.www.example.test");
         assert_eq!(r.value, "ca.example; accounturi=https://ca/acct/7");
         let until = OffsetDateTime::from_unix_timestamp(1_767_225_600).expect("time");
-        let r = id.expected(&d("*.example.test"), Some(PersistPolicy::Wildcard), Some(until));
+        let r = id.expected(
+            &d("*.example.test"),
+            Some(PersistPolicy::Wildcard),
+            Some(until),
+        );
         assert_eq!(r.name, "_validation-persist.example.test");
         assert_eq!(
             r.value,
@@ -774,22 +802,42 @@ mod tests {
 
     #[test]
     fn draft_02_is_chosen_by_the_directory_and_hashes_the_account() {
-        let meta = json!({"issuerDomainNames": ["ca.example"], "accountHashPrefix": "https://ca/h/"});
+        let meta =
+            json!({"issuerDomainNames": ["ca.example"], "accountHashPrefix": "https://ca/h/"});
         let id = PersistIdentity::new(&meta, None, "https://ca/acct/7", "thumb").expect("id");
         assert_eq!(id.version, DraftVersion::Draft02);
         let r = id.expected(&d("www.example.test"), None, None);
-        let uri = r.value.strip_prefix("ca.example; accounturi=https://ca/h/sha-256/").expect(&r.value);
+        let uri = r
+            .value
+            .strip_prefix("ca.example; accounturi=https://ca/h/sha-256/")
+            .expect(&r.value);
         assert_eq!(uri.len(), 43, "base64url of 32 bytes: {uri}");
         // The hash binds the domain: another name gives another value.
         let other = id.expected(&d("api.example.test"), None, None);
         assert_ne!(r.value, other.value);
-        assert!(id.check(&d("www.example.test"), &[r.value.clone()], OffsetDateTime::now_utc()).is_ok());
+        assert!(id
+            .check(
+                &d("www.example.test"),
+                &[r.value.clone()],
+                OffsetDateTime::now_utc()
+            )
+            .is_ok());
         assert!(matches!(
-            id.check(&d("api.example.test"), &[r.value], OffsetDateTime::now_utc()),
+            id.check(
+                &d("api.example.test"),
+                &[r.value],
+                OffsetDateTime::now_utc()
+            ),
             Err(RecordProblem::WrongAccount { .. })
         ));
         assert_eq!(
-            PersistIdentity::new(&json!({"issuerDomainNames": ["ca.example"]}), None, "u", "t").err(),
+            PersistIdentity::new(
+                &json!({"issuerDomainNames": ["ca.example"]}),
+                None,
+                "u",
+                "t"
+            )
+            .err(),
             Some(IdentityError::NoHashPrefix)
         );
     }
@@ -800,13 +848,24 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let www = d("www.example.test");
         assert_eq!(id.check(&www, &[], now), Err(RecordProblem::Missing));
-        assert_eq!(id.check(&www, &["unrelated text".into()], now), Err(RecordProblem::Missing));
+        assert_eq!(
+            id.check(&www, &["unrelated text".into()], now),
+            Err(RecordProblem::Missing)
+        );
         assert!(matches!(
-            id.check(&www, &["other-ca.test; accounturi=https://ca/acct/7".into()], now),
+            id.check(
+                &www,
+                &["other-ca.test; accounturi=https://ca/acct/7".into()],
+                now
+            ),
             Err(RecordProblem::WrongCa { .. })
         ));
         assert!(matches!(
-            id.check(&www, &["ca.example; accounturi=https://ca/acct/8".into()], now),
+            id.check(
+                &www,
+                &["ca.example; accounturi=https://ca/acct/8".into()],
+                now
+            ),
             Err(RecordProblem::WrongAccount { .. })
         ));
         let plain = "CA.example; AccountURI=https://ca/acct/7".to_string();

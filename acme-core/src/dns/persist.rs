@@ -60,10 +60,7 @@ pub async fn locate(resolver: Option<Server>, domain: &DomainName) -> Result<Loc
 }
 
 /// The TXT values every authoritative nameserver of the record's zone serves.
-pub async fn served(
-    resolver: Option<Server>,
-    at: &Located,
-) -> Result<Vec<ServedTxt>, DnsError> {
+pub async fn served(resolver: Option<Server>, at: &Located) -> Result<Vec<ServedTxt>, DnsError> {
     let locator = Locator::new(resolver);
     let servers = locator.nameservers(&at.zone).await?;
     let asks = servers.iter().map(|s| async move {

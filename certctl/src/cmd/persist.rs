@@ -106,5 +106,9 @@ pub(crate) async fn persist_record(ctx: &Ctx, args: PersistRecordArgs) -> anyhow
             }
         }
     }
-    Ok(ExitCode::from(if failed { exit::CRITICAL } else { exit::OK }))
+    Ok(ExitCode::from(if failed {
+        exit::CRITICAL
+    } else {
+        exit::OK
+    }))
 }
