@@ -1427,6 +1427,26 @@ solver = "ns"
     }
 
     #[test]
+    fn a_persist_solver_needs_no_secret_and_its_fallback_must_be_dns01() {
+        let persist = MINIMAL.replace(
+            "solver = \"ns\"",
+            "solver = \"p\"",
+        ) + "\n[solvers.p]\ntype = \"persist\"\npolicy = \"wildcard\"\npersist_until = \"2030-01-01T00:00:00Z\"\nfallback = \"ns\"\n";
+        let inv = parse(&persist).expect("a persist solver loads");
+        let p = inv.certificates[0].persist.as_ref().expect("the certificate sees it");
+        assert_eq!(p.policy, Some(PersistPolicy::Wildcard));
+        assert_eq!(p.fallback.as_deref(), Some("ns"));
+        assert_eq!(p.persist_until.map(|t| t.year()), Some(2030));
+
+        let e = err(&persist.replace("fallback = \"ns\"", "fallback = \"p\""));
+        assert!(e.contains("a fallback must be a dns-01 solver"), "{e}");
+        let e = err(&persist.replace("fallback = \"ns\"", "fallback = \"nope\""));
+        assert!(e.contains("solver `nope` is not defined"), "{e}");
+        let e = err(&persist.replace("policy = \"wildcard\"", "policy = \"subdomains\""));
+        assert!(e.contains("wildcard"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_is_rejected_with_position() {
         let text = MINIMAL.replace("solver = \"ns\"", "solver = \"ns\"\nrenew_befor = \"3d\"");
         let e = err(&text);
