@@ -1433,7 +1433,10 @@ solver = "ns"
             "solver = \"p\"",
         ) + "\n[solvers.p]\ntype = \"persist\"\npolicy = \"wildcard\"\npersist_until = \"2030-01-01T00:00:00Z\"\nfallback = \"ns\"\n";
         let inv = parse(&persist).expect("a persist solver loads");
-        let p = inv.certificates[0].persist.as_ref().expect("the certificate sees it");
+        let p = inv.certificates[0]
+            .persist
+            .as_ref()
+            .expect("the certificate sees it");
         assert_eq!(p.policy, Some(PersistPolicy::Wildcard));
         assert_eq!(p.fallback.as_deref(), Some("ns"));
         assert_eq!(p.persist_until.map(|t| t.year()), Some(2030));

@@ -174,7 +174,7 @@ pub enum Problem {
     Acme(#[from] AcmeError),
     /// The persistent dns-persist-01 record is missing or wrong.
     #[error(transparent)]
-    Persist(#[from] crate::acme::persist::NotUsed),
+    Persist(#[from] Box<crate::acme::persist::NotUsed>),
     /// A key rollover was cut short after the CA took the new key: the
     /// account file still holds the old key, the pending file the new one.
     #[error("{directory}: an account key rollover was interrupted after the CA took the new key (account {url}); the store's account file still holds the old key")]
@@ -883,7 +883,7 @@ async fn online_persist(inv: &Inventory) -> Vec<CheckItem> {
                     } else {
                         Status::Error
                     };
-                    CheckItem::bad(&subject, format!("{check} for {d}"), status, Problem::Persist(why), fix)
+                    CheckItem::bad(&subject, format!("{check} for {d}"), status, Problem::Persist(Box::new(why)), fix)
                 }
             }
         })

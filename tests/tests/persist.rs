@@ -222,6 +222,15 @@ fn persist_record_alone_issues_with_no_dns_credentials_and_no_dns_write() {
     assert!(!journal(dir.path()).exists(), "a TXT journal was written");
     // The persistent record is still there: certctl never removes it.
     assert!(txt(rname).contains("accounturi="));
+    // The report says which challenge the certificate uses.
+    let out = certctl(&config, &["report", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report json");
+    assert_eq!(
+        v["certificates"][0]["challenge"],
+        "dns-persist-01",
+        "{}",
+        show(&out)
+    );
 }
 
 #[test]

@@ -818,7 +818,7 @@ mod tests {
         assert!(id
             .check(
                 &d("www.example.test"),
-                &[r.value.clone()],
+                std::slice::from_ref(&r.value),
                 OffsetDateTime::now_utc()
             )
             .is_ok());
