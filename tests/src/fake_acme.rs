@@ -57,6 +57,13 @@ pub struct FakeConfig {
     pub draft: FakeDraft,
     /// Whether authorizations offer dns-persist-01 at all.
     pub offer_persist: bool,
+    /// ARI (RFC 9773): the directory has `renewalInfo`, and every
+    /// certificate's suggested window is this one (Retry-After: 6 h).
+    pub ari_window: Option<(OffsetDateTime, OffsetDateTime)>,
+    /// Directory `meta.profiles` (draft-ietf-acme-profiles): `shortlived`.
+    pub profiles: bool,
+    /// Refuse every new order (403 unauthorized) after recording it.
+    pub refuse_orders: bool,
 }
 
 impl Default for FakeConfig {
@@ -66,6 +73,9 @@ impl Default for FakeConfig {
             issuer: "fake-ca.test".into(),
             draft: FakeDraft::Draft01,
             offer_persist: true,
+            ari_window: None,
+            profiles: false,
+            refuse_orders: false,
         }
     }
 }
@@ -105,6 +115,8 @@ struct State {
     certs: Vec<String>,
     nonce: u64,
     validations: HashMap<&'static str, usize>,
+    new_orders: Vec<Value>,
+    renewal_info_paths: Vec<String>,
 }
 
 /// A running FAKE CA.
@@ -155,6 +167,22 @@ impl FakeAcme {
             .lock()
             .map(|s| s.validations.get(kind).copied().unwrap_or(0))
             .unwrap_or(0)
+    }
+
+    /// The payloads of every newOrder request, in order.
+    pub fn new_orders(&self) -> Vec<Value> {
+        self.state
+            .lock()
+            .map(|s| s.new_orders.clone())
+            .unwrap_or_default()
+    }
+
+    /// The paths of every renewal-info request, in order.
+    pub fn renewal_info_paths(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .map(|s| s.renewal_info_paths.clone())
+            .unwrap_or_default()
     }
 
     /// How many accounts it has registered.
@@ -274,27 +302,52 @@ impl Ca {
             "/dir" => {
                 // -02 §7.6: the directory names the issuer domain names and
                 // the hash prefix; -01 CAs may draw them from caaIdentities.
-                let meta = match self.cfg.draft {
+                let mut meta = match self.cfg.draft {
                     FakeDraft::Draft01 => json!({"caaIdentities": [self.cfg.issuer]}),
                     FakeDraft::Draft02 => json!({
                         "issuerDomainNames": [self.cfg.issuer],
                         "accountHashPrefix": format!("{b}/account-hash/"),
                     }),
                 };
-                ok_json(
-                    "200 OK",
-                    json!({
-                        "newNonce": format!("{b}/nonce"),
-                        "newAccount": format!("{b}/new-account"),
-                        "newOrder": format!("{b}/new-order"),
-                        "revokeCert": format!("{b}/revoke"),
-                        "keyChange": format!("{b}/key-change"),
-                        "meta": meta,
-                    }),
-                    None,
-                )
+                if self.cfg.profiles {
+                    meta["profiles"] = json!({"shortlived": "6 days"});
+                }
+                let mut dir = json!({
+                    "newNonce": format!("{b}/nonce"),
+                    "newAccount": format!("{b}/new-account"),
+                    "newOrder": format!("{b}/new-order"),
+                    "revokeCert": format!("{b}/revoke"),
+                    "keyChange": format!("{b}/key-change"),
+                    "meta": meta,
+                });
+                if self.cfg.ari_window.is_some() {
+                    dir["renewalInfo"] = json!(format!("{b}/renewal-info"));
+                }
+                ok_json("200 OK", dir, None)
             }
             "/nonce" => ("200 OK", Vec::new(), Vec::new()),
+            p if p.starts_with("/renewal-info/") && self.cfg.ari_window.is_some() => {
+                self.state
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .renewal_info_paths
+                    .push(p.to_string());
+                let fmt = &time::format_description::well_known::Rfc3339;
+                let (start, end) = self
+                    .cfg
+                    .ari_window
+                    .unwrap_or((OffsetDateTime::UNIX_EPOCH, OffsetDateTime::UNIX_EPOCH));
+                let (status, mut headers, body) = ok_json(
+                    "200 OK",
+                    json!({"suggestedWindow": {
+                        "start": start.format(fmt).unwrap_or_default(),
+                        "end": end.format(fmt).unwrap_or_default(),
+                    }}),
+                    None,
+                );
+                headers.push(("retry-after", "21600".into()));
+                (status, headers, body)
+            }
             _ => problem(
                 "404 Not Found",
                 "malformed",
@@ -382,6 +435,14 @@ impl Ca {
     }
 
     fn new_order(&self, account: usize, payload: &Value) -> Response {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .new_orders
+            .push(payload.clone());
+        if self.cfg.refuse_orders {
+            return problem("403 Forbidden", "unauthorized", "the FAKE CA stops here");
+        }
         let identifiers: Vec<String> = payload["identifiers"]
             .as_array()
             .map(|a| {
