@@ -724,18 +724,14 @@ pub async fn publish(
             certificate: record.certificate.clone(),
         })?;
     let solver = crate::dns::solver(fallback, cfg).map_err(dns)?;
-    let at = crate::dns::persist::locate(p.resolver.clone(), &first)
+    // The persist solver's resolver, else the writing solver's.
+    let resolver = p.resolver.clone().or_else(|| cfg.propagation().resolver);
+    let at = crate::dns::persist::locate(resolver.clone(), &first)
         .await
         .map_err(dns)?;
-    crate::dns::persist::publish(
-        &solver,
-        p.resolver.clone(),
-        &at,
-        &record.value,
-        &cfg.propagation(),
-    )
-    .await
-    .map_err(dns)?;
+    crate::dns::persist::publish(&solver, resolver, &at, &record.value, &cfg.propagation())
+        .await
+        .map_err(dns)?;
     Ok(Published::Written)
 }
 
