@@ -883,6 +883,47 @@ mod tests {
     }
 
     #[test]
+    fn the_method_and_the_dns01_solver_follow_the_persist_solver() {
+        let text = |fallback: &str| {
+            format!(
+                r#"
+[account]
+directory = "https://ca.test/dir"
+[solvers.ns]
+type = "exec"
+present = ["true"]
+cleanup = ["true"]
+[solvers.p]
+type = "persist"
+{fallback}
+[[certificate]]
+name = "a"
+domains = ["a.example.test"]
+solver = "p"
+[[certificate]]
+name = "b"
+domains = ["b.example.test"]
+solver = "ns"
+"#
+            )
+        };
+        let path = std::path::Path::new("/nonexistent/c.toml");
+        let inv = crate::Inventory::from_str(&text(""), path).expect("inventory");
+        assert_eq!(method(&inv.certificates[0]), "dns-persist-01");
+        assert_eq!(method(&inv.certificates[1]), "dns-01");
+        // No fallback: a solver that writes nothing and refuses to.
+        let s = dns_solver(&inv, &inv.certificates[0]).expect("solver");
+        assert!(format!("{s:?}").contains("NoDnsSolver"), "{s:?}");
+        let inv = crate::Inventory::from_str(&text("fallback = \"ns\""), path).expect("inventory");
+        assert_eq!(
+            method(&inv.certificates[0]),
+            "dns-persist-01 (fallback dns-01 via ns)"
+        );
+        let s = dns_solver(&inv, &inv.certificates[0]).expect("solver");
+        assert!(format!("{s:?}").contains("Exec"), "{s:?}");
+    }
+
+    #[test]
     fn a_ca_without_issuer_names_does_not_support_it() {
         assert_eq!(
             PersistIdentity::new(&json!({}), None, "u", "t").err(),
