@@ -172,6 +172,12 @@ pub enum Problem {
     /// The CA or the account check failed.
     #[error(transparent)]
     Acme(#[from] AcmeError),
+    /// A persist solver's `persist_until` has passed: records made from it are refused.
+    #[error("persist_until {until} has passed: a CA refuses a record past its persistUntil")]
+    PersistUntilPassed {
+        /// The configured time.
+        until: time::OffsetDateTime,
+    },
     /// The persistent dns-persist-01 record is missing or wrong.
     #[error(transparent)]
     Persist(#[from] Box<crate::acme::persist::NotUsed>),
@@ -612,14 +618,26 @@ fn offline_items(inv: &Inventory) -> Vec<CheckItem> {
                     items.push(program_item(&subject, action, &argv[0]));
                 }
             }
-            SolverConfig::Persist(p) => items.push(CheckItem::ok(
-                &subject,
-                "dns-persist-01",
-                match &p.fallback {
-                    Some(f) => format!("no DNS secret; dns-01 fallback through `{f}`"),
-                    None => "no DNS secret; no fallback".to_string(),
-                },
-            )),
+            SolverConfig::Persist(p) => {
+                let now = time::OffsetDateTime::now_utc();
+                items.push(match p.persist_until {
+                    Some(until) if until < now => CheckItem::bad(
+                        &subject,
+                        "persist_until",
+                        Status::Error,
+                        Problem::PersistUntilPassed { until },
+                        "set a later persist_until and publish the new record (`certctl persist-record`)",
+                    ),
+                    _ => CheckItem::ok(
+                        &subject,
+                        "dns-persist-01",
+                        match &p.fallback {
+                            Some(f) => format!("no DNS secret; dns-01 fallback through `{f}`"),
+                            None => "no DNS secret; no fallback".to_string(),
+                        },
+                    ),
+                })
+            }
         }
     }
     for n in &inv.nodes {
@@ -1309,6 +1327,23 @@ solver = "ns"
             .iter()
             .find(|i| i.check == check)
             .unwrap_or_else(|| panic!("no {check} item in {p:?}"))
+    }
+
+    #[test]
+    fn a_persist_until_in_the_past_is_an_error_offline() {
+        let solver = |until: &str| {
+            format!("\n[solvers.p]\ntype = \"persist\"\npersist_until = \"{until}\"\n")
+        };
+        let (_d, inv1) = inv(&solver("2001-01-01T00:00:00Z"), "c2VjcmV0");
+        let p = offline(&inv1);
+        let i = item(&p, "persist_until");
+        assert_eq!(i.status, Status::Error, "{p:?}");
+        assert!(
+            crate::error_chain(i.problem.as_ref().expect("problem")).contains("has passed"),
+            "{i:?}"
+        );
+        let (_d, inv2) = inv(&solver("2999-01-01T00:00:00Z"), "c2VjcmV0");
+        assert_eq!(item(&offline(&inv2), "dns-persist-01").status, Status::Ok);
     }
 
     #[test]
