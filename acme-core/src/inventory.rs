@@ -218,6 +218,41 @@ pub enum SolverConfig {
     Rfc2136(Rfc2136Config),
     /// Commands run to present and clean up the TXT record.
     Exec(ExecConfig),
+    /// dns-persist-01 (draft-ietf-acme-dns-persist): one persistent
+    /// `_validation-persist` TXT record, no DNS write at issuance.
+    Persist(PersistConfig),
+}
+
+/// dns-persist-01 settings: the certificate that names this solver wants
+/// the persistent record; `fallback` (a dns-01 solver) is used when the CA
+/// does not offer the challenge or the record is not right.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersistConfig {
+    /// `wildcard` lets the record cover `*.<domain>` and subdomains (draft §4, §5).
+    #[serde(default)]
+    pub policy: Option<PersistPolicy>,
+    /// Until when the record may be used for new validations (RFC 3339; the
+    /// record carries it as `persistUntil=<unix seconds>`).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub persist_until: Option<time::OffsetDateTime>,
+    /// A dns-01 solver (`rfc2136` or `exec`) in `[solvers]`: used when the CA
+    /// does not offer dns-persist-01 or the record is missing or wrong, and by
+    /// `certctl persist-record --publish`.
+    #[serde(default)]
+    pub fallback: Option<String>,
+    /// Resolver used to find the zone and its nameservers, `host[:port]`;
+    /// the system resolver when absent.
+    #[serde(default, deserialize_with = "de_opt_server")]
+    pub resolver: Option<Server>,
+}
+
+/// The `policy` of a persistent record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PersistPolicy {
+    /// `policy=wildcard`: the record also covers wildcards and subdomains.
+    Wildcard,
 }
 
 impl SolverConfig {
@@ -236,6 +271,10 @@ impl SolverConfig {
         match self {
             SolverConfig::Rfc2136(c) => prop!(c),
             SolverConfig::Exec(c) => prop!(c),
+            SolverConfig::Persist(c) => PropagationConfig {
+                resolver: c.resolver.clone(),
+                ..PropagationConfig::default()
+            },
         }
     }
 }
@@ -432,6 +471,10 @@ pub struct CertificateConfig {
     /// Report critical threshold override.
     #[serde(default, with = "opt_duration")]
     pub critical: Option<Duration>,
+    /// The dns-persist-01 settings of its solver, when that is `type =
+    /// "persist"` (filled in at load; not a key of its own).
+    #[serde(skip)]
+    pub persist: Option<PersistConfig>,
 }
 
 /// Private key algorithms.
@@ -644,6 +687,10 @@ impl Inventory {
         inv.resolve_paths(base);
         inv.validate()
             .map_err(|(loc, problem)| invalid_at(path, text, locate(text, &loc), problem))?;
+        for i in 0..inv.certificates.len() {
+            let persist = inv.persist_for(&inv.certificates[i]).cloned();
+            inv.certificates[i].persist = persist;
+        }
         Ok(inv)
     }
 
@@ -761,6 +808,30 @@ impl Inventory {
                     }
                     if e.cleanup.is_empty() {
                         return Err((at("cleanup"), Problem::NoProgram { key: "cleanup" }));
+                    }
+                }
+                SolverConfig::Persist(p) => {
+                    if let Some(fb) = &p.fallback {
+                        match self.solvers.get(fb) {
+                            Some(SolverConfig::Rfc2136(_) | SolverConfig::Exec(_)) => {}
+                            Some(SolverConfig::Persist(_)) => {
+                                return Err((
+                                    at("fallback"),
+                                    Problem::PersistFallbackNotDns01 { solver: fb.clone() },
+                                ))
+                            }
+                            None => {
+                                let known: BTreeSet<&str> =
+                                    self.solvers.keys().map(String::as_str).collect();
+                                return Err((
+                                    at("fallback"),
+                                    Problem::UnknownSolver {
+                                        solver: fb.clone(),
+                                        known: list(&known),
+                                    },
+                                ));
+                            }
+                        }
                     }
                 }
             }
@@ -991,6 +1062,14 @@ impl Inventory {
         self.nodes
             .iter()
             .filter(move |n| n.groups.iter().any(|g| cert.groups.contains(g)))
+    }
+
+    /// The dns-persist-01 settings of `cert`, when its solver is `type = "persist"`.
+    pub fn persist_for(&self, cert: &CertificateConfig) -> Option<&PersistConfig> {
+        match self.solvers.get(&cert.solver) {
+            Some(SolverConfig::Persist(p)) => Some(p),
+            _ => None,
+        }
     }
 
     /// Warning and critical thresholds for `cert`.
@@ -1345,6 +1424,29 @@ solver = "ns"
         };
         assert_eq!(r.server.port, 53);
         assert_eq!(r.tsig_algorithm, TsigAlgorithm::HmacSha256);
+    }
+
+    #[test]
+    fn a_persist_solver_needs_no_secret_and_its_fallback_must_be_dns01() {
+        let persist = MINIMAL.replace(
+            "solver = \"ns\"",
+            "solver = \"p\"",
+        ) + "\n[solvers.p]\ntype = \"persist\"\npolicy = \"wildcard\"\npersist_until = \"2030-01-01T00:00:00Z\"\nfallback = \"ns\"\n";
+        let inv = parse(&persist).expect("a persist solver loads");
+        let p = inv.certificates[0]
+            .persist
+            .as_ref()
+            .expect("the certificate sees it");
+        assert_eq!(p.policy, Some(PersistPolicy::Wildcard));
+        assert_eq!(p.fallback.as_deref(), Some("ns"));
+        assert_eq!(p.persist_until.map(|t| t.year()), Some(2030));
+
+        let e = err(&persist.replace("fallback = \"ns\"", "fallback = \"p\""));
+        assert!(e.contains("a fallback must be a dns-01 solver"), "{e}");
+        let e = err(&persist.replace("fallback = \"ns\"", "fallback = \"nope\""));
+        assert!(e.contains("solver `nope` is not defined"), "{e}");
+        let e = err(&persist.replace("policy = \"wildcard\"", "policy = \"subdomains\""));
+        assert!(e.contains("wildcard"), "{e}");
     }
 
     #[test]

@@ -172,6 +172,15 @@ pub enum Problem {
     /// The CA or the account check failed.
     #[error(transparent)]
     Acme(#[from] AcmeError),
+    /// A persist solver's `persist_until` has passed: records made from it are refused.
+    #[error("persist_until {until} has passed: a CA refuses a record past its persistUntil")]
+    PersistUntilPassed {
+        /// The configured time.
+        until: time::OffsetDateTime,
+    },
+    /// The persistent dns-persist-01 record is missing or wrong.
+    #[error(transparent)]
+    Persist(#[from] Box<crate::acme::persist::NotUsed>),
     /// A key rollover was cut short after the CA took the new key: the
     /// account file still holds the old key, the pending file the new one.
     #[error("{directory}: an account key rollover was interrupted after the CA took the new key (account {url}); the store's account file still holds the old key")]
@@ -370,10 +379,12 @@ pub async fn online(inv: &Inventory) -> Preflight {
         .buffered(inv.renewal.concurrency.max(1))
         .collect::<Vec<_>>();
     let nodes = online_nodes(inv);
-    let (a, s, n) = tokio::join!(account, solvers, nodes);
+    let persist = online_persist(inv);
+    let (a, s, n, p) = tokio::join!(account, solvers, nodes, persist);
     items.extend(a);
     items.extend(s.into_iter().flatten());
     items.extend(n);
+    items.extend(p);
     Preflight {
         schema: SCHEMA,
         inventory: inv.path.clone(),
@@ -607,6 +618,26 @@ fn offline_items(inv: &Inventory) -> Vec<CheckItem> {
                     items.push(program_item(&subject, action, &argv[0]));
                 }
             }
+            SolverConfig::Persist(p) => {
+                let now = time::OffsetDateTime::now_utc();
+                items.push(match p.persist_until {
+                    Some(until) if until < now => CheckItem::bad(
+                        &subject,
+                        "persist_until",
+                        Status::Error,
+                        Problem::PersistUntilPassed { until },
+                        "set a later persist_until and publish the new record (`certctl persist-record`)",
+                    ),
+                    _ => CheckItem::ok(
+                        &subject,
+                        "dns-persist-01",
+                        match &p.fallback {
+                            Some(f) => format!("no DNS secret; dns-01 fallback through `{f}`"),
+                            None => "no DNS secret; no fallback".to_string(),
+                        },
+                    ),
+                })
+            }
         }
     }
     for n in &inv.nodes {
@@ -789,6 +820,95 @@ async fn online_account(inv: &Inventory) -> Vec<CheckItem> {
     futures::future::join_all(checks).await
 }
 
+/// For every certificate with a persist solver: the persistent record of
+/// each of its names on every authoritative nameserver, for this CA and the
+/// stored account (the check registers no account).
+async fn online_persist(inv: &Inventory) -> Vec<CheckItem> {
+    let certs: Vec<_> = inv
+        .certificates
+        .iter()
+        .filter(|c| c.persist.is_some())
+        .collect();
+    if certs.is_empty() {
+        return Vec::new();
+    }
+    let check = "dns-persist-01 record";
+    let ca = CaConfig::primary(inv);
+    let id = match crate::Store::open_existing(&inv.store) {
+        Ok(store) => {
+            crate::acme::persist::identity(&ca, &store, crate::acme::persist::AccountUse::Stored)
+                .await
+        }
+        Err(_) => Err(AcmeError::NoStoredAccount {
+            directory: ca.directory.clone(),
+        }),
+    };
+    let id = match id {
+        Ok(id) => id,
+        Err(e) => {
+            // Without an account nothing can be checked; with a fallback the
+            // first renewal still issues (through dns-01), so it is a warning.
+            let fix = "run `certctl persist-record` and publish the records it prints";
+            let status = |c: &crate::inventory::CertificateConfig| {
+                if c.persist.as_ref().is_some_and(|p| p.fallback.is_some()) {
+                    Status::Warning
+                } else {
+                    Status::Error
+                }
+            };
+            let mut out = vec![CheckItem::bad(
+                &Subject::Certificate(certs[0].name.to_string()),
+                check,
+                status(certs[0]),
+                Problem::Acme(e),
+                fix,
+            )];
+            for c in &certs[1..] {
+                out.push(CheckItem::bad(
+                    &Subject::Certificate(c.name.to_string()),
+                    check,
+                    status(c),
+                    Problem::Acme(AcmeError::NoStoredAccount {
+                        directory: ca.directory.clone(),
+                    }),
+                    fix,
+                ));
+            }
+            return out;
+        }
+    };
+    let id = &id;
+    let checks = certs.into_iter().flat_map(|c| {
+        c.domains.iter().map(move |d| async move {
+            let subject = Subject::Certificate(c.name.to_string());
+            let Some(p) = c.persist.as_ref() else {
+                return CheckItem::ok(&subject, check, "not a persist certificate");
+            };
+            match crate::acme::persist::check_served(id, p.resolver.clone(), d).await {
+                Ok(()) => CheckItem::ok(
+                    &subject,
+                    format!("{check} for {d}"),
+                    format!("right on every authoritative nameserver ({})", id.version),
+                ),
+                Err(why) => {
+                    let want = id.expected(d, p.policy, p.persist_until);
+                    let fix = format!(
+                        "publish TXT {} \"{}\" at your DNS provider (`certctl persist-record {}` prints it)",
+                        want.name, want.value, c.name
+                    );
+                    let status = if p.fallback.is_some() {
+                        Status::Warning
+                    } else {
+                        Status::Error
+                    };
+                    CheckItem::bad(&subject, format!("{check} for {d}"), status, Problem::Persist(Box::new(why)), fix)
+                }
+            }
+        })
+    });
+    futures::future::join_all(checks).await
+}
+
 async fn online_solver(inv: &Inventory, name: &str, cfg: &SolverConfig) -> Vec<CheckItem> {
     let subject = Subject::Solver(name.to_string());
     let SolverConfig::Rfc2136(r) = cfg else {
@@ -798,7 +918,9 @@ async fn online_solver(inv: &Inventory, name: &str, cfg: &SolverConfig) -> Vec<C
     let Some(domain) = inv
         .certificates
         .iter()
-        .find(|c| c.solver == name)
+        .find(|c| {
+            c.solver == name || c.persist.as_ref().and_then(|p| p.fallback.as_deref()) == Some(name)
+        })
         .and_then(|c| c.domains.first())
     else {
         return vec![CheckItem::bad(
@@ -1205,6 +1327,23 @@ solver = "ns"
             .iter()
             .find(|i| i.check == check)
             .unwrap_or_else(|| panic!("no {check} item in {p:?}"))
+    }
+
+    #[test]
+    fn a_persist_until_in_the_past_is_an_error_offline() {
+        let solver = |until: &str| {
+            format!("\n[solvers.p]\ntype = \"persist\"\npersist_until = \"{until}\"\n")
+        };
+        let (_d, inv1) = inv(&solver("2001-01-01T00:00:00Z"), "c2VjcmV0");
+        let p = offline(&inv1);
+        let i = item(&p, "persist_until");
+        assert_eq!(i.status, Status::Error, "{p:?}");
+        assert!(
+            crate::error_chain(i.problem.as_ref().expect("problem")).contains("has passed"),
+            "{i:?}"
+        );
+        let (_d, inv2) = inv(&solver("2999-01-01T00:00:00Z"), "c2VjcmV0");
+        assert_eq!(item(&offline(&inv2), "dns-persist-01").status, Status::Ok);
     }
 
     #[test]

@@ -76,6 +76,9 @@ enum Command {
     Rotate(cmd::revoke::RotateArgs),
     /// The ACME account: show it, or change its key.
     Account(cmd::account::AccountArgs),
+    /// Print (or --publish once) the dns-persist-01 TXT records: one per
+    /// domain, naming this CA and this ACME account.
+    PersistRecord(cmd::persist::PersistRecordArgs),
     /// Print systemd service and timer units.
     Systemd(cmd::run::SystemdArgs),
     /// Print shell completions.
@@ -201,6 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Revoke(a) => cmd::revoke::revoke(&ctx, a).await,
             Command::Rotate(a) => cmd::revoke::rotate(&ctx, a).await,
             Command::Account(a) => cmd::account::account(&ctx, a).await,
+            Command::PersistRecord(a) => cmd::persist::persist_record(&ctx, a).await,
             Command::Systemd(_)
             | Command::Inspect(_)
             | Command::Completions { .. }

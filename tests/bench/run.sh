@@ -14,6 +14,8 @@
 #   fleet   deploy 1 and 2 certificates, report, idle run at 5, 20, 50, 100 nodes
 #           (FLEET_SIZES="5 20 50 100"; grows the lab to the largest), runbook and
 #           Ansible at 20, Ansible at 100; per-phase breakdown per node from -vv
+#   persist one-name issuance with dns-persist-01 (record published once, untimed)
+#           vs dns-01 (rfc2136), both against the same FAKE ACME CA (fake-acme)
 #
 # Every (tool, case) runs N times; the table shows medians over the runs that
 # produced a certificate. Results: target/bench/<section>.md (the table) and
@@ -28,7 +30,7 @@ LAB="${CERTCTL_LAB_DIR:-/tmp/certctl-lab}"
 OUT="$ROOT/target/bench"
 CERTCTL="$ROOT/target/release/certctl"
 PROG="tests/bench/run.sh"
-SECTIONS=(issue deploy scan list plan load fleet)
+SECTIONS=(issue deploy scan list plan load fleet persist)
 LAB_NODES=20
 ACME_DIR="https://127.0.0.1:14000/dir"
 EMAIL="bench@example.test"
@@ -1277,6 +1279,145 @@ section_fleet() {
     info "wrote $OUT/fleet.md and $OUT/fleet.csv"
 }
 
+
+# ---------------------------------------------------------------- section: persist
+
+# persist_config DIR DIRECTORY SOLVER NAME...: an inventory in DIR for the FAKE CA at
+# DIRECTORY, one certificate `bench` for NAMEs solved by SOLVER (`persist`, which has
+# no DNS credentials, or the lab's rfc2136 `lab`).
+persist_config() {
+    local dir="$1" directory="$2" solver="$3"
+    shift 3
+    mkdir -p "$dir"
+    {
+        echo "store = \"$dir/store\""
+        echo "[account]"
+        echo "directory = \"$directory\""
+        echo "[solvers.persist]"
+        echo 'type = "persist"'
+        echo 'resolver = "127.0.0.1:53"'
+        if [[ "$solver" == lab ]]; then
+            awk '/^\[solvers.lab\]/ { on = 1 } /^$/ { on = 0 } on' "$LAB/certctl.toml"
+        fi
+        echo "[[certificate]]"
+        echo 'name = "bench"'
+        printf 'domains = ['
+        local n sep=""
+        for n in "$@"; do printf '%s"%s"' "$sep" "$n"; sep=", "; done
+        echo "]"
+        echo "solver = \"$solver\""
+    } >"$dir/certctl.toml"
+}
+
+# nsupdate_lab COMMANDS: one signed UPDATE to the lab's primary.
+nsupdate_lab() {
+    printf 'server 127.0.0.1\n%ssend\n' "$1" | nsupdate -k "$LAB/named/tsig.key"
+}
+
+PERSIST_NAMES=()
+FAKE_PID=""
+section_persist() {
+    CSV="$OUT/persist.csv"
+    echo "section,tool,case,run,ok,rc,wall_s,cpu_s,maxrss_kib" >"$CSV"
+    info "persist: building the FAKE ACME CA (fake-acme, release)"
+    (cd "$ROOT" && cargo build --release -q -p certctl-lab-tests --bin fake-acme) >"$TMP/fake-build.log" 2>&1 ||
+        { tail -n 20 "$TMP/fake-build.log" >&2; die "cargo build of fake-acme failed"; }
+    local fifo="$TMP/fake-acme.out"
+    "$ROOT/target/release/fake-acme" >"$fifo" 2>"$TMP/fake-acme.err" &
+    FAKE_PID=$!
+    local directory="" i
+    for ((i = 0; i < 100; i++)); do
+        directory="$(head -n 1 "$fifo" 2>/dev/null || true)"
+        [[ -n "$directory" ]] && break
+        sleep 0.05
+    done
+    [[ "$directory" == http://127.0.0.1:* ]] || die "the FAKE ACME CA did not start"
+    # Warm-up: one account, registered by `persist-record`, copied into every run's store.
+    local warm="$TMP/persist/warm"
+    persist_config "$warm" "$directory" persist "warm-$STAMP.example.test"
+    "$CERTCTL" --config "$warm/certctl.toml" persist-record >/dev/null ||
+        die "persist-record (account registration) failed"
+    local run name dir value rc
+    for ((run = 1; run <= RUNS; run++)); do
+        info "persist: run $run of $RUNS"
+        # dns-persist-01: the record is published once, before (untimed), as a user would.
+        name="p$run-$STAMP.example.test"
+        dir="$TMP/persist/persist-$run"
+        persist_config "$dir" "$directory" persist "$name"
+        mkdir -m 700 "$dir/store"
+        cp -a "$warm/store/accounts" "$dir/store/accounts"
+        value="$("$CERTCTL" --config "$dir/certctl.toml" persist-record --json --dry-run |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["value"])')"
+        PERSIST_NAMES+=("_validation-persist.$name")
+        nsupdate_lab "update add _validation-persist.$name 60 TXT \"$value\"
+"
+        for ((i = 0; i < 100; i++)); do
+            dig +short +norec @127.0.0.2 TXT "_validation-persist.$name" | grep -q accounturi && break
+            sleep 0.05
+        done
+        rc=0
+        WRAP=()
+        timed 120 "$dir/time" "$dir/log" "$CERTCTL" --config "$dir/certctl.toml" issue bench || rc=$?
+        record persist certctl dns-persist-01 "$run" "$rc" "$dir/time" "$dir/log" \
+            "$dir/store/live/bench/fullchain.pem" "$name"
+        # dns-01 through the lab's rfc2136 solver, same FAKE CA, same account.
+        name="d$run-$STAMP.example.test"
+        dir="$TMP/persist/dns01-$run"
+        persist_config "$dir" "$directory" lab "$name"
+        mkdir -m 700 "$dir/store"
+        cp -a "$warm/store/accounts" "$dir/store/accounts"
+        rc=0
+        timed 120 "$dir/time" "$dir/log" "$CERTCTL" --config "$dir/certctl.toml" issue bench || rc=$?
+        record persist certctl dns-01 "$run" "$rc" "$dir/time" "$dir/log" \
+            "$dir/store/live/bench/fullchain.pem" "$name"
+    done
+    persist_stop
+    {
+        echo "# dns-persist-01 vs dns-01 against the same FAKE ACME CA"
+        echo
+        echo "One-name issuance, \`certctl issue bench\`, $RUNS runs each, interleaved; fresh names every run; the account registered once (untimed) and copied into each run's store."
+        echo "dns-persist-01: the \`_validation-persist\` record is published before the run (untimed; that is the point of it) and the run writes no DNS. dns-01: the lab's rfc2136 solver writes, waits for both nameservers, cleans up."
+        echo "The CA is the project's FAKE (tests/src/fake_acme.rs): validates synchronously by asking the lab's bind9, so CA-side latency is near zero; the figures compare the client-side work of the two challenges, not a real CA."
+        echo
+        python3 - "$CSV" <<'PY'
+import csv, statistics, sys
+rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["ok"] == "1"]
+med = {}
+print("| challenge | runs ok | median wall s | median CPU s | median max RSS MiB |")
+print("|---|---|---|---|---|")
+for case in ["dns-persist-01", "dns-01"]:
+    rs = [r for r in rows if r["case"] == case]
+    if not rs:
+        print(f"| {case} | 0 | - | - | - |")
+        continue
+    w = statistics.median(float(r["wall_s"]) for r in rs)
+    c = statistics.median(float(r["cpu_s"]) for r in rs)
+    m = statistics.median(float(r["maxrss_kib"]) for r in rs) / 1024
+    med[case] = w
+    print(f"| {case} | {len(rs)} | {w:.2f} | {c:.2f} | {m:.1f} |")
+if len(med) == 2 and med["dns-persist-01"] > 0:
+    print()
+    print(f"Ratio of medians (wall): dns-01 / dns-persist-01 = {med['dns-01'] / med['dns-persist-01']:.2f}")
+PY
+        echo
+        load_note
+    } >"$OUT/persist.md"
+    cat "$OUT/persist.md"
+    info "wrote $OUT/persist.md and $OUT/persist.csv"
+}
+
+# Stops the FAKE CA and removes the records the section published (the zone is shared).
+persist_stop() {
+    [[ -n "$FAKE_PID" ]] && { kill "$FAKE_PID" 2>/dev/null || true; wait "$FAKE_PID" 2>/dev/null || true; }
+    FAKE_PID=""
+    local n
+    for n in "${PERSIST_NAMES[@]}"; do
+        nsupdate_lab "update delete $n TXT
+" || true
+    done
+    PERSIST_NAMES=()
+}
+
 # ---------------------------------------------------------------- main
 
 # The machine may be shared (other lab tests, builds): say how busy it was.
@@ -1288,6 +1429,7 @@ load_note() {
 LOAD_ON=0
 cleanup() {
     blackbox_stop
+    persist_stop
     ((LOAD_ON == 0)) || bash "$ROOT/lab/lab.sh" load 0 >/dev/null 2>&1 || true
     [[ -n "${TMP:-}" && -d "$TMP" ]] && rm -rf "$TMP"
     [[ -n "${SSHTMP:-}" && -d "$SSHTMP" ]] && rm -rf "$SSHTMP"

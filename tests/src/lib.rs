@@ -6,6 +6,8 @@
 //! break a node) take [`Lab::exclusive`]; all others take [`Lab::shared`], so
 //! faults never leak into unrelated tests.
 
+pub mod fake_acme;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

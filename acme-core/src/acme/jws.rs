@@ -179,6 +179,8 @@ struct Directory {
     new_account: String,
     revoke_cert: Option<String>,
     key_change: Option<String>,
+    #[serde(default)]
+    meta: Value,
 }
 
 /// One CA, reached through the crate's HTTP client.
@@ -258,6 +260,23 @@ impl JwsClient {
             }
             return Err(instant_acme::Error::Api(problem));
         }
+    }
+
+    /// The directory's `meta` object (RFC 8555 §7.1.1), `null` when absent.
+    pub(crate) fn meta(&self) -> &Value {
+        &self.dir.meta
+    }
+
+    /// POST-as-GET (§6.3) of `url` for `account`: the raw JSON object, with
+    /// every member the CA sent (instant-acme keeps only those it knows).
+    pub(crate) async fn post_as_get(
+        &self,
+        url: &str,
+        key: &JwsKey,
+        account: &str,
+    ) -> Result<Value, instant_acme::Error> {
+        let (_, bytes) = self.post(url, key, Some(account), b"").await?;
+        Ok(serde_json::from_slice(&bytes)?)
     }
 
     /// The URL of the account whose key is `key`, or `None` when the CA

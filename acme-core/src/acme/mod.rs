@@ -24,6 +24,7 @@ mod journal;
 mod jws;
 mod keys;
 mod order;
+pub mod persist;
 mod pool;
 pub(crate) mod renewal;
 mod revoke;
@@ -120,6 +121,32 @@ pub enum AcmeError {
         directory: String,
         /// The identifier, as the CA sent it.
         identifier: String,
+    },
+    /// dns-persist-01 is wanted, cannot be used, and there is no fallback.
+    #[error("dns-persist-01 cannot be used for {identifier} at {directory} and the persist solver has no `fallback` (publish the record with `certctl persist-record`, or name a dns-01 solver as `fallback`)")]
+    Persist {
+        /// Directory URL.
+        directory: String,
+        /// The identifier.
+        identifier: String,
+        /// Why not.
+        #[source]
+        why: Box<persist::NotUsed>,
+    },
+    /// No account is stored for this CA (and none was to be registered).
+    #[error("no ACME account is stored for {directory}: `certctl persist-record` registers one")]
+    NoStoredAccount {
+        /// Directory URL.
+        directory: String,
+    },
+    /// The CA's directory does not describe a dns-persist-01 record.
+    #[error("ACME server {directory} does not describe a dns-persist-01 record")]
+    PersistUnsupported {
+        /// Directory URL.
+        directory: String,
+        /// What is missing.
+        #[source]
+        source: persist::IdentityError,
     },
     /// The CA offered no dns-01 challenge for an identifier.
     #[error("ACME server {directory} offers no dns-01 challenge for {identifier}")]

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 
 use super::account::{self, save_account};
-use super::{client, journal, keys, AcmeError, AriWindow, CaConfig, Result};
+use super::{client, journal, keys, persist, AcmeError, AriWindow, CaConfig, Result};
 use crate::dns::{DnsSolver, TxtRecord};
 use crate::inventory::CertificateConfig;
 use crate::store::{Material, Release, ReleaseMeta, Store};
@@ -26,6 +26,10 @@ const NONCE_RETRIES: u32 = 8;
 /// A registered account at one CA, ready to order.
 pub struct Issuer {
     account: Account,
+    /// The account key, for the requests instant-acme does not make
+    /// (the raw dns-persist-01 challenge object).
+    key: super::jws::JwsKey,
+    ca: CaConfig,
     directory: String,
     profile: Option<String>,
     log: client::RetryLog,
@@ -116,9 +120,18 @@ impl Issuer {
             account::settle_rollover(ca, store).await?;
         }
         let stored = store.load_account(&ca.directory).ok().flatten();
-        let account = match stored {
+        let key_of = |c: &instant_acme::AccountCredentials| {
+            super::jws::JwsKey::from_pkcs8(c.private_key().secret_pkcs8_der()).map_err(|source| {
+                AcmeError::UnsupportedAccountKey {
+                    directory: ca.directory.clone(),
+                    source,
+                }
+            })
+        };
+        let (account, key) = match stored {
             Some(bytes) => {
                 let saved = account::decode(&ca.directory, &bytes)?;
+                let key = key_of(&saved.credentials)?;
                 let account = Account::builder_with_http(http()?)
                     .from_credentials(saved.credentials)
                     .await
@@ -132,7 +145,7 @@ impl Issuer {
                     save_account(store, &ca.directory, again.credentials, &ca.contact)?;
                     tracing::info!(directory = %ca.directory, "account contacts updated");
                 }
-                account
+                (account, key)
             }
             None => {
                 let contacts: Vec<&str> = ca.contact.iter().map(String::as_str).collect();
@@ -161,13 +174,16 @@ impl Issuer {
                         .await
                 )
                 .map_err(server("registering the account"))?;
+                let key = key_of(&creds)?;
                 save_account(store, &ca.directory, creds, &ca.contact)?;
                 tracing::info!(directory = %ca.directory, "ACME account registered");
-                account
+                (account, key)
             }
         };
         Ok(Self {
             account,
+            key,
+            ca: ca.clone(),
             directory: ca.directory.clone(),
             profile: ca.profile.clone(),
             log,
@@ -282,16 +298,27 @@ impl Issuer {
         .map_err(server("creating the order"))?;
         tracing::debug!(url = order.url(), "order created");
 
-        let pending = self.pending_challenges(&mut order).await?;
+        let chosen = self.pending_challenges(&mut order, cert).await?;
+        let pending: Vec<(DomainName, String)> = chosen
+            .iter()
+            .filter_map(|p| match p {
+                Pending::Dns01 { domain, value } => Some((domain.clone(), value.clone())),
+                Pending::Persist { .. } => None,
+            })
+            .collect();
         // Journal the records before they exist, so a run killed before its
-        // cleanup has them removed by the next run.
-        journal::record(store, cert.name.as_str(), &pending)?;
+        // cleanup has them removed by the next run. dns-persist-01 writes
+        // nothing, so it journals nothing.
+        if !pending.is_empty() {
+            journal::record(store, cert.name.as_str(), &pending)?;
+        }
         let mut presented: Vec<TxtRecord> = Vec::new();
         let result = self
             .solve_and_finalize(
                 cert,
                 solver,
                 &mut order,
+                &chosen,
                 &pending,
                 &mut presented,
                 store,
@@ -309,15 +336,22 @@ impl Issuer {
                 tracing::warn!(fqdn = %r.fqdn, error = %crate::error::chain(&e), "TXT record cleanup failed; the next run retries it");
             }
         }
-        if clean {
+        if clean && !pending.is_empty() {
             journal::clear(store, cert.name.as_str())?;
         }
         result
     }
 
-    /// Walks the order's authorizations and returns, for each pending one,
-    /// the domain and the TXT value its dns-01 challenge wants.
-    async fn pending_challenges(&self, order: &mut Order) -> Result<Vec<(DomainName, String)>> {
+    /// Walks the order's authorizations and chooses, for each pending one,
+    /// how to answer it: dns-persist-01 when the certificate wants it, the
+    /// CA offers it and the persistent record is right on every
+    /// authoritative server; else dns-01 (the TXT value its key
+    /// authorization wants) when there is a solver for it.
+    async fn pending_challenges(
+        &self,
+        order: &mut Order,
+        cert: &CertificateConfig,
+    ) -> Result<Vec<Pending>> {
         let mut nonce = NonceRetry::default();
         'again: loop {
             let mut out = Vec::new();
@@ -346,6 +380,37 @@ impl Issuer {
                     }
                 }
                 let ident = a.identifier().to_string();
+                let domain = DomainName::new(&ident).map_err(|_| AcmeError::BadIdentifier {
+                    directory: self.directory.clone(),
+                    identifier: ident.clone(),
+                })?;
+                if let Some(p) = &cert.persist {
+                    let kind = persist::challenge_type();
+                    let offered = a
+                        .challenges
+                        .iter()
+                        .find(|c| c.r#type == kind)
+                        .map(|c| c.url.clone());
+                    let why = match offered {
+                        None => persist::NotUsed::NotOffered,
+                        Some(url) => match self.persist_ready(p, &domain, &url).await {
+                            Ok(()) => {
+                                tracing::info!(identifier = %ident, "dns-persist-01: the persistent record is right; no DNS write");
+                                out.push(Pending::Persist { domain });
+                                continue;
+                            }
+                            Err(why) => why,
+                        },
+                    };
+                    if p.fallback.is_none() {
+                        return Err(AcmeError::Persist {
+                            directory: self.directory.clone(),
+                            identifier: ident,
+                            why: Box::new(why),
+                        });
+                    }
+                    tracing::warn!(identifier = %ident, reason = %why, "dns-persist-01 not used; falling back to dns-01");
+                }
                 let Some(ch) = a.challenge(ChallengeType::Dns01) else {
                     return Err(AcmeError::NoDns01 {
                         directory: self.directory.clone(),
@@ -353,14 +418,51 @@ impl Issuer {
                     });
                 };
                 let value = ch.key_authorization().dns_value();
-                let domain = DomainName::new(&ident).map_err(|_| AcmeError::BadIdentifier {
-                    directory: self.directory.clone(),
-                    identifier: ident.clone(),
-                })?;
-                out.push((domain, value));
+                out.push(Pending::Dns01 { domain, value });
             }
             return Ok(out);
         }
+    }
+
+    /// Whether the persistent record for `domain` is right on every
+    /// authoritative server, as this CA's challenge at `url` describes it.
+    async fn persist_ready(
+        &self,
+        cfg: &crate::inventory::PersistConfig,
+        domain: &DomainName,
+        url: &str,
+    ) -> std::result::Result<(), persist::NotUsed> {
+        let http = client::CaClient::new(
+            self.ca.ca_bundle.as_deref(),
+            client::RetryLog::default(),
+            client::Health::default(),
+        )
+        .map_err(|e| persist::NotUsed::Ca(Box::new(e)))?;
+        let server = |step| {
+            let directory = self.directory.clone();
+            move |source| {
+                persist::NotUsed::Ca(Box::new(AcmeError::Server {
+                    directory,
+                    step,
+                    source,
+                }))
+            }
+        };
+        let jws = super::jws::JwsClient::connect(Box::new(http), &self.directory)
+            .await
+            .map_err(server("loading the directory"))?;
+        let challenge = jws
+            .post_as_get(url, &self.key, self.account.id())
+            .await
+            .map_err(server("fetching the dns-persist-01 challenge"))?;
+        let id = persist::PersistIdentity::new(
+            jws.meta(),
+            Some(&challenge),
+            self.account.id(),
+            self.account.key_thumbprint(),
+        )
+        .map_err(persist::NotUsed::Identity)?;
+        persist::check_served(&id, cfg.resolver.clone(), domain).await
     }
 
     #[allow(clippy::too_many_arguments)] // one order's state, threaded through its one flow; a struct would only rename it
@@ -369,6 +471,7 @@ impl Issuer {
         cert: &CertificateConfig,
         solver: &Arc<dyn DnsSolver>,
         order: &mut Order,
+        chosen: &[Pending],
         pending: &[(DomainName, String)],
         presented: &mut Vec<TxtRecord>,
         store: &Store,
@@ -377,6 +480,13 @@ impl Issuer {
         started: Instant,
     ) -> Result<Release, crate::Error> {
         let server = |step| self.server_error(step);
+        let persist_domains: Vec<&DomainName> = chosen
+            .iter()
+            .filter_map(|p| match p {
+                Pending::Persist { domain } => Some(domain),
+                Pending::Dns01 { .. } => None,
+            })
+            .collect();
         // Present every record at once; keep what succeeded for cleanup.
         let results = futures::future::join_all(pending.iter().map(|(d, v)| {
             solver
@@ -413,7 +523,18 @@ impl Issuer {
             if a.status != AuthorizationStatus::Pending {
                 continue;
             }
-            let Some(mut ch) = a.challenge(ChallengeType::Dns01) else {
+            // The challenge chosen for it: dns-persist-01 where the record
+            // was found right, else dns-01.
+            let persist = match DomainName::new(&a.identifier().to_string()) {
+                Ok(d) => persist_domains.iter().any(|p| **p == d),
+                Err(_) => false,
+            };
+            let kind = if persist {
+                super::persist::challenge_type()
+            } else {
+                ChallengeType::Dns01
+            };
+            let Some(mut ch) = a.challenge(kind) else {
                 continue;
             };
             if ch.status != ChallengeStatus::Pending {
@@ -509,6 +630,15 @@ impl Issuer {
         tracing::info!(version = %release.version, elapsed = ?started.elapsed(), "certificate issued and stored");
         Ok(release)
     }
+}
+
+/// How one pending authorization is answered.
+#[derive(Debug)]
+enum Pending {
+    /// dns-01: this TXT value at `_acme-challenge.<domain>`.
+    Dns01 { domain: DomainName, value: String },
+    /// dns-persist-01: the persistent record is already right; nothing to write.
+    Persist { domain: DomainName },
 }
 
 /// The CA's reasons for an invalid order: the order's own problem, then

@@ -37,6 +37,9 @@ pub struct RenewOutcome {
     pub due: Option<(OffsetDateTime, DueReason)>,
     /// What happened.
     pub result: RenewResult,
+    /// The challenge it is issued with: `dns-01`, `dns-persist-01`, or
+    /// `dns-persist-01 (fallback dns-01 via <solver>)`.
+    pub challenge: String,
     /// Damaged store files found for this certificate (a damaged record
     /// moved aside says where in [`Damage::set_aside`]).
     pub damage: Vec<Damage>,
@@ -124,11 +127,9 @@ pub(super) async fn renew_with(
         if !opts.dry_run {
             let solver = match solvers.get(cert.solver.as_str()) {
                 Some(s) => Some(s.clone()),
-                None => crate::dns::solver(&cert.solver, &inv.solvers[&cert.solver])
-                    .ok()
-                    .inspect(|s| {
-                        solvers.insert(cert.solver.as_str(), s.clone());
-                    }),
+                None => super::persist::dns_solver(inv, cert).ok().inspect(|s| {
+                    solvers.insert(cert.solver.as_str(), s.clone());
+                }),
             };
             if let Some(solver) = solver {
                 if let Err(e) = journal::sweep(store, cert.name.as_str(), &solver).await {
@@ -199,6 +200,7 @@ pub(super) async fn renew_with(
         };
         let Some(reason) = reason else {
             outcomes.push(RenewOutcome {
+                challenge: super::persist::method(cert),
                 name,
                 due,
                 result: RenewResult::NotDue,
@@ -208,6 +210,7 @@ pub(super) async fn renew_with(
         };
         if let Some(until) = record.retry_after.filter(|u| *u > now && !opts.force) {
             outcomes.push(RenewOutcome {
+                challenge: super::persist::method(cert),
                 name,
                 due,
                 result: RenewResult::Deferred { until },
@@ -217,6 +220,7 @@ pub(super) async fn renew_with(
         }
         if opts.dry_run {
             outcomes.push(RenewOutcome {
+                challenge: super::persist::method(cert),
                 name,
                 due,
                 result: RenewResult::WouldIssue { reason },
@@ -226,13 +230,14 @@ pub(super) async fn renew_with(
         }
         let solver = match solvers.get(cert.solver.as_str()) {
             Some(s) => s.clone(),
-            None => match crate::dns::solver(&cert.solver, &inv.solvers[&cert.solver]) {
+            None => match super::persist::dns_solver(inv, cert) {
                 Ok(s) => {
                     solvers.insert(cert.solver.as_str(), s.clone());
                     s
                 }
                 Err(e) => {
                     outcomes.push(RenewOutcome {
+                        challenge: super::persist::method(cert),
                         name,
                         due,
                         result: RenewResult::Failed {
@@ -280,7 +285,7 @@ pub(super) async fn renew_with(
                 if let Err(e) = record.write(store, cert.name.as_str()) {
                     tracing::warn!(certificate = %cert.name, error = %crate::error::chain(&e), "cannot record renewal state");
                 }
-                RenewOutcome { name: cert.name.to_string(), due, result, damage }
+                RenewOutcome { name: cert.name.to_string(), due, result, challenge: super::persist::method(cert), damage }
             }
         },
     ))

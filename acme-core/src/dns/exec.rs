@@ -140,6 +140,12 @@ impl DnsSolver for Exec {
         .await
     }
 
+    async fn present_at(&self, record: &TxtRecord) -> Result<(), DnsError> {
+        self.run("present", record).await?;
+        tracing::info!(fqdn = %record.fqdn, zone = %record.zone, "persistent TXT record presented by command");
+        Ok(())
+    }
+
     async fn wait_propagated(&self, record: &TxtRecord) -> Result<(), DnsError> {
         let span = tracing::info_span!("dns", domain = %record.domain, solver = %self.solver);
         propagation::wait(&self.locator, &self.propagation, record)

@@ -51,6 +51,7 @@ use crate::DomainName;
 
 mod exec;
 mod fuzz;
+pub mod persist;
 mod propagation;
 mod rfc2136;
 mod wire;
@@ -88,6 +89,9 @@ pub trait DnsSolver: Send + Sync + std::fmt::Debug {
     async fn wait_propagated(&self, record: &TxtRecord) -> Result<(), DnsError>;
     /// Removes exactly this value (idempotent: a missing record is not an error).
     async fn cleanup(&self, record: &TxtRecord) -> Result<(), DnsError>;
+    /// Adds `record.value` at exactly `record.fqdn` in `record.zone`, already
+    /// located (the persistent dns-persist-01 record, [`persist::locate`]).
+    async fn present_at(&self, record: &TxtRecord) -> Result<(), DnsError>;
 }
 
 /// Builds the solver named `name` from its config; reads secrets now so a bad secret fails early.
@@ -95,6 +99,11 @@ pub fn solver(name: &str, cfg: &SolverConfig) -> Result<Arc<dyn DnsSolver>, DnsE
     Ok(match cfg {
         SolverConfig::Rfc2136(c) => Arc::new(Rfc2136::new(name, c)?),
         SolverConfig::Exec(c) => Arc::new(Exec::new(name, c)),
+        SolverConfig::Persist(_) => {
+            return Err(DnsError::NotADnsSolver {
+                solver: name.to_string(),
+            })
+        }
     })
 }
 
@@ -102,6 +111,12 @@ pub fn solver(name: &str, cfg: &SolverConfig) -> Result<Arc<dyn DnsSolver>, DnsE
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DnsError {
+    /// A `type = "persist"` solver was asked to write a DNS-01 record.
+    #[error("solver `{solver}` is a dns-persist-01 solver and writes no DNS record: give it a `fallback` dns-01 solver")]
+    NotADnsSolver {
+        /// The solver's name.
+        solver: String,
+    },
     /// The primary answered the UPDATE with an error (bad key, bad secret, policy).
     #[error(
         "DNS UPDATE of `{name}` refused by {server} with {} for TSIG key `{key}`: {}",

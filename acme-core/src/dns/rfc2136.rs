@@ -190,6 +190,13 @@ impl DnsSolver for Rfc2136 {
         .await
     }
 
+    async fn present_at(&self, record: &TxtRecord) -> Result<(), DnsError> {
+        self.update(&record.fqdn, &record.zone, &record.value, true)
+            .await?;
+        tracing::info!(fqdn = %record.fqdn, zone = %record.zone, server = %self.server, "persistent TXT record added");
+        Ok(())
+    }
+
     async fn wait_propagated(&self, record: &TxtRecord) -> Result<(), DnsError> {
         let span = tracing::info_span!("dns", domain = %record.domain, solver = %self.solver);
         propagation::wait(&self.locator, &self.propagation, record)

@@ -58,6 +58,14 @@ impl Locator {
         Ok((fqdn, zone))
     }
 
+    /// [`Locator::locate`] for any record name (`_validation-persist.<domain>`).
+    pub(super) async fn locate_name(&self, start: &str) -> Result<(String, String), DnsError> {
+        let resolver = self.resolver().await?;
+        let fqdn = self.follow_cnames(resolver, start).await?;
+        let zone = self.zone_of(resolver, &fqdn).await?;
+        Ok((fqdn, zone))
+    }
+
     /// Follows CNAMEs from `start`, one hop per query, so each hop and any loop is seen.
     async fn follow_cnames(&self, resolver: SocketAddr, start: &str) -> Result<String, DnsError> {
         let mut chain = vec![start.to_ascii_lowercase()];

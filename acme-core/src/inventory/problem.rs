@@ -187,6 +187,12 @@ pub enum Problem {
         /// The solvers there are.
         known: Vec<String>,
     },
+    /// A persist solver's `fallback` that is itself a persist solver.
+    #[error("solver `{solver}` is a persist solver; a fallback must be a dns-01 solver (`rfc2136` or `exec`)")]
+    PersistFallbackNotDns01 {
+        /// The value as written.
+        solver: String,
+    },
     /// A certificate's group that no node is in.
     #[error("group `{group}` has no node; groups used by nodes: {}", list(.known))]
     GroupWithoutNode {

@@ -221,6 +221,7 @@ pub async fn gather(
             findings,
             revoked: revocations[ci].clone(),
             nodes,
+            challenge: crate::acme::persist::method(cert),
         });
         lives.push(live);
     }

@@ -517,6 +517,9 @@ pub struct CertificateReport {
     pub revoked: Vec<crate::acme::Revocation>,
     /// The nodes that should serve it.
     pub nodes: Vec<NodeReport>,
+    /// The challenge it is issued with (`dns-01`, `dns-persist-01`, or
+    /// `dns-persist-01 (fallback dns-01 via <solver>)`).
+    pub challenge: String,
 }
 
 /// The store's live version.
@@ -908,6 +911,9 @@ impl Report {
                 None => ("-".into(), "-".into(), None, i64::MAX),
             };
             let mut notes: Vec<String> = c.findings.iter().map(|f| f.message.clone()).collect();
+            if c.challenge != "dns-01" {
+                notes.push(format!("challenge {}", c.challenge));
+            }
             if let Some(s) = &c.store {
                 if s.renewal.due {
                     notes.push(format!("renewal due ({})", s.renewal.reason));

@@ -205,6 +205,7 @@ fn sample() -> Report {
             }),
             findings: vec![],
             revoked: Vec::new(),
+            challenge: "dns-01".into(),
             nodes: vec![
                 NodeReport {
                     node: "n1".into(),

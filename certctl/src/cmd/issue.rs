@@ -235,7 +235,10 @@ pub(crate) fn print_outcomes(ctx: &Ctx, outcomes: &[RenewOutcome]) -> anyhow::Re
                     .map(|(at, why)| format!("due {} ({why})", day(*at)))
                     .unwrap_or_default(),
             ),
-            RenewResult::WouldIssue { reason } => ("would issue", reason.to_string()),
+            RenewResult::WouldIssue { reason } => (
+                "would issue",
+                format!("{reason}; challenge {}", o.challenge),
+            ),
             RenewResult::Deferred { until } => (
                 "deferred",
                 format!("the CA asked to wait until {}", stamp(*until)),
@@ -334,6 +337,7 @@ pub(crate) struct OutcomeJson<'a> {
     error: Option<String>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     damage: &'a [acme_core::store::Damage],
+    challenge: &'a str,
 }
 
 impl<'a> From<&'a RenewOutcome> for OutcomeJson<'a> {
@@ -348,6 +352,7 @@ impl<'a> From<&'a RenewOutcome> for OutcomeJson<'a> {
             retry_after: None,
             error: None,
             damage: &o.damage,
+            challenge: &o.challenge,
         };
         match &o.result {
             RenewResult::Issued { release, reason } => {
