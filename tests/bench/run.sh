@@ -16,6 +16,8 @@
 #           Ansible at 20, Ansible at 100; per-phase breakdown per node from -vv
 #   persist one-name issuance with dns-persist-01 (record published once, untimed)
 #           vs dns-01 (rfc2136), both against the same FAKE ACME CA (fake-acme)
+#   store   renew of 50 certificates and report over 20 nodes: the etcd store (the
+#           lab's 3-member cluster) beside the directory store
 #
 # Every (tool, case) runs N times; the table shows medians over the runs that
 # produced a certificate. Results: target/bench/<section>.md (the table) and
@@ -30,7 +32,7 @@ LAB="${CERTCTL_LAB_DIR:-/tmp/certctl-lab}"
 OUT="$ROOT/target/bench"
 CERTCTL="$ROOT/target/release/certctl"
 PROG="tests/bench/run.sh"
-SECTIONS=(issue deploy scan list plan load fleet persist)
+SECTIONS=(issue deploy scan list plan load fleet persist store)
 LAB_NODES=20
 ACME_DIR="https://127.0.0.1:14000/dir"
 EMAIL="bench@example.test"
@@ -1416,6 +1418,118 @@ persist_stop() {
 " || true
     done
     PERSIST_NAMES=()
+}
+
+# ---------------------------------------------------------------- section: store
+
+STORE_CERTS=50
+STORE_NODES=20
+
+# store_config DIR TABLE: the lab's inventory with STORE_CERTS one-name
+# certificates and no node (renew only), its store replaced by TABLE (a
+# `store = "..."` line or an etcd [store] table).
+store_config() {
+    local dir="$1" table="$2" i
+    mkdir -p "$dir"
+    awk '
+        /^store[ \t]*=/ { next }
+        /^\[\[certificate\]\]/ || /^\[\[node\]\]/ { skip = 1; next }
+        /^\[/ { skip = 0 }
+        !skip { print }
+    ' "$LAB/certctl.toml" >"$dir/certctl.toml"
+    {
+        # pebble 2.4 deadlocks with many orders of one account in flight
+        printf '\n[renewal]\nconcurrency = 4\n'
+        for ((i = 1; i <= STORE_CERTS; i++)); do
+            printf '\n[[certificate]]\nname = "s%03d"\ndomains = ["s%03d-%s.example.test"]\nsolver = "lab"\n' "$i" "$i" "$STAMP"
+        done
+        printf '\n%s\n' "$table"
+    } >>"$dir/certctl.toml"
+}
+
+# etcd_table PREFIX: the [store] table for the lab's etcd under PREFIX.
+etcd_table() {
+    local list
+    list="$(bash "$ROOT/lab/lab.sh" etcd endpoints | sed 's/[^,]*/"&"/g; s/,/, /g')"
+    printf '[store]\ntype = "etcd"\nendpoints = [%s]\nprefix = "%s"\nkey_file = "%s"\n' "$list" "$1" "$TMP/store/data.key"
+}
+
+# store_report_config DIR TABLE: the lab's inventory (www, media, wild) on the
+# first STORE_NODES nodes, its store replaced by TABLE.
+store_report_config() {
+    local dir="$1" table="$2"
+    mkdir -p "$dir"
+    awk -v max="$STORE_NODES" '
+        /^store[ \t]*=/ { next }
+        /^\[\[node\]\]/ { nodes++; skip = nodes > max; if (!skip) print; next }
+        /^\[/ { skip = 0 }
+        !skip { print }
+    ' "$LAB/certctl.toml" >"$dir/certctl.toml"
+    printf '\n%s\n' "$table" >>"$dir/certctl.toml"
+}
+
+section_store() {
+    CSV="$OUT/store.csv"
+    echo "section,tool,case,run,ok,rc,wall_s,cpu_s,maxrss_kib" >"$CSV"
+    local d="$TMP/store" run rc backend n
+    mkdir -p "$d"
+    info "store: the lab's 3-member etcd cluster (lab.sh etcd up)"
+    bash "$ROOT/lab/lab.sh" etcd up >"$d/etcd.log" 2>&1 || { cat "$d/etcd.log" >&2; die "lab.sh etcd up failed"; }
+    "$CERTCTL" store keygen "$d/data.key" >/dev/null || die "certctl store keygen failed"
+
+    # renew: STORE_CERTS certificates into an empty store, a new store and
+    # account every run, directory and etcd in turn.
+    for ((run = 1; run <= RUNS; run++)); do
+        for backend in dir etcd; do
+            local rd="$d/renew-$backend-$run"
+            if [[ $backend == dir ]]; then
+                store_config "$rd" "store = \"$rd/store\""
+            else
+                store_config "$rd" "$(etcd_table "/certctl-bench/$STAMP/renew-$run/")"
+            fi
+            rc=0
+            timed 600 "$rd/time" "$rd/log" "$CERTCTL" --config "$rd/certctl.toml" renew || rc=$?
+            n="$("$CERTCTL" --config "$rd/certctl.toml" list --json 2>/dev/null | python3 -c 'import json,sys; print(sum(1 for c in json.load(sys.stdin) if c.get("version")))' 2>/dev/null || echo 0)"
+            local ok=0
+            ((rc == 0 && n == STORE_CERTS)) && ok=1
+            row store "certctl-$backend" "renew-$STORE_CERTS" "$run" "$ok" "$rc" "$rd/time" "$rd/log" \
+                "expected exit 0 and $STORE_CERTS stored certificates, got $n"
+        done
+    done
+
+    # report: the lab's 3 certificates on STORE_NODES nodes, deployed once from
+    # a directory store, the same store imported into etcd.
+    info "store: deploying the lab's certificates to $STORE_NODES nodes (untimed)"
+    store_report_config "$d/rep-dir" "store = \"$d/rep-dir/store\""
+    store_report_config "$d/rep-etcd" "$(etcd_table "/certctl-bench/$STAMP/report/")"
+    "$CERTCTL" --config "$d/rep-dir/certctl.toml" run --no-notify >"$d/rep-warm.log" 2>&1 ||
+        { tail -n 15 "$d/rep-warm.log" >&2; die "the untimed run for the report failed"; }
+    "$CERTCTL" --config "$d/rep-etcd/certctl.toml" store import "$d/rep-dir/store" >"$d/import.log" 2>&1 ||
+        { cat "$d/import.log" >&2; die "store import into etcd failed"; }
+    for ((run = 1; run <= RUNS; run++)); do
+        for backend in dir etcd; do
+            local rd="$d/rep-$backend"
+            rc=0
+            timed 120 "$rd/time-$run" "$rd/log-$run" "$CERTCTL" --config "$rd/certctl.toml" report --json || rc=$?
+            local sev ok=0
+            sev="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["severity"])' "$rd/log-$run" 2>/dev/null || echo none)"
+            ((rc == 0)) && [[ $sev == ok ]] && ok=1
+            row store "certctl-$backend" "report-$STORE_NODES-nodes" "$run" "$ok" "$rc" "$rd/time-$run" "$rd/log-$run" \
+                "expected exit 0 and severity ok, got $sev"
+        done
+    done
+
+    local notes="$TMP/store.notes"
+    {
+        echo "renew-$STORE_CERTS: \`certctl renew\` of $STORE_CERTS one-name certificates (DNS-01 against pebble + bind9) into an empty store, with a new ACME account each run; \`[renewal] concurrency = 4\` (pebble 2.4 deadlocks with many orders of one account in flight). The etcd store is the lab's 3-member cluster (lab.sh etcd up, loopback), one prefix per run, keys sealed with a data key file."
+        echo "report-$STORE_NODES-nodes: \`certctl report --json\` over the lab's 3 certificates on $STORE_NODES nodes (store, node state records and a TLS probe of every name on every node), the directory store as deployed by one untimed run, and the same store imported into etcd (\`certctl store import\`). A run counts when the report exits 0 with severity ok."
+        echo "Wall, CPU and peak RSS from /usr/bin/time around certctl; directory and etcd runs alternate, so both see the same machine."
+        load_note
+    } >"$notes"
+    echo
+    python3 "$BENCH/summarise.py" store "$CSV" "$OUT/store.md" "$notes"
+    echo
+    info "wrote $OUT/store.md and $OUT/store.csv"
 }
 
 # ---------------------------------------------------------------- main

@@ -2,7 +2,7 @@
 """Summarise the per-run CSV of a benchmark section into one Markdown table.
 
 Usage: summarise.py SECTION CSV OUT_MD NOTES_FILE [N=VV_LOG...]
-  (SECTION: issue, deploy, scan, list, plan, load, fleet; the N=VV_LOG pairs, fleet
+  (SECTION: issue, deploy, scan, list, plan, load, fleet, store; the N=VV_LOG pairs, fleet
   only, are `certctl -vv deploy` logs to N nodes for the per-phase breakdown)
 
 Reads rows `section,tool,case,run,ok,rc,wall_s,cpu_s,maxrss_kib`, prints the
@@ -492,6 +492,27 @@ def fleet_report(rows, notes, phase_logs=()):
     if phase_logs:
         lines += [""] + fleet_phase_lines(phase_logs)
     return with_notes(lines, notes)
+
+
+def store_report(rows, notes):
+    cases = sorted({r["case"] for r in rows})
+    s = summarise(rows, ["certctl-dir", "certctl-etcd"], cases)
+    lines = ["## Store backends (the etcd store beside the directory store)", ""]
+    lines += figures_table(s)
+    lines += ["", "Ratios (etcd ÷ directory; above 1× means the etcd store is slower or larger; no target):", ""]
+    lines.append("| case | wall | CPU | peak RSS |")
+    lines.append("|---|---|---|---|")
+    for case in cases:
+        d, e = s.get(("certctl-dir", case)), s.get(("certctl-etcd", case))
+        if d is None or e is None:
+            continue
+        lines.append(
+            f"| {case} | {ratio(e['wall'], d['wall'])} | {ratio(e['cpu'], d['cpu'])} | {ratio(e['rss'], d['rss'])} |"
+        )
+    return with_notes(lines, notes)
+
+
+REPORTS["store"] = store_report
 
 
 def main(argv):
