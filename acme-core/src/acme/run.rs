@@ -524,7 +524,12 @@ mod tests {
             let release = Release {
                 name: name.clone(),
                 version: "v1".into(),
-                dir: store.root().join("archive").join(&name).join("v1"),
+                dir: store
+                    .root()
+                    .expect("a directory store")
+                    .join("archive")
+                    .join(&name)
+                    .join("v1"),
                 meta: ReleaseMeta {
                     domains: cert.domains.iter().map(|d| d.to_string()).collect(),
                     key_type: KeyType::default(),
@@ -536,6 +541,7 @@ mod tests {
                     ari_id: None,
                     stored_at: now,
                 },
+                fetched: None,
             };
             Ok((release, directory.to_string()))
         }
