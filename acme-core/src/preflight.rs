@@ -523,7 +523,31 @@ fn eab_item(subject: &Subject, eab: &crate::inventory::EabConfig) -> CheckItem {
 fn store_item(inv: &Inventory) -> CheckItem {
     use crate::store::Location;
     let what = "usable as certctl's store";
-    match crate::store::validate_location(&inv.store) {
+    let dir = match &inv.store {
+        crate::store::StoreConfig::Etcd(c) => {
+            return match crate::store::DataKey::load(&c.key_file) {
+                Ok(k) => CheckItem::ok(
+                    &Subject::Store,
+                    what,
+                    format!(
+                        "{}: data key {} in {} (the cluster itself is reached by the commands that use it)",
+                        c.describe(),
+                        k.id(),
+                        c.key_file.display()
+                    ),
+                ),
+                Err(e) => CheckItem::bad(
+                    &Subject::Store,
+                    what,
+                    Status::Error,
+                    Problem::Store(e.into()),
+                    "make the data key with `certctl store keygen FILE` (mode 0600) and set `key_file` to it",
+                ),
+            };
+        }
+        crate::store::StoreConfig::Dir(d) => d,
+    };
+    match crate::store::validate_location(dir) {
         Ok(l) => CheckItem::ok(
             &Subject::Store,
             what,

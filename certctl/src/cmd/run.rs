@@ -554,7 +554,12 @@ pub(crate) fn systemd(ctx: &Ctx, args: SystemdArgs) -> anyhow::Result<ExitCode> 
         ))
         .into());
     }
-    let store = ctx.inventory()?.store;
+    // The etcd store writes nothing locally: the units' one writable path is
+    // then the temporary directory (private to the unit).
+    let store = match ctx.inventory()?.store.dir() {
+        Some(d) => d.to_path_buf(),
+        None => std::env::temp_dir(),
+    };
     let store = if store.is_absolute() {
         store
     } else {
