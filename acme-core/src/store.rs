@@ -34,12 +34,14 @@ use crate::names::CertName;
 
 mod api;
 mod audit;
+mod copy;
 mod etcd;
 pub mod seal;
 pub use api::{AccountId, AsStoreConfig, Backend, Record, Store, StoreConfig, VersionFiles};
 #[cfg(test)]
 pub(crate) use audit::install_self_signed;
 pub use audit::{Audit, Damage, Part, Problem};
+pub use copy::{copy, Copied, CopyError};
 pub use etcd::{EtcdConfig, Rekeyed, CONNECT_TIMEOUT, MAX_REQUEST_BYTES, REQUEST_TIMEOUT};
 pub use seal::{DataKey, KeyFileError, SealError};
 

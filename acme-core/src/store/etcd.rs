@@ -1278,3 +1278,221 @@ impl super::Store {
         self.etcd.as_ref().map(|e| e.rekey(new))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{install_self_signed, Store, StoreConfig};
+
+    /// The endpoints in `CERTCTL_TEST_ETCD`, or `None` (the test is skipped).
+    fn endpoints(test: &str) -> Option<Vec<String>> {
+        match std::env::var("CERTCTL_TEST_ETCD") {
+            Ok(v) if !v.trim().is_empty() => {
+                Some(v.split(',').map(|e| e.trim().to_string()).collect())
+            }
+            _ => {
+                println!("skipped {test}: set CERTCTL_TEST_ETCD=http://host:2379[,…] to run it against etcd");
+                None
+            }
+        }
+    }
+
+    /// A fresh prefix and data key for one test.
+    fn config(endpoints: Vec<String>, dir: &Path, test: &str) -> EtcdConfig {
+        let key_file = dir.join("store.key");
+        if !key_file.exists() {
+            DataKey::generate(&key_file).expect("keygen");
+        }
+        let stamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+        EtcdConfig {
+            endpoints,
+            prefix: format!("/certctl-test/{test}-{}-{stamp}/", std::process::id()),
+            key_file,
+            lease_ttl: Duration::from_secs(3),
+        }
+    }
+
+    fn raw_values(store: &Store, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        let e = store.etcd.as_ref().expect("etcd");
+        e.get_prefix("test", prefix.to_string(), false)
+            .expect("get")
+            .into_iter()
+            .map(|kv| (kv.key, kv.value))
+            .collect()
+    }
+
+    #[test]
+    fn a_version_is_stored_sealed_made_live_by_compare_and_swap_and_read_back() {
+        let Some(ep) = endpoints("etcd install") else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(ep, dir.path(), "install");
+        let (store, _) = Store::open(&StoreConfig::Etcd(cfg.clone())).expect("open");
+        let r = install_self_signed(&store, "www", &["www.example.test"]);
+        assert_eq!(
+            store.live_version("www").expect("live"),
+            Some(r.version.clone())
+        );
+        let again = store.current("www").expect("current").expect("some");
+        assert_eq!(
+            again.read("privkey").expect("key"),
+            r.read("privkey").expect("key")
+        );
+        assert!(
+            String::from_utf8_lossy(&again.read("privkey").expect("key")).contains("PRIVATE KEY")
+        );
+        assert!(
+            store.audit("www").sound().is_some(),
+            "{:?}",
+            store.audit("www").damage
+        );
+        for (k, v) in raw_values(&store, &cfg.prefix) {
+            assert!(
+                !String::from_utf8_lossy(&v).contains("PRIVATE KEY"),
+                "{k} is plaintext"
+            );
+        }
+        match store.set_live("www", "20990101T000000Z-00") {
+            Err(StoreError::NoSuchVersion { .. }) => {}
+            other => panic!("expected NoSuchVersion, got {other:?}"),
+        }
+        // The live pointer moved by another writer between read and write: refused.
+        let e = store.etcd.as_ref().expect("etcd");
+        let live = e.k("live/www");
+        let seen = e
+            .get("test", live.clone())
+            .expect("get")
+            .expect("live")
+            .mod_revision;
+        e.write(
+            "test",
+            &live,
+            Vec::new(),
+            vec![TxnOp::put(live.clone(), r.version.clone(), None)],
+        )
+        .expect("put");
+        assert!(!e
+            .write(
+                "test",
+                &live,
+                vec![Compare::mod_revision(live.clone(), CompareOp::Equal, seen)],
+                vec![TxnOp::put(live.clone(), "x", None)],
+            )
+            .expect("txn"));
+        // A second data key is refused, naming the file.
+        let other = dir.path().join("other.key");
+        DataKey::generate(&other).expect("keygen");
+        let wrong = EtcdConfig {
+            key_file: other.clone(),
+            ..cfg.clone()
+        };
+        match Store::open(&StoreConfig::Etcd(wrong)) {
+            Err(err @ StoreError::WrongDataKey { .. }) => {
+                assert!(
+                    err.to_string().contains(&other.display().to_string()),
+                    "{err}"
+                );
+            }
+            other => panic!("expected WrongDataKey, got {other:?}"),
+        }
+        // Too large for one request.
+        let big = vec![b'a'; MAX_REQUEST_BYTES];
+        let files = VersionFiles {
+            privkey: b"k",
+            cert: &big,
+            chain: b"",
+            fullchain: b"",
+            meta: b"{}",
+        };
+        match store.install_version("www", "20990101T000000Z-01", &files) {
+            Err(StoreError::TooLarge { limit, .. }) => assert_eq!(limit, MAX_REQUEST_BYTES),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_run_whose_lease_is_gone_has_every_write_refused() {
+        let Some(ep) = endpoints("etcd fencing") else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(ep, dir.path(), "fence");
+        let (a, _) = Store::open(&StoreConfig::Etcd(cfg.clone())).expect("open a");
+        let (b, _) = Store::open(&StoreConfig::Etcd(cfg.clone())).expect("open b");
+        let lock_a = a.lock(Duration::ZERO).expect("lock a");
+        a.write_state("www", "renewal", &serde_json::json!({"a": 1}))
+            .expect("fenced write");
+        a.check_held().expect("held");
+        // B waits, then names the holder.
+        match b.lock(Duration::from_millis(500)) {
+            Err(err @ StoreError::EtcdLocked { .. }) => {
+                let text = err.to_string();
+                assert!(
+                    text.contains(&format!("pid {}", std::process::id())),
+                    "{text}"
+                );
+            }
+            other => panic!("expected EtcdLocked, got {other:?}"),
+        }
+        // The lease ends behind A's back (as when it was paused past the TTL).
+        let ea = a.etcd.as_ref().expect("etcd");
+        let lease = ea.inner.fence().expect("fence").lease;
+        let mut c = ea.inner.client.clone();
+        ea.inner
+            .run("test", async move { c.lease_revoke(lease).await })
+            .expect("revoke");
+        let _lock_b = b.lock(Duration::from_secs(5)).expect("b takes over");
+        match a.write_state("www", "renewal", &serde_json::json!({"a": 2})) {
+            Err(StoreError::Fenced { .. }) | Err(StoreError::LeaseLost { .. }) => {}
+            other => panic!("expected a refused write, got {other:?}"),
+        }
+        assert!(matches!(a.check_held(), Err(StoreError::LeaseLost { .. })));
+        let seen: serde_json::Value = b.read_state("www", "renewal").expect("read").expect("some");
+        assert_eq!(seen, serde_json::json!({"a": 1}));
+        drop(lock_a);
+    }
+
+    #[test]
+    fn a_store_exported_to_a_directory_and_imported_back_has_the_same_hashes() {
+        let Some(ep) = endpoints("etcd export/import") else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(ep, dir.path(), "copy");
+        let (etcd, _) = Store::open(&StoreConfig::Etcd(cfg.clone())).expect("open");
+        install_self_signed(&etcd, "www", &["www.example.test"]);
+        install_self_signed(&etcd, "api", &["api.example.test"]);
+        etcd.save_account("https://ca.test/dir", b"{\"k\":1}")
+            .expect("account");
+        etcd.write_state("www", "renewal", &serde_json::json!({"failures": 0}))
+            .expect("state");
+        let (out, _) = Store::open(&dir.path().join("export")).expect("dir");
+        let c = crate::store::copy(&etcd, &out).expect("export");
+        assert_eq!((c.versions, c.live, c.accounts, c.records), (2, 2, 1, 1));
+        // Into a fresh etcd prefix, then again: the second run changes nothing.
+        let cfg2 = config(cfg.endpoints.clone(), dir.path(), "copy2");
+        let (back, _) = Store::open(&StoreConfig::Etcd(cfg2)).expect("open 2");
+        let c = crate::store::copy(&out, &back).expect("import");
+        assert_eq!((c.versions, c.identical), (2, 0));
+        let c = crate::store::copy(&out, &back).expect("import again");
+        assert_eq!(
+            (c.versions, c.identical, c.accounts, c.records),
+            (0, 2, 0, 0)
+        );
+        for name in ["www", "api"] {
+            let a = etcd.current(name).expect("a").expect("some");
+            let b = back.current(name).expect("b").expect("some");
+            for f in ["privkey", "cert", "chain", "fullchain", "meta"] {
+                assert_eq!(a.read(f).expect("a"), b.read(f).expect("b"), "{name} {f}");
+            }
+        }
+        assert_eq!(
+            back.load_account("https://ca.test/dir")
+                .expect("load")
+                .expect("some")
+                .expose(),
+            b"{\"k\":1}"
+        );
+    }
+}
