@@ -76,6 +76,8 @@ enum Command {
     Rotate(cmd::revoke::RotateArgs),
     /// The ACME account: show it, or change its key.
     Account(cmd::account::AccountArgs),
+    /// The store itself: the etcd data key, export, import, re-key.
+    Store(cmd::store::StoreArgs),
     /// Print systemd service and timer units.
     Systemd(cmd::run::SystemdArgs),
     /// Print shell completions.
@@ -201,6 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Revoke(a) => cmd::revoke::revoke(&ctx, a).await,
             Command::Rotate(a) => cmd::revoke::rotate(&ctx, a).await,
             Command::Account(a) => cmd::account::account(&ctx, a).await,
+            Command::Store(a) => cmd::store::store(&ctx, a).await,
             Command::Systemd(_)
             | Command::Inspect(_)
             | Command::Completions { .. }

@@ -546,6 +546,8 @@ pub async fn deploy(
     let canaries: Vec<usize> = (0..plan.nodes.len())
         .filter(|i| plan.nodes[*i].canary)
         .collect();
+    // A run that lost its lock (etcd lease) changes no node after it knows.
+    store.check_held()?;
     let canary_runs = canaries.iter().filter_map(|&i| {
         let conn = conns[i].take()?;
         let span = tracing::info_span!("node", node = %plan.nodes[i].node, canary = true);
@@ -574,6 +576,11 @@ pub async fn deploy(
             if max_failures.is_some_and(|m| failed_nodes.load(Ordering::SeqCst) > m) {
                 close(conn).await;
                 return (i, skipped(pn, SkipReason::Stopped));
+            }
+            if let Err(e) = store.check_held() {
+                tracing::error!(node = %pn.node, error = %crate::error::chain(&e), "not starting this node");
+                close(conn).await;
+                return (i, skipped(pn, SkipReason::LockLost));
             }
             let span = tracing::info_span!("node", node = %pn.node);
             let r = runner.run(pn, conn).instrument(span).await;

@@ -164,7 +164,10 @@ pub(crate) async fn renew_outcomes(
         let (s, l) = open_store_locked(ctx, inv)?;
         (s, Some(l))
     };
-    Ok(acme::renew(inv, &store, opts).await?)
+    let outcomes = acme::renew(inv, &store, opts).await?;
+    // A run that lost the store lock (etcd lease) is an error (exit 3).
+    store.check_held()?;
+    Ok(outcomes)
 }
 
 async fn renew_with(

@@ -7,3 +7,4 @@ pub(crate) mod issue;
 pub(crate) mod report;
 pub(crate) mod revoke;
 pub(crate) mod run;
+pub(crate) mod store;

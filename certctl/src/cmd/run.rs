@@ -124,6 +124,8 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     rec.ended(Step::Renew, failures.len() == before);
+    // A run that lost the store lock (etcd lease) deploys nothing: exit 3.
+    store.check_held()?;
 
     // 2. Deploy what nodes lack (nodes already serving the version are skipped).
     rec.started(Step::Deploy);
@@ -180,6 +182,7 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     rec.ended(Step::Deploy, failures.len() == before);
+    store.check_held()?;
     drop(lock);
 
     // 3. Report (read-only; the lock is released).
