@@ -570,6 +570,12 @@ impl EtcdStore {
                         .collect::<String>(),
                     h.pid,
                     h.since
+                        .replace_nanosecond(0)
+                        .ok()
+                        .and_then(|t| t
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .ok())
+                        .unwrap_or_default()
                 ),
                 Err(_) => format!(" (lease {lease})"),
             },
