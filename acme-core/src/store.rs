@@ -255,6 +255,13 @@ pub enum StoreError {
         /// The key id being re-keyed to.
         to: String,
     },
+    /// A live version could not be read or unsealed, so it cannot be
+    /// judged; certctl does not issue anew over it.
+    #[error("store: {} cannot be read or unsealed (a wrong key_file, or the store unreachable); not issuing a new version over it", .path.display())]
+    Unverified {
+        /// The file or etcd key.
+        path: PathBuf,
+    },
     /// The etcd client's runtime could not be started.
     #[error("store: cannot start the etcd client's runtime")]
     Runtime(#[source] io::Error),

@@ -206,6 +206,26 @@ pub(super) async fn renew_with(
             });
             continue;
         };
+        // What could not be read or unsealed (a wrong key_file, etcd
+        // unreachable) is not damage to repair: issuing anew would replace
+        // good material. The certificate fails instead.
+        if let Some(d) = damage.iter().find(|d| {
+            matches!(
+                d.problem,
+                crate::store::Problem::Sealed(_) | crate::store::Problem::Store(_)
+            )
+        }) {
+            let error = crate::Error::Store(crate::store::StoreError::Unverified {
+                path: d.path.clone(),
+            });
+            outcomes.push(RenewOutcome {
+                name,
+                due,
+                result: RenewResult::Failed { reason, error },
+                damage,
+            });
+            continue;
+        }
         if let Some(until) = record.retry_after.filter(|u| *u > now && !opts.force) {
             outcomes.push(RenewOutcome {
                 name,

@@ -46,6 +46,8 @@ use serde::{Deserialize, Serialize};
 
 use super::api::{AccountId, Backend, Fetched, Record, VersionFiles};
 use super::seal::DataKey;
+#[cfg(test)]
+use super::seal::SealError;
 use super::{Audit, Damage, Release, ReleaseMeta, Repair, Result, StoreError, StoreLock};
 use crate::secret::Secret;
 
@@ -1500,5 +1502,41 @@ mod tests {
                 .expose(),
             b"{\"k\":1}"
         );
+    }
+
+    #[test]
+    fn a_key_sealed_under_another_data_key_is_unreadable_not_damage_to_reissue_over() {
+        let Some(ep) = endpoints("etcd foreign seal") else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(ep, dir.path(), "foreign");
+        let (store, _) = Store::open(&StoreConfig::Etcd(cfg)).expect("open");
+        let r = install_self_signed(&store, "www", &["www.example.test"]);
+        let other = DataKey::generate(&dir.path().join("other.key")).expect("keygen");
+        let e = store.etcd.as_ref().expect("etcd");
+        let key = format!("{}privkey", e.version_prefix("www", &r.version));
+        let foreign = other.seal(&key, &r.read("privkey").expect("key"));
+        e.write(
+            "test",
+            &key,
+            Vec::new(),
+            vec![TxnOp::put(key.clone(), foreign, None)],
+        )
+        .expect("put");
+        let audit = store.audit("www");
+        assert!(audit.sound().is_none());
+        assert!(
+            audit.damage.iter().any(|d| matches!(
+                d.problem,
+                super::super::Problem::Sealed(SealError::OtherKey { .. })
+            )),
+            "{:?}",
+            audit.damage
+        );
+        match store.current("www") {
+            Err(StoreError::Sealed { key: k, .. }) => assert_eq!(k, key),
+            other => panic!("expected Sealed, got {other:?}"),
+        }
     }
 }
