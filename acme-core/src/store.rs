@@ -131,9 +131,9 @@ pub enum StoreError {
         action: &'static str,
         /// The store (endpoints and prefix).
         store: String,
-        /// The client's error.
+        /// The client's error (boxed: it is large).
         #[source]
-        source: etcd_client::Error,
+        source: Box<etcd_client::Error>,
     },
     /// An etcd request got no answer in time (no quorum, or unreachable).
     #[error("store {store}: cannot {action}: no answer within {after:?} (is etcd running and does it have a quorum?)")]
@@ -201,7 +201,7 @@ pub enum StoreError {
     #[error(transparent)]
     DataKey(#[from] KeyFileError),
     /// The data key is not the one the store is sealed with.
-    #[error("store {store} is sealed with data key {store_key}, but key_file {} holds key {have}: install the store's key file on this controller (after `certctl store rekey`, the new one); nothing was changed", .file.display())]
+    #[error("the store is sealed with data key {store_key}, but key_file {} holds key {have}: install the store's key file on this controller (after `certctl store rekey`, the new one); nothing was changed", .file.display())]
     WrongDataKey {
         /// The key file.
         file: PathBuf,
@@ -209,8 +209,6 @@ pub enum StoreError {
         have: String,
         /// The key id the store names.
         store_key: String,
-        /// The store.
-        store: String,
     },
     /// A sealed value does not open with the data key.
     #[error("store: {key} cannot be unsealed with the data key in {}; nothing was changed", .file.display())]
@@ -219,9 +217,9 @@ pub enum StoreError {
         key: String,
         /// The key file.
         file: PathBuf,
-        /// Why.
+        /// Why (boxed: keeps the error small).
         #[source]
-        source: SealError,
+        source: Box<SealError>,
     },
     /// No store under the prefix yet.
     #[error("store {store} does not exist yet (no marker): run `certctl issue` or `certctl store import` first")]

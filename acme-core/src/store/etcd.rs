@@ -187,7 +187,7 @@ impl Inner {
             Ok(Ok(Err(source))) => Err(StoreError::Etcd {
                 action,
                 store: self.describe.clone(),
-                source,
+                source: Box::new(source),
             }),
             Ok(Err(_)) | Err(_) => Err(timeout()),
         }
@@ -281,7 +281,7 @@ impl EtcdStore {
                 return Err(StoreError::Etcd {
                     action: "connect",
                     store: describe,
-                    source,
+                    source: Box::new(source),
                 });
             }
             _ => {
@@ -498,7 +498,6 @@ impl EtcdStore {
                 file: self.key.file().to_path_buf(),
                 have: self.key.id().to_string(),
                 store_key: marker.key_id,
-                store: self.describe(),
             });
         }
         Ok(())
@@ -514,7 +513,7 @@ impl EtcdStore {
             .map_err(|source| StoreError::Sealed {
                 key: key.to_string(),
                 file: self.key.file().to_path_buf(),
-                source,
+                source: Box::new(source),
             })
     }
 
