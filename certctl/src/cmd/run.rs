@@ -69,7 +69,7 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut code = 0u8;
     let mut failures = Vec::new();
     let (store, lock) = super::issue::open_store_locked(ctx, &inv)?;
-    let mut rec = super::health::Recorder::create(&inv)?;
+    let mut rec = super::health::Recorder::for_store(&store);
     rec.started(Step::Run);
 
     // 1. Renew what is due.
