@@ -165,13 +165,16 @@ impl Drop for Inner {
 }
 
 impl Inner {
-    /// Runs `fut` on the store's runtime, bounded by `limit`.
-    fn run_for<T, F>(&self, action: &'static str, limit: Duration, fut: F) -> Result<T>
+    /// Runs the request `make` builds on the store's runtime, bounded by
+    /// `limit`. A request an endpoint could not take (`Unavailable`: a
+    /// member down, no connection) is sent again, to whichever member the
+    /// client picks, until the bound; a cluster that has lost its quorum
+    /// thus fails the call after `limit`.
+    fn run_for<T, F, Fut>(&self, action: &'static str, limit: Duration, make: F) -> Result<T>
     where
         T: Send + 'static,
-        F: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>
-            + Send
-            + 'static,
+        F: Fn(Client) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>> + Send,
     {
         let timeout = || StoreError::EtcdTimeout {
             action,
@@ -181,7 +184,25 @@ impl Inner {
         let Some(rt) = &self.rt else {
             return Err(timeout());
         };
-        let handle = rt.spawn(async move { tokio::time::timeout(limit, fut).await });
+        let client = self.client.clone();
+        let deadline = tokio::time::Instant::now() + limit;
+        let handle = rt.spawn(async move {
+            let mut delay = Duration::from_millis(20);
+            loop {
+                let attempt = tokio::time::timeout_at(deadline, make(client.clone())).await;
+                match attempt {
+                    Ok(Err(e)) if unavailable(&e) => {
+                        if tokio::time::Instant::now() + delay >= deadline {
+                            return Ok(Err(e));
+                        }
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_millis(500));
+                    }
+                    Ok(r) => return Ok(r),
+                    Err(elapsed) => return Err(elapsed),
+                }
+            }
+        });
         match futures::executor::block_on(handle) {
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(source))) => Err(StoreError::Etcd {
@@ -193,18 +214,27 @@ impl Inner {
         }
     }
 
-    fn run<T, F>(&self, action: &'static str, fut: F) -> Result<T>
+    fn run<T, F, Fut>(&self, action: &'static str, make: F) -> Result<T>
     where
         T: Send + 'static,
-        F: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>
-            + Send
-            + 'static,
+        F: Fn(Client) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>> + Send,
     {
-        self.run_for(action, REQUEST_TIMEOUT, fut)
+        self.run_for(action, REQUEST_TIMEOUT, make)
     }
 
     fn fence(&self) -> Option<Arc<Fence>> {
         self.fence.lock().ok().and_then(|f| f.clone())
+    }
+}
+
+/// Whether the request never reached a member that could serve it (sent
+/// again to another member).
+fn unavailable(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => s.code() == tonic::Code::Unavailable,
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
     }
 }
 
@@ -228,11 +258,12 @@ impl Drop for LockGuard {
         if let Ok(mut f) = self.inner.fence.lock() {
             *f = None;
         }
-        let mut c = self.inner.client.clone();
         let lease = self.fence.lease;
-        let _ = self.inner.run("revoke the lock lease", async move {
-            c.lease_revoke(lease).await
-        });
+        let _ = self
+            .inner
+            .run("revoke the lock lease", move |mut c| async move {
+                c.lease_revoke(lease).await
+            });
     }
 }
 
@@ -317,36 +348,40 @@ impl EtcdStore {
     }
 
     fn get(&self, action: &'static str, key: String) -> Result<Option<Kv>> {
-        let mut c = self.inner.client.clone();
-        let kv = self.inner.run(action, async move {
-            let r = c.get(key, None).await?;
-            Ok(r.kvs().first().map(|kv| Kv {
-                key: String::from_utf8_lossy(kv.key()).into_owned(),
-                value: kv.value().to_vec(),
-                mod_revision: kv.mod_revision(),
-            }))
+        let kv = self.inner.run(action, move |mut c| {
+            let key = key.clone();
+            async move {
+                let r = c.get(key, None).await?;
+                Ok(r.kvs().first().map(|kv| Kv {
+                    key: String::from_utf8_lossy(kv.key()).into_owned(),
+                    value: kv.value().to_vec(),
+                    mod_revision: kv.mod_revision(),
+                }))
+            }
         })?;
         Ok(kv)
     }
 
     fn get_prefix(&self, action: &'static str, prefix: String, keys_only: bool) -> Result<Vec<Kv>> {
-        let mut c = self.inner.client.clone();
-        self.inner.run(action, async move {
-            let mut o = GetOptions::new()
-                .with_prefix()
-                .with_sort(SortTarget::Key, SortOrder::Ascend);
-            if keys_only {
-                o = o.with_keys_only();
+        self.inner.run(action, move |mut c| {
+            let prefix = prefix.clone();
+            async move {
+                let mut o = GetOptions::new()
+                    .with_prefix()
+                    .with_sort(SortTarget::Key, SortOrder::Ascend);
+                if keys_only {
+                    o = o.with_keys_only();
+                }
+                let r = c.get(prefix, Some(o)).await?;
+                Ok(r.kvs()
+                    .iter()
+                    .map(|kv| Kv {
+                        key: String::from_utf8_lossy(kv.key()).into_owned(),
+                        value: kv.value().to_vec(),
+                        mod_revision: kv.mod_revision(),
+                    })
+                    .collect())
             }
-            let r = c.get(prefix, Some(o)).await?;
-            Ok(r.kvs()
-                .iter()
-                .map(|kv| Kv {
-                    key: String::from_utf8_lossy(kv.key()).into_owned(),
-                    value: kv.value().to_vec(),
-                    mod_revision: kv.mod_revision(),
-                })
-                .collect())
         })
     }
 
@@ -407,9 +442,11 @@ impl EtcdStore {
             .as_ref()
             .map(|(k, _)| vec![TxnOp::get(k.clone(), None)])
             .unwrap_or_default();
-        let mut c = self.inner.client.clone();
         let txn = Txn::new().when(compares).and_then(ops).or_else(check);
-        let resp = self.inner.run(action, async move { c.txn(txn).await })?;
+        let resp = self.inner.run(action, move |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })?;
         if resp.succeeded() {
             return Ok(true);
         }
@@ -545,17 +582,19 @@ impl EtcdStore {
 
     fn holder(&self) -> String {
         let lock = self.k("lock/");
-        let mut c = self.inner.client.clone();
-        let first = self.inner.run("find the lock holder", async move {
-            let o = GetOptions::new()
-                .with_prefix()
-                .with_keys_only()
-                .with_sort(SortTarget::Create, SortOrder::Ascend)
-                .with_limit(1);
-            let r = c.get(lock, Some(o)).await?;
-            Ok(r.kvs()
-                .first()
-                .map(|kv| String::from_utf8_lossy(kv.key()).into_owned()))
+        let first = self.inner.run("find the lock holder", move |mut c| {
+            let lock = lock.clone();
+            async move {
+                let o = GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only()
+                    .with_sort(SortTarget::Create, SortOrder::Ascend)
+                    .with_limit(1);
+                let r = c.get(lock, Some(o)).await?;
+                Ok(r.kvs()
+                    .first()
+                    .map(|kv| String::from_utf8_lossy(kv.key()).into_owned()))
+            }
         });
         let Ok(Some(key)) = first else {
             return String::new();
@@ -720,10 +759,11 @@ impl Backend for EtcdStore {
         self.writable("take the lock")?;
         let ttl = self.cfg.lease_ttl;
         let ttl_secs = i64::try_from(ttl.as_secs().max(2)).unwrap_or(i64::MAX);
-        let mut c = self.inner.client.clone();
-        let lease = self.inner.run("grant the lock lease", async move {
-            Ok(c.lease_grant(ttl_secs, None).await?.id())
-        })?;
+        let lease = self
+            .inner
+            .run("grant the lock lease", move |mut c| async move {
+                Ok(c.lease_grant(ttl_secs, None).await?.id())
+            })?;
         let holder = Holder {
             host: host_name(),
             pid: std::process::id(),
@@ -739,19 +779,13 @@ impl Backend for EtcdStore {
             last_ack: Mutex::new(Instant::now()),
         });
         let revoke = |inner: &Inner| {
-            let mut c = inner.client.clone();
-            let _ = inner.run("revoke the lock lease", async move {
+            let _ = inner.run("revoke the lock lease", move |mut c| async move {
                 c.lease_revoke(lease).await
             });
         };
-        let mut c = self.inner.client.clone();
-        if let Err(e) = self.inner.run("record the lock holder", async move {
-            c.put(
-                holder_key,
-                holder_bytes,
-                Some(PutOptions::new().with_lease(lease)),
-            )
-            .await
+        if let Err(e) = self.inner.run("record the lock holder", move |mut c| {
+            let (k, v) = (holder_key.clone(), holder_bytes.clone());
+            async move { c.put(k, v, Some(PutOptions::new().with_lease(lease))).await }
         }) {
             revoke(&self.inner);
             return Err(e);
@@ -809,7 +843,6 @@ impl Backend for EtcdStore {
             wait.max(REQUEST_TIMEOUT)
         };
         let start = Instant::now();
-        let mut c = self.inner.client.clone();
         let got = if busy && wait.is_zero() {
             Err(StoreError::EtcdTimeout {
                 action: "take the lock",
@@ -817,13 +850,16 @@ impl Backend for EtcdStore {
                 after: wait,
             })
         } else {
-            self.inner.run_for("take the lock", limit, async move {
-                let r = c
-                    .lock(lock_name, Some(LockOptions::new().with_lease(lease)))
-                    .await?;
-                let key = r.key().to_vec();
-                let g = c.get(key.clone(), None).await?;
-                Ok((key, g.kvs().first().map(|kv| kv.create_revision())))
+            self.inner.run_for("take the lock", limit, move |mut c| {
+                let lock_name = lock_name.clone();
+                async move {
+                    let r = c
+                        .lock(lock_name, Some(LockOptions::new().with_lease(lease)))
+                        .await?;
+                    let key = r.key().to_vec();
+                    let g = c.get(key.clone(), None).await?;
+                    Ok((key, g.kvs().first().map(|kv| kv.create_revision())))
+                }
             })
         };
         let (lock_key, revision) = match got {
@@ -868,13 +904,15 @@ impl Backend for EtcdStore {
         let Some((key, revision)) = f.lock.get().cloned() else {
             return Ok(());
         };
-        let mut c = self.inner.client.clone();
-        let rev = self.inner.run("check the lock", async move {
-            Ok(c.get(key, None)
-                .await?
-                .kvs()
-                .first()
-                .map(|kv| kv.create_revision()))
+        let rev = self.inner.run("check the lock", move |mut c| {
+            let key = key.clone();
+            async move {
+                Ok(c.get(key, None)
+                    .await?
+                    .kvs()
+                    .first()
+                    .map(|kv| kv.create_revision()))
+            }
         })?;
         if rev != Some(revision) {
             f.lost.store(true, Ordering::SeqCst);
@@ -1445,9 +1483,11 @@ mod tests {
         // The lease ends behind A's back (as when it was paused past the TTL).
         let ea = a.etcd.as_ref().expect("etcd");
         let lease = ea.inner.fence().expect("fence").lease;
-        let mut c = ea.inner.client.clone();
         ea.inner
-            .run("test", async move { c.lease_revoke(lease).await })
+            .run(
+                "test",
+                move |mut c| async move { c.lease_revoke(lease).await },
+            )
             .expect("revoke");
         let _lock_b = b.lock(Duration::from_secs(5)).expect("b takes over");
         match a.write_state("www", "renewal", &serde_json::json!({"a": 2})) {
