@@ -635,20 +635,29 @@ pub async fn rollback(
             async move {
                 let start = Instant::now();
                 progress.node_started(node.name.as_str());
-                let outcome = match transport::connect(node, dir).await {
-                    Err(e) => Outcome::Failed { error: e.into() },
-                    Ok(t) => {
-                        let cx = NodeCtx {
-                            node,
-                            transport: t.as_ref(),
-                            prober,
-                            keep_versions: inv.deploy.keep_versions,
-                            force: false,
-                        };
-                        let o = cx.rollback(name, snis).await;
-                        t.close().await;
-                        o
+                let held = store.check_held();
+                let outcome = match held {
+                    Err(e) => {
+                        tracing::error!(error = %crate::error::chain(&e), "not starting this node");
+                        Outcome::Skipped {
+                            why: SkipReason::LockLost,
+                        }
                     }
+                    Ok(()) => match transport::connect(node, dir).await {
+                        Err(e) => Outcome::Failed { error: e.into() },
+                        Ok(t) => {
+                            let cx = NodeCtx {
+                                node,
+                                transport: t.as_ref(),
+                                prober,
+                                keep_versions: inv.deploy.keep_versions,
+                                force: false,
+                            };
+                            let o = cx.rollback(name, snis).await;
+                            t.close().await;
+                            o
+                        }
+                    },
                 };
                 let r = NodeResult {
                     certificate: name.into(),
