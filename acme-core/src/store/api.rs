@@ -246,6 +246,18 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn store_version(&self, name: &str, version: &str, files: &VersionFiles<'_>) -> Result<()>;
     /// Makes `version` the live one, atomically.
     fn set_live(&self, name: &str, version: &str) -> Result<()>;
+    /// Writes a whole version and makes it live. A backend that can do
+    /// both in one step (etcd: one transaction) does; the default writes
+    /// the version, then swaps the live pointer.
+    fn store_live_version(
+        &self,
+        name: &str,
+        version: &str,
+        files: &VersionFiles<'_>,
+    ) -> Result<()> {
+        self.store_version(name, version, files)?;
+        self.set_live(name, version)
+    }
     /// The live version of `name`.
     fn live_version(&self, name: &str) -> Result<Option<String>>;
     /// A stored version.
@@ -534,8 +546,7 @@ impl Store {
             fullchain: fullchain.as_bytes(),
             meta: &meta,
         };
-        self.backend.store_version(name, &version, &files)?;
-        self.backend.set_live(name, &version)?;
+        self.backend.store_live_version(name, &version, &files)?;
         self.backend.read_release(name, &version)
     }
 

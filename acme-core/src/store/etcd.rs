@@ -623,6 +623,66 @@ impl EtcdStore {
         }
     }
 
+    /// Writes a version in one transaction; with `live`, the live pointer
+    /// moves in the same transaction, if it has not moved since read.
+    fn put_version(
+        &self,
+        name: &str,
+        version: &str,
+        files: &VersionFiles<'_>,
+        live: bool,
+    ) -> Result<()> {
+        let base = self.version_prefix(name, version);
+        let mut ops = Vec::new();
+        let mut bytes = REQUEST_OVERHEAD;
+        for (which, content) in files.all() {
+            let key = format!("{base}{which}");
+            let value = if which == "privkey" {
+                self.seal(&key, content)
+            } else {
+                content.to_vec()
+            };
+            bytes += key.len() + value.len();
+            ops.push(TxnOp::put(key, value, None));
+        }
+        if bytes > MAX_REQUEST_BYTES {
+            return Err(StoreError::TooLarge {
+                name: name.to_string(),
+                version: version.to_string(),
+                bytes,
+                limit: MAX_REQUEST_BYTES,
+            });
+        }
+        let meta = format!("{base}meta");
+        let mut compares = vec![Compare::version(meta.clone(), CompareOp::Equal, 0)];
+        let live_key = self.k(&format!("live/{name}"));
+        if live {
+            let seen = self
+                .get("read the live pointer", live_key.clone())?
+                .map_or(0, |kv| kv.mod_revision);
+            compares.push(Compare::mod_revision(
+                live_key.clone(),
+                CompareOp::Equal,
+                seen,
+            ));
+            ops.push(TxnOp::put(
+                live_key.clone(),
+                version.as_bytes().to_vec(),
+                None,
+            ));
+        }
+        if !self.write("install a version", &meta, compares, ops)? {
+            if self.versions(name)?.iter().any(|v| v == version) {
+                return Err(StoreError::VersionExists {
+                    name: name.to_string(),
+                    version: version.to_string(),
+                });
+            }
+            return Err(StoreError::LiveMoved { key: live_key });
+        }
+        Ok(())
+    }
+
     /// Re-seals every sealed value under `new` (see `certctl store rekey`).
     /// Needs the lock. Re-runnable: values already under `new` are counted
     /// and skipped; the marker names `new` only when all are done.
@@ -1004,41 +1064,16 @@ impl Backend for EtcdStore {
     }
 
     fn store_version(&self, name: &str, version: &str, files: &VersionFiles<'_>) -> Result<()> {
-        self.writable("install a version")?;
-        let base = self.version_prefix(name, version);
-        let mut ops = Vec::new();
-        let mut bytes = REQUEST_OVERHEAD;
-        for (which, content) in files.all() {
-            let key = format!("{base}{which}");
-            let value = if which == "privkey" {
-                self.seal(&key, content)
-            } else {
-                content.to_vec()
-            };
-            bytes += key.len() + value.len();
-            ops.push(TxnOp::put(key, value, None));
-        }
-        if bytes > MAX_REQUEST_BYTES {
-            return Err(StoreError::TooLarge {
-                name: name.to_string(),
-                version: version.to_string(),
-                bytes,
-                limit: MAX_REQUEST_BYTES,
-            });
-        }
-        let meta = format!("{base}meta");
-        if !self.write(
-            "install a version",
-            &meta,
-            vec![Compare::version(meta.clone(), CompareOp::Equal, 0)],
-            ops,
-        )? {
-            return Err(StoreError::VersionExists {
-                name: name.to_string(),
-                version: version.to_string(),
-            });
-        }
-        Ok(())
+        self.put_version(name, version, files, false)
+    }
+
+    fn store_live_version(
+        &self,
+        name: &str,
+        version: &str,
+        files: &VersionFiles<'_>,
+    ) -> Result<()> {
+        self.put_version(name, version, files, true)
     }
 
     fn set_live(&self, name: &str, version: &str) -> Result<()> {
