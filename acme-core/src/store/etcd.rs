@@ -17,9 +17,12 @@
 //! <p>holders/<lease id hex>                  {"host","pid","since"} of a lock holder
 //! ```
 //!
-//! A version is written in one transaction (all five keys); it becomes live
-//! in another that writes `live/<name>` only if that key's mod_revision has
-//! not moved since it was read. The lock is the etcd lock API on a lease
+//! A version is written in one transaction (all five keys). A new version
+//! ([`super::Store::install`]) moves `live/<name>` in that same transaction,
+//! and only if that key's mod_revision has not moved since it was read; a
+//! version made live later (`set_live`, an import) is swapped in by the same
+//! compare-and-swap. A version whose transaction would exceed
+//! [`MAX_REQUEST_BYTES`] is refused before anything is sent. The lock is the etcd lock API on a lease
 //! kept alive in the background; every write of a locked run is a
 //! transaction that also compares the lock key's create_revision, so a run
 //! that lost its lease (paused past the TTL, cut off) writes nothing more.
