@@ -42,6 +42,8 @@ pub use api::{AccountId, AsStoreConfig, Backend, Record, Store, StoreConfig, Ver
 pub(crate) use audit::install_self_signed;
 pub use audit::{Audit, Damage, Part, Problem};
 pub use copy::{copy, Copied, CopyError};
+#[cfg(test)]
+pub(crate) use etcd::{seal_live_key_elsewhere, test_store as etcd_test_store};
 pub use etcd::{EtcdConfig, Rekeyed, CONNECT_TIMEOUT, MAX_REQUEST_BYTES, REQUEST_TIMEOUT};
 pub use seal::{DataKey, KeyFileError, SealError};
 

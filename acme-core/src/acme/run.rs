@@ -631,6 +631,34 @@ mod tests {
     }
 
     #[test]
+    fn a_live_key_that_cannot_be_unsealed_fails_the_certificate_and_is_never_issued_over() {
+        let (d, inv, _) = setup(&["www"], false);
+        let Some(store) = crate::store::etcd_test_store(d.path(), "unsealed-renewal") else {
+            return;
+        };
+        crate::store::install_self_signed(&store, "www", &["www.example.test"]);
+        crate::store::seal_live_key_elsewhere(&store, "www", d.path());
+        let fake = FakeIssuer::new(false, Box::new(|_, _| Ok(())));
+        let opts = RenewOptions {
+            force: true,
+            ..Default::default()
+        };
+        let out = run(&inv, &store, &opts, &fake);
+        assert!(
+            matches!(
+                out[0].result,
+                RenewResult::Failed {
+                    error: crate::Error::Store(crate::store::StoreError::Unverified { .. }),
+                    ..
+                }
+            ),
+            "{:?}",
+            out[0].result
+        );
+        assert!(fake.calls().is_empty(), "nothing was ordered");
+    }
+
+    #[test]
     fn one_failing_certificate_is_recorded_and_the_others_are_issued() {
         let (_d, inv, store) = setup(&["a", "b", "c"], false);
         let fake = FakeIssuer::new(

@@ -1362,6 +1362,59 @@ impl super::Store {
     }
 }
 
+/// For tests across the crate: an etcd store on the endpoints in
+/// `CERTCTL_TEST_ETCD` under a fresh prefix, or `None` (with a line saying
+/// the test is skipped).
+#[cfg(test)]
+pub(crate) fn test_store(dir: &Path, test: &str) -> Option<super::Store> {
+    let Ok(v) = std::env::var("CERTCTL_TEST_ETCD") else {
+        println!(
+            "skipped {test}: set CERTCTL_TEST_ETCD=http://host:2379[,…] to run it against etcd"
+        );
+        return None;
+    };
+    let key_file = dir.join("store.key");
+    if !key_file.exists() {
+        DataKey::generate(&key_file).expect("keygen");
+    }
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    let cfg = EtcdConfig {
+        endpoints: v.split(',').map(|e| e.trim().to_string()).collect(),
+        prefix: format!("/certctl-test/{test}-{}-{stamp}/", std::process::id()),
+        key_file,
+        lease_ttl: Duration::from_secs(3),
+    };
+    Some(
+        super::Store::open(&super::StoreConfig::Etcd(cfg))
+            .expect("open the etcd store")
+            .0,
+    )
+}
+
+/// For tests across the crate: seals the live private key of `name` under
+/// another data key, as a store re-keyed elsewhere would hold it.
+#[cfg(test)]
+pub(crate) fn seal_live_key_elsewhere(store: &super::Store, name: &str, dir: &Path) {
+    let e = store.etcd.as_ref().expect("an etcd store");
+    let version = e.live_version(name).expect("live").expect("a live version");
+    let key = format!("{}privkey", e.version_prefix(name, &version));
+    let plain = e
+        .unseal(
+            &key,
+            &e.get("test", key.clone()).expect("get").expect("key").value,
+        )
+        .expect("unseal");
+    let other = DataKey::generate(&dir.join("elsewhere.key")).expect("keygen");
+    let sealed = other.seal(&key, plain.expose());
+    e.write(
+        "test",
+        &key,
+        Vec::new(),
+        vec![TxnOp::put(key.clone(), sealed, None)],
+    )
+    .expect("put");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
