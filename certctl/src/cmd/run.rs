@@ -558,10 +558,10 @@ pub(crate) fn systemd(ctx: &Ctx, args: SystemdArgs) -> anyhow::Result<ExitCode> 
         .into());
     }
     // The etcd store writes nothing locally: the units' one writable path is
-    // then the temporary directory (private to the unit).
+    // then /tmp, which `PrivateTmp=yes` makes the unit's own.
     let store = match ctx.inventory()?.store.dir() {
         Some(d) => d.to_path_buf(),
-        None => std::env::temp_dir(),
+        None => PathBuf::from("/tmp"),
     };
     let store = if store.is_absolute() {
         store
