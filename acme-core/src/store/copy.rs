@@ -202,3 +202,59 @@ fn copy_record(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::install_self_signed;
+
+    #[test]
+    fn a_directory_store_copies_whole_then_skips_what_is_identical_and_never_overwrites() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, _) = Store::open(&dir.path().join("a")).expect("a");
+        let r = install_self_signed(&a, "www", &["www.example.test"]);
+        a.save_account("https://ca.test/dir", b"{\"k\":1}")
+            .expect("account");
+        a.write_state("www", "renewal", &serde_json::json!({"failures": 0}))
+            .expect("state");
+        let (b, _) = Store::open(&dir.path().join("b")).expect("b");
+        let c = copy(&a, &b).expect("copy");
+        assert_eq!(
+            (c.versions, c.live, c.accounts, c.records, c.identical),
+            (1, 1, 1, 1, 0)
+        );
+        for f in ["privkey", "cert", "chain", "fullchain", "meta"] {
+            let copied = b.current("www").expect("b").expect("live");
+            assert_eq!(copied.read(f).expect("b"), r.read(f).expect("a"), "{f}");
+        }
+        let again = copy(&a, &b).expect("again");
+        assert_eq!((again.versions, again.identical, again.accounts), (0, 1, 0));
+
+        // Another store with other bytes under the same name and version.
+        let (x, _) = Store::open(&dir.path().join("x")).expect("x");
+        let other = VersionFiles {
+            privkey: b"other key",
+            cert: b"other cert",
+            chain: b"",
+            fullchain: b"other cert",
+            meta: &r.read("meta").expect("meta"),
+        };
+        x.install_version("www", &r.version, &other)
+            .expect("install");
+        x.set_live("www", &r.version).expect("live");
+        match copy(&x, &b) {
+            Err(CopyError::Differs { name, version, .. }) => {
+                assert_eq!(
+                    (name.as_str(), version.as_str()),
+                    ("www", r.version.as_str())
+                );
+            }
+            other => panic!("expected Differs, got {other:?}"),
+        }
+        let kept = b.current("www").expect("b").expect("live");
+        assert_eq!(
+            kept.read("privkey").expect("key"),
+            r.read("privkey").expect("key")
+        );
+    }
+}
