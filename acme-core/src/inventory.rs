@@ -32,8 +32,9 @@ pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.
 pub struct Inventory {
     /// Where it was read from (for messages and relative paths).
     pub path: PathBuf,
-    /// The local store directory.
-    pub store: PathBuf,
+    /// The store: a directory (`store = "/path"`, the default) or a
+    /// `[store]` table (`type = "dir"` or `type = "etcd"`).
+    pub store: crate::store::StoreConfig,
     /// The ACME account and CA.
     pub account: AccountConfig,
     /// Renewal defaults.
@@ -630,8 +631,8 @@ pub enum InventoryError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawInventory {
-    #[serde(default = "default_store")]
-    store: PathBuf,
+    #[serde(default = "default_raw_store")]
+    store: RawStore,
     account: AccountConfig,
     #[serde(default)]
     renewal: RenewalConfig,
@@ -668,12 +669,16 @@ impl Inventory {
             invalid_at(path, text, offset, Problem::Syntax { error })
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        check_store_path(&raw.store, base, path).map_err(|problem| {
-            invalid_at(path, text, locate(text, &[Key::Name("store")]), problem)
+        let store = store_config(raw.store, base, path).map_err(|(key, problem)| {
+            let at = match key {
+                Some(k) => locate(text, &[Key::Name("store"), Key::Name(k)]),
+                None => locate(text, &[Key::Name("store")]),
+            };
+            invalid_at(path, text, at, problem)
         })?;
         let mut inv = Inventory {
             path: path.to_path_buf(),
-            store: resolve(base, &raw.store),
+            store,
             account: raw.account,
             renewal: raw.renewal,
             report: raw.report,
@@ -1319,8 +1324,188 @@ mod opt_duration {
     }
 }
 
-fn default_store() -> PathBuf {
-    PathBuf::from("/var/lib/certctl")
+fn default_raw_store() -> RawStore {
+    RawStore::Path(PathBuf::from("/var/lib/certctl"))
+}
+
+/// `store`: a directory path, or a `[store]` table.
+enum RawStore {
+    Path(PathBuf),
+    Table(Box<RawStoreTable>),
+}
+
+impl<'de> Deserialize<'de> for RawStore {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawStore;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a directory path, or a [store] table with `type = \"dir\"` or `type = \"etcd\"`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawStore, E> {
+                Ok(RawStore::Path(PathBuf::from(v)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawStore, A::Error> {
+                RawStoreTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|t| RawStore::Table(Box::new(t)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Which store backend a `[store]` table selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum StoreKind {
+    Dir,
+    Etcd,
+}
+
+/// The `[store]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStoreTable {
+    #[serde(rename = "type")]
+    kind: StoreKind,
+    #[serde(default)]
+    path: Option<PathBuf>,
+    #[serde(default)]
+    endpoints: Option<Vec<String>>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+    #[serde(default, with = "opt_duration")]
+    lease_ttl: Option<Duration>,
+    #[serde(default)]
+    tls_ca: Option<PathBuf>,
+    #[serde(default)]
+    tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    tls_key: Option<PathBuf>,
+}
+
+/// The etcd lock lease's TTL when `lease_ttl` is not set.
+const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// Validates `store` into the store it names; an error says which key of
+/// the `[store]` table is wrong (for its line).
+fn store_config(
+    raw: RawStore,
+    base: &Path,
+    inventory: &Path,
+) -> Result<crate::store::StoreConfig, (Option<&'static str>, Problem)> {
+    use crate::store::{EtcdConfig, StoreConfig};
+    let t = match raw {
+        RawStore::Path(p) => {
+            check_store_path(&p, base, inventory).map_err(|e| (None, e))?;
+            return Ok(StoreConfig::Dir(resolve(base, &p)));
+        }
+        RawStore::Table(t) => t,
+    };
+    let kind = t.kind;
+    let not_for = |key: &'static str, set: bool| {
+        if set {
+            Err((Some(key), Problem::StoreKeyNotFor { key, kind: "dir" }))
+        } else {
+            Ok(())
+        }
+    };
+    if kind == StoreKind::Dir {
+        not_for("endpoints", t.endpoints.is_some())?;
+        not_for("prefix", t.prefix.is_some())?;
+        not_for("key_file", t.key_file.is_some())?;
+        not_for("lease_ttl", t.lease_ttl.is_some())?;
+        not_for("tls_ca", t.tls_ca.is_some())?;
+        not_for("tls_cert", t.tls_cert.is_some())?;
+        not_for("tls_key", t.tls_key.is_some())?;
+        let Some(p) = t.path else {
+            return Err((
+                None,
+                Problem::StoreKeyMissing {
+                    key: "path",
+                    kind: "dir",
+                },
+            ));
+        };
+        check_store_path(&p, base, inventory).map_err(|e| (Some("path"), e))?;
+        return Ok(StoreConfig::Dir(resolve(base, &p)));
+    }
+    if t.path.is_some() {
+        return Err((
+            Some("path"),
+            Problem::StoreKeyNotFor {
+                key: "path",
+                kind: "etcd",
+            },
+        ));
+    }
+    for (key, set) in [
+        ("tls_ca", t.tls_ca.is_some()),
+        ("tls_cert", t.tls_cert.is_some()),
+        ("tls_key", t.tls_key.is_some()),
+    ] {
+        if set {
+            return Err((Some(key), Problem::StoreTlsUnsupported { key }));
+        }
+    }
+    let endpoints = t.endpoints.unwrap_or_default();
+    if endpoints.is_empty() {
+        return Err((
+            None,
+            Problem::StoreKeyMissing {
+                key: "endpoints",
+                kind: "etcd",
+            },
+        ));
+    }
+    for e in &endpoints {
+        let ok = e
+            .strip_prefix("http://")
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', ' ', '?', '#']));
+        if !ok {
+            return Err((
+                Some("endpoints"),
+                Problem::StoreEndpoint {
+                    endpoint: e.clone(),
+                },
+            ));
+        }
+    }
+    let prefix = t.prefix.unwrap_or_else(|| "/certctl/".into());
+    if !prefix.starts_with('/')
+        || !prefix.ends_with('/')
+        || prefix.len() < 3
+        || prefix.contains("//")
+    {
+        return Err((Some("prefix"), Problem::StorePrefix { prefix }));
+    }
+    let Some(key_file) = t.key_file else {
+        return Err((
+            None,
+            Problem::StoreKeyMissing {
+                key: "key_file",
+                kind: "etcd",
+            },
+        ));
+    };
+    let key_file = resolve(base, &key_file);
+    if let Err(crate::store::KeyFileError::Loose { file, mode }) =
+        crate::store::seal::check_key_file_mode(&key_file)
+    {
+        return Err((Some("key_file"), Problem::KeyFileLoose { file, mode }));
+    }
+    let lease_ttl = t.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL);
+    if lease_ttl < Duration::from_secs(2) || lease_ttl.subsec_nanos() != 0 {
+        return Err((Some("lease_ttl"), Problem::LeaseTtl { ttl: lease_ttl }));
+    }
+    Ok(StoreConfig::Etcd(EtcdConfig {
+        endpoints,
+        prefix,
+        key_file,
+        lease_ttl,
+    }))
 }
 fn default_order_concurrency() -> usize {
     16
@@ -1415,7 +1600,10 @@ solver = "ns"
     fn minimal_inventory_gets_defaults() {
         let inv = parse(MINIMAL).expect("valid");
         assert_eq!(inv.account.directory, LETSENCRYPT_STAGING);
-        assert_eq!(inv.store, PathBuf::from("/var/lib/certctl"));
+        assert_eq!(
+            inv.store,
+            crate::store::StoreConfig::Dir(PathBuf::from("/var/lib/certctl"))
+        );
         let c = inv.certificate("www").expect("www");
         assert_eq!(c.key, KeyType::EcdsaP256);
         assert_eq!(c.domains[1].as_str(), "*.example.com");
@@ -1635,7 +1823,110 @@ solver = "ns"
         }
         for fine in ["/var/lib/certctl", "store", "../certctl-store"] {
             let inv = parse(&format!("store = \"{fine}\"\n{MINIMAL}")).expect(fine);
-            assert_ne!(inv.store, PathBuf::from("/etc/certctl"));
+            assert_ne!(
+                inv.store,
+                crate::store::StoreConfig::Dir(PathBuf::from("/etc/certctl"))
+            );
         }
+    }
+
+    fn key_file(mode: u32) -> (tempfile::TempDir, PathBuf) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("store.key");
+        std::fs::write(&f, "unused\n").expect("write");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        (dir, f)
+    }
+
+    fn etcd_store(body: &str) -> String {
+        format!("{MINIMAL}\n[store]\n{body}")
+    }
+
+    #[test]
+    fn an_etcd_store_table_parses_with_defaults() {
+        let (_d, f) = key_file(0o600);
+        let inv = parse(&etcd_store(&format!(
+            "type = \"etcd\"\nendpoints = [\"http://127.0.0.21:2379\", \"http://127.0.0.22:2379\"]\nkey_file = \"{}\"\n",
+            f.display()
+        )))
+        .expect("valid");
+        assert_eq!(
+            inv.store,
+            crate::store::StoreConfig::Etcd(crate::store::EtcdConfig {
+                endpoints: vec![
+                    "http://127.0.0.21:2379".into(),
+                    "http://127.0.0.22:2379".into()
+                ],
+                prefix: "/certctl/".into(),
+                key_file: f.clone(),
+                lease_ttl: Duration::from_secs(10),
+            })
+        );
+        let inv = parse(&etcd_store(&format!(
+            "type = \"etcd\"\nendpoints = [\"http://e:2379\"]\nprefix = \"/x/\"\nlease_ttl = \"30s\"\nkey_file = \"{}\"\n",
+            f.display()
+        )))
+        .expect("valid");
+        let crate::store::StoreConfig::Etcd(c) = inv.store else {
+            panic!("etcd expected")
+        };
+        assert_eq!(
+            (c.prefix.as_str(), c.lease_ttl),
+            ("/x/", Duration::from_secs(30))
+        );
+        let inv = parse(&etcd_store("type = \"dir\"\npath = \"/srv/certctl\"\n")).expect("dir");
+        assert_eq!(
+            inv.store,
+            crate::store::StoreConfig::Dir(PathBuf::from("/srv/certctl"))
+        );
+    }
+
+    #[test]
+    fn a_store_table_with_a_typo_a_missing_key_file_or_tls_is_refused_at_its_line() {
+        let (_d, f) = key_file(0o600);
+        let e = err(&etcd_store(&format!(
+            "type = \"etcd\"\nendpoint = [\"http://e:2379\"]\nkey_file = \"{}\"\n",
+            f.display()
+        )));
+        assert!(e.contains("unknown field `endpoint`"), "{e}");
+        let e = err(&etcd_store(
+            "type = \"etcd\"\nendpoints = [\"http://e:2379\"]\n",
+        ));
+        assert!(
+            e.contains("needs `key_file`") && e.contains("certctl store keygen"),
+            "{e}"
+        );
+        let e = err(&etcd_store(&format!(
+            "type = \"etcd\"\nendpoints = [\"http://e:2379\"]\nkey_file = \"{}\"\ntls_ca = \"/ca.pem\"\n",
+            f.display()
+        )));
+        assert!(e.contains("not supported yet"), "{e}");
+        let e = err(&etcd_store("type = \"zookeeper\"\n"));
+        assert!(e.contains("zookeeper"), "{e}");
+        let e = err(&etcd_store(
+            "type = \"dir\"\nendpoints = [\"http://e:2379\"]\npath = \"/x\"\n",
+        ));
+        assert!(e.contains("`endpoints` is not a setting"), "{e}");
+    }
+
+    #[test]
+    fn a_key_file_others_may_read_is_refused_naming_the_file_and_chmod() {
+        let (_d, f) = key_file(0o644);
+        let text = etcd_store(&format!(
+            "type = \"etcd\"\nendpoints = [\"http://e:2379\"]\nkey_file = \"{}\"\n",
+            f.display()
+        ));
+        let line = 1 + text
+            .lines()
+            .position(|l| l.starts_with("key_file"))
+            .expect("key_file line");
+        let e = err(&text);
+        assert!(e.contains(&f.display().to_string()), "{e}");
+        assert!(e.contains("chmod 600"), "{e}");
+        assert!(
+            e.contains(&format!(":{line}:")),
+            "points at the key_file line: {e}"
+        );
     }
 }

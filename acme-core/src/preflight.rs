@@ -373,6 +373,9 @@ pub fn offline(inv: &Inventory) -> Preflight {
 /// bounded by `deploy.concurrency` (nodes) and `renewal.concurrency`.
 pub async fn online(inv: &Inventory) -> Preflight {
     let mut items = offline_items(inv);
+    if let crate::store::StoreConfig::Etcd(c) = &inv.store {
+        items.push(online_etcd(inv, c));
+    }
     let account = online_account(inv);
     let solvers = futures::stream::iter(inv.solvers.iter())
         .map(|(name, cfg)| online_solver(inv, name, cfg))
@@ -534,7 +537,31 @@ fn eab_item(subject: &Subject, eab: &crate::inventory::EabConfig) -> CheckItem {
 fn store_item(inv: &Inventory) -> CheckItem {
     use crate::store::Location;
     let what = "usable as certctl's store";
-    match crate::store::validate_location(&inv.store) {
+    let dir = match &inv.store {
+        crate::store::StoreConfig::Etcd(c) => {
+            return match crate::store::DataKey::load(&c.key_file) {
+                Ok(k) => CheckItem::ok(
+                    &Subject::Store,
+                    what,
+                    format!(
+                        "{}: data key {} in {} (`check --online` reaches the cluster)",
+                        c.describe(),
+                        k.id(),
+                        c.key_file.display()
+                    ),
+                ),
+                Err(e) => CheckItem::bad(
+                    &Subject::Store,
+                    what,
+                    Status::Error,
+                    Problem::Store(e.into()),
+                    "make the data key with `certctl store keygen FILE` (mode 0600) and set `key_file` to it",
+                ),
+            };
+        }
+        crate::store::StoreConfig::Dir(d) => d,
+    };
+    match crate::store::validate_location(dir) {
         Ok(l) => CheckItem::ok(
             &Subject::Store,
             what,
@@ -557,6 +584,26 @@ fn store_item(inv: &Inventory) -> CheckItem {
             Status::Error,
             Problem::Store(e),
             "set `store` to a new or empty directory, or to an existing certctl store",
+        ),
+    }
+}
+
+/// The etcd store answers, is certctl's (or not made yet), and is sealed
+/// with the data key in `key_file`; nothing is written.
+fn online_etcd(inv: &Inventory, c: &crate::store::EtcdConfig) -> CheckItem {
+    let what = "etcd reachable, data key matches";
+    match crate::Store::open_read_only(&inv.store).and_then(|s| s.names()) {
+        Ok(names) => CheckItem::ok(
+            &Subject::Store,
+            what,
+            format!("{}: {} certificates stored", c.describe(), names.len()),
+        ),
+        Err(e) => CheckItem::bad(
+            &Subject::Store,
+            what,
+            Status::Error,
+            Problem::Store(e),
+            "start etcd (a quorum of its members) and check `endpoints`; a wrong key_file: install the store's key file",
         ),
     }
 }

@@ -32,10 +32,20 @@ use time::OffsetDateTime;
 use crate::inventory::KeyType;
 use crate::names::CertName;
 
+mod api;
 mod audit;
+mod copy;
+mod etcd;
+pub mod seal;
+pub use api::{AccountId, AsStoreConfig, Backend, Record, Store, StoreConfig, VersionFiles};
 #[cfg(test)]
 pub(crate) use audit::install_self_signed;
 pub use audit::{Audit, Damage, Part, Problem};
+pub use copy::{copy, Copied, CopyError};
+#[cfg(test)]
+pub(crate) use etcd::{seal_live_key_elsewhere, test_store as etcd_test_store};
+pub use etcd::{EtcdConfig, Rekeyed, CONNECT_TIMEOUT, MAX_REQUEST_BYTES, REQUEST_TIMEOUT};
+pub use seal::{DataKey, KeyFileError, SealError};
 
 /// A store failure. Each names the path involved.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +119,152 @@ pub enum StoreError {
         /// What is there.
         found: Found,
     },
+    /// A release file is missing (a store that is not a directory).
+    #[error("store: {} is missing", .path.display())]
+    NoSuchFile {
+        /// The file (or etcd key).
+        path: PathBuf,
+    },
+    /// An etcd request failed: the cluster is unreachable, has no quorum,
+    /// or refused it. Nothing was changed by this request.
+    #[error("store {store}: cannot {action} (is etcd running and does it have a quorum?)")]
+    Etcd {
+        /// What was being done.
+        action: &'static str,
+        /// The store (endpoints and prefix).
+        store: String,
+        /// The client's error (boxed: it is large).
+        #[source]
+        source: Box<etcd_client::Error>,
+    },
+    /// An etcd request got no answer in time (no quorum, or unreachable).
+    #[error("store {store}: cannot {action}: no answer within {after:?} (is etcd running and does it have a quorum?)")]
+    EtcdTimeout {
+        /// What was being done.
+        action: &'static str,
+        /// The store.
+        store: String,
+        /// The bound.
+        after: Duration,
+    },
+    /// Another controller holds the etcd store lock.
+    #[error("store {store} is locked by another certctl run{holder}; waited {waited:?} (it will be free when that run ends or its lease expires)")]
+    EtcdLocked {
+        /// The store.
+        store: String,
+        /// ` (host H, pid P, since T)` if known.
+        holder: String,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// A write of a run whose lock is no longer its own was refused.
+    #[error("store {store}: refused to write {key}: this run no longer holds the store lock (its lease expired, e.g. while it was paused; another controller may have taken over); nothing more is written")]
+    Fenced {
+        /// The store.
+        store: String,
+        /// The key it tried to write.
+        key: String,
+    },
+    /// The lock's lease could not be kept alive: the run stops writing.
+    #[error("store {store}: the lock's lease (TTL {ttl:?}) was lost; this run stops here and changes nothing more")]
+    LeaseLost {
+        /// The store.
+        store: String,
+        /// The lease TTL.
+        ttl: Duration,
+    },
+    /// A compare-and-swap found the key changed since it was read.
+    #[error("store: {key} changed while this run was writing it; run again")]
+    LiveMoved {
+        /// The key.
+        key: String,
+    },
+    /// A version would not fit into one etcd request.
+    #[error("store: version {version} of certificate `{name}` is {bytes} bytes, over etcd's request limit of {limit} bytes (raise etcd's --max-request-bytes, or use a smaller key or chain)")]
+    TooLarge {
+        /// Certificate name.
+        name: String,
+        /// Version.
+        version: String,
+        /// Size of its request.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The version already exists.
+    #[error("store already has version {version} of certificate `{name}`")]
+    VersionExists {
+        /// Certificate name.
+        name: String,
+        /// Version.
+        version: String,
+    },
+    /// The data key file is missing, loose or malformed.
+    #[error(transparent)]
+    DataKey(#[from] KeyFileError),
+    /// The data key is not the one the store is sealed with.
+    #[error("the store is sealed with data key {store_key}, but key_file {} holds key {have}: install the store's key file on this controller (after `certctl store rekey`, the new one); nothing was changed", .file.display())]
+    WrongDataKey {
+        /// The key file.
+        file: PathBuf,
+        /// Its key id.
+        have: String,
+        /// The key id the store names.
+        store_key: String,
+    },
+    /// A sealed value does not open with the data key.
+    #[error("store: {key} cannot be unsealed with the data key in {}; nothing was changed", .file.display())]
+    Sealed {
+        /// The etcd key.
+        key: String,
+        /// The key file.
+        file: PathBuf,
+        /// Why (boxed: keeps the error small).
+        #[source]
+        source: Box<SealError>,
+    },
+    /// No store under the prefix yet.
+    #[error("store {store} does not exist yet (no marker): run `certctl issue` or `certctl store import` first")]
+    EtcdNoStore {
+        /// The store.
+        store: String,
+    },
+    /// The prefix holds something that is not a certctl store.
+    #[error("store {store}: {key} is not certctl's marker; refusing to use this prefix (choose another `prefix`)")]
+    EtcdNotAStore {
+        /// The store.
+        store: String,
+        /// The marker key.
+        key: String,
+    },
+    /// A write on an etcd store opened read-only.
+    #[error("store {store} is open read-only: refusing to {action}")]
+    EtcdReadOnly {
+        /// The store.
+        store: String,
+        /// The write that was refused.
+        action: &'static str,
+    },
+    /// A re-key to another key is under way.
+    #[error(
+        "store {store}: a re-key to data key {to} is under way; finish it with that key file first"
+    )]
+    RekeyUnderWay {
+        /// The store.
+        store: String,
+        /// The key id being re-keyed to.
+        to: String,
+    },
+    /// A live version could not be read or unsealed, so it cannot be
+    /// judged; certctl does not issue anew over it.
+    #[error("store: {} cannot be read or unsealed (a wrong key_file, or the store unreachable); not issuing a new version over it", .path.display())]
+    Unverified {
+        /// The file or etcd key.
+        path: PathBuf,
+    },
+    /// The etcd client's runtime could not be started.
+    #[error("store: cannot start the etcd client's runtime")]
+    Runtime(#[source] io::Error),
     /// A write on a store opened read-only (`--dry-run`, `list`, `report`).
     #[error("store {path} is open read-only: refusing to {action}")]
     ReadOnly {
@@ -308,9 +464,9 @@ pub struct Repair {
     pub now: u32,
 }
 
-/// The local store.
+/// The directory store (the default backend).
 #[derive(Debug)]
-pub struct Store {
+pub(crate) struct DirStore {
     root: PathBuf,
     /// False for a store opened read-only: every write is refused.
     writable: bool,
@@ -319,7 +475,16 @@ pub struct Store {
 /// The exclusive store lock, released on drop (or when the process dies).
 #[derive(Debug)]
 pub struct StoreLock {
-    _file: File,
+    _held: Held,
+}
+
+/// What keeps a lock held.
+#[derive(Debug)]
+enum Held {
+    /// The directory store's `flock(2)` on `<root>/lock`.
+    File(#[allow(dead_code)] File),
+    /// The etcd store's lease (revoked on drop).
+    Etcd(#[allow(dead_code)] etcd::LockGuard),
 }
 
 /// New certificate material to install.
@@ -372,18 +537,39 @@ pub struct Release {
     pub dir: PathBuf,
     /// Its facts.
     pub meta: ReleaseMeta,
+    /// The files as fetched from a store that is not a directory (etcd:
+    /// fetched in one read, the key unsealed); `None` for the directory
+    /// store, whose files are read from `dir`.
+    pub(crate) fetched: Option<std::sync::Arc<api::Fetched>>,
 }
 
 impl Release {
-    /// Path of one of the PEM files (`cert`, `chain`, `fullchain`, `privkey`).
+    /// Path of one of the PEM files (`cert`, `chain`, `fullchain`,
+    /// `privkey`), or `meta` for `meta.json`. For the etcd store this is
+    /// the key's path under the prefix, for messages.
     pub fn file(&self, which: &str) -> PathBuf {
-        self.dir.join(format!("{which}.pem"))
+        match (which, &self.fetched) {
+            (_, Some(_)) => self.dir.join(which),
+            ("meta", None) => self.dir.join("meta.json"),
+            (_, None) => self.dir.join(format!("{which}.pem")),
+        }
     }
 
-    /// Reads one of the PEM files.
+    /// Reads one of the PEM files (or `meta`, the bytes of `meta.json`),
+    /// from whichever store the release came from.
     pub fn read(&self, which: &str) -> Result<Vec<u8>> {
+        if let Some(f) = &self.fetched {
+            return f.get(which).ok_or_else(|| StoreError::NoSuchFile {
+                path: self.file(which),
+            });
+        }
         let p = self.file(which);
-        crate::fsread::read_file(&p, crate::fsread::FileKind::Pem).map_err(io_err("read", &p))
+        let kind = if which == "meta" {
+            crate::fsread::FileKind::State
+        } else {
+            crate::fsread::FileKind::Pem
+        };
+        crate::fsread::read_file(&p, kind).map_err(io_err("read", &p))
     }
 }
 
@@ -391,15 +577,15 @@ impl Release {
 /// release always has its key).
 pub const RELEASE_FILES: [&str; 4] = ["privkey", "cert", "chain", "fullchain"];
 
-impl Store {
+impl DirStore {
     /// Opens the store at `root` for writing: creates and marks it when the
     /// path is missing, adopts (marks) an empty directory, marks a store made
     /// before stores were marked, and refuses everything else (see
     /// [`validate_location`]). Then tightens loose modes on the paths certctl
     /// wrote; the fixes are returned.
-    pub fn open(root: &Path) -> Result<(Self, Vec<Repair>)> {
+    pub(crate) fn open(root: &Path) -> Result<(Self, Vec<Repair>)> {
         let location = validate_location(root)?;
-        let store = Store {
+        let store = DirStore {
             root: root.to_path_buf(),
             writable: true,
         };
@@ -425,12 +611,12 @@ impl Store {
     /// Opens an existing store read-only: nothing is created, marked or
     /// changed, and every write is refused. A missing store is an error; a
     /// path that cannot be a store is refused as by [`Store::open`].
-    pub fn open_existing(root: &Path) -> Result<Self> {
+    pub(crate) fn open_existing(root: &Path) -> Result<Self> {
         if validate_location(root)? == Location::Missing {
             // The OS's own words: no such file or directory.
             fs::metadata(root).map_err(io_err("open store", root))?;
         }
-        Ok(Store {
+        Ok(DirStore {
             root: root.to_path_buf(),
             writable: false,
         })
@@ -439,22 +625,22 @@ impl Store {
     /// Opens the store read-only for a dry run: like [`Store::open_existing`],
     /// but a missing store is an empty one ("nothing stored yet") and still
     /// nothing is created.
-    pub fn open_read_only(root: &Path) -> Result<Self> {
+    pub(crate) fn open_read_only(root: &Path) -> Result<Self> {
         validate_location(root)?;
-        Ok(Store {
+        Ok(DirStore {
             root: root.to_path_buf(),
             writable: false,
         })
     }
 
     /// The store's root directory.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// False when opened read-only ([`Store::open_existing`],
     /// [`Store::open_read_only`]): writes are refused.
-    pub fn is_writable(&self) -> bool {
+    pub(crate) fn is_writable(&self) -> bool {
         self.writable
     }
 
@@ -478,7 +664,7 @@ impl Store {
     /// accounts, state and the lock 0600, other files 0644, directories
     /// 0700), without changing them: for read-only commands, which report
     /// them; a writing command repairs them.
-    pub fn loose_modes(&self) -> Result<Vec<Repair>> {
+    pub(crate) fn loose_modes(&self) -> Result<Vec<Repair>> {
         self.check_modes(false)
     }
 
@@ -580,7 +766,7 @@ impl Store {
     }
 
     /// Takes the exclusive store lock, waiting up to `wait`.
-    pub fn lock(&self, wait: Duration) -> Result<StoreLock> {
+    pub(crate) fn lock(&self, wait: Duration) -> Result<StoreLock> {
         self.writable("take the lock")?;
         let path = self.root.join("lock");
         let mut file = OpenOptions::new()
@@ -618,92 +804,80 @@ impl Store {
         // Record who holds it, for the message a waiting run prints.
         let _ = file.set_len(0);
         let _ = writeln!(file, "{}", std::process::id());
-        Ok(StoreLock { _file: file })
+        Ok(StoreLock {
+            _held: Held::File(file),
+        })
     }
 
-    /// `accounts/<sha256(directory)><suffix>`.
-    fn account_file(&self, directory: &str, suffix: &str) -> PathBuf {
-        let digest = aws_lc_rs_digest(directory.as_bytes());
-        self.root.join("accounts").join(format!("{digest}{suffix}"))
+    /// `accounts/<digest>.json` or `accounts/<digest>.pending.json`.
+    fn account_path(&self, id: &AccountId) -> PathBuf {
+        let suffix = if id.pending { ".pending.json" } else { ".json" };
+        self.root
+            .join("accounts")
+            .join(format!("{}{suffix}", id.digest))
     }
 
-    fn account_path(&self, directory: &str) -> PathBuf {
-        self.account_file(directory, ".json")
+    /// The account slots stored, by file name.
+    pub(crate) fn account_ids(&self) -> Result<Vec<AccountId>> {
+        Ok(entries(&self.root.join("accounts"))?
+            .into_iter()
+            .filter(|(_, n, ft)| ft.is_file() && is_account_file(n))
+            .filter_map(|(_, n, _)| {
+                let stem = n.strip_suffix(".json")?;
+                Some(match stem.strip_suffix(".pending") {
+                    Some(d) => AccountId {
+                        digest: d.to_string(),
+                        pending: true,
+                    },
+                    None => AccountId {
+                        digest: stem.to_string(),
+                        pending: false,
+                    },
+                })
+            })
+            .collect())
     }
 
-    /// Account credentials at `p`, `None` if there are none.
-    fn read_account_file(p: &Path, what: &'static str) -> Result<Option<crate::secret::Secret>> {
-        match crate::fsread::read_file(p, crate::fsread::FileKind::Account) {
+    /// Account credentials in slot `id`, `None` if there are none.
+    pub(crate) fn read_account(&self, id: &AccountId) -> Result<Option<crate::secret::Secret>> {
+        let p = self.account_path(id);
+        match crate::fsread::read_file(&p, crate::fsread::FileKind::Account) {
             Ok(b) => Ok(Some(crate::secret::Secret::new(b))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(what, p)(e)),
+            Err(e) => Err(io_err(id.reading(), &p)(e)),
         }
     }
 
-    /// Removes the account credentials at `p` (gone already is fine), durably.
-    fn remove_account_file(p: &Path, what: &'static str) -> Result<()> {
-        match fs::remove_file(p) {
+    /// Stores credentials (JSON, mode 0600) in slot `id`.
+    pub(crate) fn write_account(&self, id: &AccountId, json: &[u8]) -> Result<()> {
+        self.writable(id.saving())?;
+        write_atomic(&self.account_path(id), json, 0o600)
+    }
+
+    /// Removes the credentials in slot `id` (gone already is fine), durably.
+    pub(crate) fn remove_account(&self, id: &AccountId) -> Result<()> {
+        self.writable(id.removing())?;
+        let p = self.account_path(id);
+        match fs::remove_file(&p) {
             Ok(()) => sync_dir(p.parent().unwrap_or(Path::new("."))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(what, p)(e)),
+            Err(e) => Err(io_err(id.removing_file(), &p)(e)),
         }
-    }
-
-    /// The stored ACME account credentials (JSON) for `directory`, if any.
-    pub fn load_account(&self, directory: &str) -> Result<Option<crate::secret::Secret>> {
-        Self::read_account_file(&self.account_path(directory), "read account")
-    }
-
-    /// Stores ACME account credentials (JSON, mode 0600) for `directory`.
-    pub fn save_account(&self, directory: &str, json: &[u8]) -> Result<()> {
-        self.writable("save the account")?;
-        write_atomic(&self.account_path(directory), json, 0o600)
-    }
-
-    /// Removes the stored account for `directory` (the CA no longer knows it).
-    pub fn forget_account(&self, directory: &str) -> Result<()> {
-        self.writable("remove the account")?;
-        Self::remove_account_file(&self.account_path(directory), "remove account")
-    }
-
-    /// `accounts/<sha256>.pending.json`: a new account key made by
-    /// `certctl account rollover` and stored before the CA is told of it.
-    fn pending_account_path(&self, directory: &str) -> PathBuf {
-        self.account_file(directory, ".pending.json")
-    }
-
-    /// The pending account credentials (JSON) of a key rollover for
-    /// `directory` that has not been settled yet, if any.
-    pub fn load_pending_account(&self, directory: &str) -> Result<Option<crate::secret::Secret>> {
-        Self::read_account_file(
-            &self.pending_account_path(directory),
-            "read pending account",
-        )
-    }
-
-    /// Stores the credentials with the new key of a rollover (JSON, mode
-    /// 0600) beside the current ones, before the CA is asked to change keys.
-    pub fn save_pending_account(&self, directory: &str, json: &[u8]) -> Result<()> {
-        self.writable("save the pending account key")?;
-        write_atomic(&self.pending_account_path(directory), json, 0o600)
-    }
-
-    /// Removes the pending credentials (the CA kept the current key).
-    pub fn forget_pending_account(&self, directory: &str) -> Result<()> {
-        self.writable("remove the pending account key")?;
-        Self::remove_account_file(
-            &self.pending_account_path(directory),
-            "remove pending account",
-        )
     }
 
     /// Makes the pending credentials the account's (the CA has the new
     /// key): one `rename(2)` over the current file, then an fsync of the
     /// directory, so either file is whole at every moment.
-    pub fn promote_pending_account(&self, directory: &str) -> Result<()> {
+    pub(crate) fn promote_pending_account(&self, digest: &str) -> Result<()> {
         self.writable("promote the pending account key")?;
-        let from = self.pending_account_path(directory);
-        let to = self.account_path(directory);
+        let from = self.account_path(&AccountId {
+            digest: digest.into(),
+            pending: true,
+        });
+        let to = self.account_path(&AccountId {
+            digest: digest.into(),
+            pending: false,
+        });
         fs::rename(&from, &to).map_err(io_err("promote pending account", &to))?;
         sync_dir(to.parent().unwrap_or(Path::new(".")))
     }
@@ -716,49 +890,37 @@ impl Store {
         self.root.join("live").join(name)
     }
 
-    /// Installs new material as a new version and makes it live.
+    /// Writes version `version` of `name` (not live yet).
     ///
     /// The version directory is written under a temporary name, each file
-    /// fsynced, then renamed into place; only then is `live/<name>` swapped
-    /// with one rename(2). A crash at any point leaves the previous version live.
-    pub fn install(&self, name: &CertName, m: &Material) -> Result<Release> {
+    /// fsynced, then renamed into place. A crash at any point leaves no
+    /// version (a leftover temporary directory is cleaned by the next one).
+    pub(crate) fn store_version(
+        &self,
+        name: &str,
+        version: &str,
+        v: &VersionFiles<'_>,
+    ) -> Result<()> {
         self.writable("install a version")?;
-        let name = name.as_str();
         let archive = self.archive_dir(name);
         create_dir_private(&archive)?;
         self.clean_temp(&archive);
-        let stamp = m.meta.stored_at.to_offset(time::UtcOffset::UTC);
-        let serial8: String = m.meta.serial.chars().take(8).collect();
-        let version = format!(
-            "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{serial8}",
-            stamp.year(),
-            u8::from(stamp.month()),
-            stamp.day(),
-            stamp.hour(),
-            stamp.minute(),
-            stamp.second()
-        );
         let tmp = archive.join(format!(".tmp-{version}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
         create_dir_private(&tmp)?;
-        let fullchain = format!("{}{}", ensure_nl(&m.cert_pem), ensure_nl(&m.chain_pem));
-        let meta = serde_json::to_vec_pretty(&m.meta).map_err(|source| StoreError::Encode {
-            path: tmp.join("meta.json"),
-            source,
-        })?;
         let files: [(&str, &[u8], u32); 5] = [
-            ("privkey.pem", m.key_pem.expose(), 0o600),
-            ("cert.pem", m.cert_pem.as_bytes(), 0o644),
-            ("chain.pem", m.chain_pem.as_bytes(), 0o644),
-            ("fullchain.pem", fullchain.as_bytes(), 0o644),
-            ("meta.json", &meta, 0o644),
+            ("privkey.pem", v.privkey, 0o600),
+            ("cert.pem", v.cert, 0o644),
+            ("chain.pem", v.chain, 0o644),
+            ("fullchain.pem", v.fullchain, 0o644),
+            ("meta.json", v.meta, 0o644),
         ];
         let written = (|| {
             for (f, bytes, mode) in files {
                 write_new(&tmp.join(f), bytes, mode)?;
             }
             sync_dir(&tmp)?;
-            let dest = archive.join(&version);
+            let dest = archive.join(version);
             fs::rename(&tmp, &dest).map_err(io_err("rename into place", &dest))?;
             sync_dir(&archive)
         })();
@@ -766,12 +928,11 @@ impl Store {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
         }
-        self.set_live(name, &version)?;
-        self.read_release(name, &version)
+        Ok(())
     }
 
     /// Points `live/<name>` at `version` with one rename(2).
-    pub fn set_live(&self, name: &str, version: &str) -> Result<()> {
+    pub(crate) fn set_live(&self, name: &str, version: &str) -> Result<()> {
         self.writable("swap a live link")?;
         let target = Path::new("..").join("archive").join(name).join(version);
         if !self.archive_dir(name).join(version).is_dir() {
@@ -802,8 +963,8 @@ impl Store {
         }
     }
 
-    /// The live release of `name`, if any.
-    pub fn current(&self, name: &str) -> Result<Option<Release>> {
+    /// The version `live/<name>` points at, if any.
+    pub(crate) fn live_version(&self, name: &str) -> Result<Option<String>> {
         let link = self.live_link(name);
         let target = match fs::read_link(&link) {
             Ok(t) => t,
@@ -813,11 +974,11 @@ impl Store {
         let Some(version) = target.file_name().and_then(|v| v.to_str()) else {
             return Err(StoreError::LinkWithoutVersion { path: link, target });
         };
-        self.read_release(name, version).map(Some)
+        Ok(Some(version.to_string()))
     }
 
     /// Reads the release `version` of `name`.
-    pub fn read_release(&self, name: &str, version: &str) -> Result<Release> {
+    pub(crate) fn read_release(&self, name: &str, version: &str) -> Result<Release> {
         let dir = self.archive_dir(name).join(version);
         let meta_path = dir.join("meta.json");
         let meta: ReleaseMeta = match read_json(&meta_path)? {
@@ -834,13 +995,14 @@ impl Store {
             version: version.into(),
             dir,
             meta,
+            fetched: None,
         })
     }
 
     /// All versions of `name` certctl wrote (a version-named directory with
     /// its `meta.json`), oldest first; anything else in `archive/<name>/` is
     /// not a version.
-    pub fn versions(&self, name: &str) -> Result<Vec<String>> {
+    pub(crate) fn versions(&self, name: &str) -> Result<Vec<String>> {
         let mut v: Vec<String> = entries(&self.archive_dir(name))?
             .into_iter()
             .filter(|(p, f, ft)| {
@@ -855,7 +1017,7 @@ impl Store {
     }
 
     /// Names with a live link, sorted.
-    pub fn names(&self) -> Result<Vec<String>> {
+    pub(crate) fn names(&self) -> Result<Vec<String>> {
         let mut v: Vec<String> = read_dir_sorted(&self.root.join("live"))?
             .into_iter()
             .filter_map(|p| p.file_name().and_then(|f| f.to_str()).map(String::from))
@@ -869,26 +1031,19 @@ impl Store {
     /// and the one before it. Only a complete certctl version (exactly the
     /// files [`Store::install`] writes) is removed; a version directory
     /// holding anything else is left alone.
-    pub fn prune(&self, name: &str, keep: usize) -> Result<Vec<String>> {
+    pub(crate) fn prune(&self, name: &str, keep: usize) -> Result<Vec<String>> {
         self.writable("prune")?;
         let versions = self.versions(name)?;
-        let live = self.current(name)?.map(|r| r.version);
-        let live_idx = live
-            .as_ref()
-            .and_then(|l| versions.iter().position(|v| v == l));
+        let live = self.live_version(name)?;
         let mut removed = Vec::new();
-        let cut = versions.len().saturating_sub(keep.max(1));
-        for (i, v) in versions.iter().enumerate().take(cut) {
-            let protected = Some(i) == live_idx || live_idx.is_some_and(|l| l > 0 && i == l - 1);
-            if !protected {
-                let p = self.archive_dir(name).join(v);
-                if !is_complete_version(&p)? {
-                    tracing::warn!(path = %p.display(), "left alone: not a complete certctl version (it holds files certctl did not write, or lacks some)");
-                    continue;
-                }
-                fs::remove_dir_all(&p).map_err(io_err("remove old version", &p))?;
-                removed.push(v.clone());
+        for v in prune_candidates(&versions, live.as_deref(), keep) {
+            let p = self.archive_dir(name).join(&v);
+            if !is_complete_version(&p)? {
+                tracing::warn!(path = %p.display(), "left alone: not a complete certctl version (it holds files certctl did not write, or lacks some)");
+                continue;
             }
+            fs::remove_dir_all(&p).map_err(io_err("remove old version", &p))?;
+            removed.push(v);
         }
         if !removed.is_empty() {
             sync_dir(&self.archive_dir(name))?;
@@ -896,59 +1051,77 @@ impl Store {
         Ok(removed)
     }
 
-    /// Reads a store-wide health record (`health/<record>.json`, e.g. the
-    /// steps of the last runs).
-    pub fn read_health<T: DeserializeOwned>(&self, record: &str) -> Result<Option<T>> {
-        read_json(&self.root.join("health").join(format!("{record}.json")))
+    /// The file of a health or state record.
+    pub(crate) fn record_path(&self, r: Record<'_>) -> PathBuf {
+        match r {
+            Record::Health(record) => self.root.join("health").join(format!("{record}.json")),
+            Record::State { name, record } => self.state_dir(name).join(format!("{record}.json")),
+        }
     }
 
-    /// Writes a store-wide health record atomically.
-    pub fn write_health<T: Serialize>(&self, record: &str, value: &T) -> Result<()> {
-        self.writable("write health")?;
-        let dir = self.root.join("health");
-        create_dir_private(&dir)?;
-        let path = dir.join(format!("{record}.json"));
-        let bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Encode {
-            path: path.clone(),
-            source,
+    /// The bytes of a record; `None` if it does not exist.
+    pub(crate) fn read_record(&self, r: Record<'_>) -> Result<Option<Vec<u8>>> {
+        let path = self.record_path(r);
+        match crate::fsread::read_file(&path, crate::fsread::FileKind::State) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
+
+    /// Writes a record atomically (mode 0600).
+    pub(crate) fn write_record(&self, r: Record<'_>, bytes: &[u8]) -> Result<()> {
+        self.writable(match r {
+            Record::Health(_) => "write health",
+            Record::State { .. } => "write state",
         })?;
-        write_atomic(&path, &bytes, 0o600)
+        let path = self.record_path(r);
+        if let Some(dir) = path.parent() {
+            create_dir_private(dir)?;
+        }
+        write_atomic(&path, bytes, 0o600)
     }
 
     fn state_dir(&self, name: &str) -> PathBuf {
         self.root.join("state").join(name)
     }
 
-    /// Reads a state record of certificate `name` (`renewal`, `node-<node>`).
-    pub fn read_state<T: DeserializeOwned>(&self, name: &str, record: &str) -> Result<Option<T>> {
-        read_json(&self.state_dir(name).join(format!("{record}.json")))
+    /// The names of the records in `health/`.
+    pub(crate) fn health_records(&self) -> Result<Vec<String>> {
+        Ok(stems(read_dir_sorted(&self.root.join("health"))?))
     }
 
     /// The names of the state records kept for certificate `name`.
-    pub fn state_records(&self, name: &str) -> Result<Vec<String>> {
-        Ok(read_dir_sorted(&self.state_dir(name))?
-            .into_iter()
-            .filter_map(|p| {
-                let f = p.file_name()?.to_str()?;
-                f.strip_suffix(".json")
-                    .filter(|stem| !stem.starts_with('.'))
-                    .map(String::from)
-            })
-            .collect())
+    pub(crate) fn state_records(&self, name: &str) -> Result<Vec<String>> {
+        Ok(stems(read_dir_sorted(&self.state_dir(name))?))
     }
+}
 
-    /// Writes a state record atomically.
-    pub fn write_state<T: Serialize>(&self, name: &str, record: &str, value: &T) -> Result<()> {
-        self.writable("write state")?;
-        let dir = self.state_dir(name);
-        create_dir_private(&dir)?;
-        let path = dir.join(format!("{record}.json"));
-        let bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Encode {
-            path: path.clone(),
-            source,
-        })?;
-        write_atomic(&path, &bytes, 0o600)
-    }
+/// The `<stem>` of every `<stem>.json` that is not hidden.
+fn stems(paths: Vec<PathBuf>) -> Vec<String> {
+    paths
+        .into_iter()
+        .filter_map(|p| {
+            let f = p.file_name()?.to_str()?;
+            f.strip_suffix(".json")
+                .filter(|stem| !stem.starts_with('.'))
+                .map(String::from)
+        })
+        .collect()
+}
+
+/// The versions (oldest first) a prune removes: all but the newest `keep`,
+/// never the live one nor the one before it.
+fn prune_candidates(versions: &[String], live: Option<&str>, keep: usize) -> Vec<String> {
+    let live_idx = live.and_then(|l| versions.iter().position(|v| v == l));
+    let cut = versions.len().saturating_sub(keep.max(1));
+    versions
+        .iter()
+        .enumerate()
+        .take(cut)
+        .filter(|(i, _)| !(Some(*i) == live_idx || live_idx.is_some_and(|l| l > 0 && *i == l - 1)))
+        .map(|(_, v)| v.clone())
+        .collect()
 }
 
 /// SHA-256 hex digest, used to name account files by directory URL.
@@ -1344,7 +1517,10 @@ mod tests {
         store
             .save_pending_account(ca, b"{\"new\":1}")
             .expect("pending");
-        let pending = store.pending_account_path(ca);
+        let pending = dir
+            .path()
+            .join("accounts")
+            .join(format!("{}.pending.json", aws_lc_rs_digest(ca.as_bytes())));
         assert_eq!(
             fs::metadata(&pending).expect("meta").permissions().mode() & 0o777,
             0o600

@@ -79,6 +79,8 @@ enum Command {
     /// Print (or --publish once) the dns-persist-01 TXT records: one per
     /// domain, naming this CA and this ACME account.
     PersistRecord(cmd::persist::PersistRecordArgs),
+    /// The store itself: the etcd data key, export, import, re-key.
+    Store(cmd::store::StoreArgs),
     /// Print systemd service and timer units.
     Systemd(cmd::run::SystemdArgs),
     /// Print shell completions.
@@ -205,6 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Rotate(a) => cmd::revoke::rotate(&ctx, a).await,
             Command::Account(a) => cmd::account::account(&ctx, a).await,
             Command::PersistRecord(a) => cmd::persist::persist_record(&ctx, a).await,
+            Command::Store(a) => cmd::store::store(&ctx, a).await,
             Command::Systemd(_)
             | Command::Inspect(_)
             | Command::Completions { .. }

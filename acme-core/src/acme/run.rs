@@ -208,6 +208,27 @@ pub(super) async fn renew_with(
             });
             continue;
         };
+        // What could not be read or unsealed (a wrong key_file, etcd
+        // unreachable) is not damage to repair: issuing anew would replace
+        // good material. The certificate fails instead.
+        if let Some(d) = damage.iter().find(|d| {
+            matches!(
+                d.problem,
+                crate::store::Problem::Sealed(_) | crate::store::Problem::Store(_)
+            )
+        }) {
+            let error = crate::Error::Store(crate::store::StoreError::Unverified {
+                path: d.path.clone(),
+            });
+            outcomes.push(RenewOutcome {
+                challenge: super::persist::method(cert),
+                name,
+                due,
+                result: RenewResult::Failed { reason, error },
+                damage,
+            });
+            continue;
+        }
         if let Some(until) = record.retry_after.filter(|u| *u > now && !opts.force) {
             outcomes.push(RenewOutcome {
                 challenge: super::persist::method(cert),
@@ -529,7 +550,12 @@ mod tests {
             let release = Release {
                 name: name.clone(),
                 version: "v1".into(),
-                dir: store.root().join("archive").join(&name).join("v1"),
+                dir: store
+                    .root()
+                    .expect("a directory store")
+                    .join("archive")
+                    .join(&name)
+                    .join("v1"),
                 meta: ReleaseMeta {
                     domains: cert.domains.iter().map(|d| d.to_string()).collect(),
                     key_type: KeyType::default(),
@@ -541,6 +567,7 @@ mod tests {
                     ari_id: None,
                     stored_at: now,
                 },
+                fetched: None,
             };
             Ok((release, directory.to_string()))
         }
@@ -607,6 +634,34 @@ mod tests {
             .into(),
         }
         .into()
+    }
+
+    #[test]
+    fn a_live_key_that_cannot_be_unsealed_fails_the_certificate_and_is_never_issued_over() {
+        let (d, inv, _) = setup(&["www"], false);
+        let Some(store) = crate::store::etcd_test_store(d.path(), "unsealed-renewal") else {
+            return;
+        };
+        crate::store::install_self_signed(&store, "www", &["www.example.test"]);
+        crate::store::seal_live_key_elsewhere(&store, "www", d.path());
+        let fake = FakeIssuer::new(false, Box::new(|_, _| Ok(())));
+        let opts = RenewOptions {
+            force: true,
+            ..Default::default()
+        };
+        let out = run(&inv, &store, &opts, &fake);
+        assert!(
+            matches!(
+                out[0].result,
+                RenewResult::Failed {
+                    error: crate::Error::Store(crate::store::StoreError::Unverified { .. }),
+                    ..
+                }
+            ),
+            "{:?}",
+            out[0].result
+        );
+        assert!(fake.calls().is_empty(), "nothing was ordered");
     }
 
     #[test]

@@ -170,6 +170,8 @@ pub enum SkipReason {
     CanaryFailed,
     /// The store has no version of this certificate yet.
     NotInStore,
+    /// This run lost the store lock (its etcd lease): it starts no node more.
+    LockLost,
 }
 
 impl std::fmt::Display for SkipReason {
@@ -178,6 +180,7 @@ impl std::fmt::Display for SkipReason {
             SkipReason::Stopped => "stopped: too many nodes failed",
             SkipReason::CanaryFailed => "the canary failed",
             SkipReason::NotInStore => "not issued yet (the store has no version)",
+            SkipReason::LockLost => "not started: this run lost the store lock",
         })
     }
 }

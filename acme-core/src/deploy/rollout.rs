@@ -546,6 +546,8 @@ pub async fn deploy(
     let canaries: Vec<usize> = (0..plan.nodes.len())
         .filter(|i| plan.nodes[*i].canary)
         .collect();
+    // A run that lost its lock (etcd lease) changes no node after it knows.
+    store.check_held()?;
     let canary_runs = canaries.iter().filter_map(|&i| {
         let conn = conns[i].take()?;
         let span = tracing::info_span!("node", node = %plan.nodes[i].node, canary = true);
@@ -574,6 +576,11 @@ pub async fn deploy(
             if max_failures.is_some_and(|m| failed_nodes.load(Ordering::SeqCst) > m) {
                 close(conn).await;
                 return (i, skipped(pn, SkipReason::Stopped));
+            }
+            if let Err(e) = store.check_held() {
+                tracing::error!(node = %pn.node, error = %crate::error::chain(&e), "not starting this node");
+                close(conn).await;
+                return (i, skipped(pn, SkipReason::LockLost));
             }
             let span = tracing::info_span!("node", node = %pn.node);
             let r = runner.run(pn, conn).instrument(span).await;
@@ -628,20 +635,29 @@ pub async fn rollback(
             async move {
                 let start = Instant::now();
                 progress.node_started(node.name.as_str());
-                let outcome = match transport::connect(node, dir).await {
-                    Err(e) => Outcome::Failed { error: e.into() },
-                    Ok(t) => {
-                        let cx = NodeCtx {
-                            node,
-                            transport: t.as_ref(),
-                            prober,
-                            keep_versions: inv.deploy.keep_versions,
-                            force: false,
-                        };
-                        let o = cx.rollback(name, snis).await;
-                        t.close().await;
-                        o
+                let held = store.check_held();
+                let outcome = match held {
+                    Err(e) => {
+                        tracing::error!(error = %crate::error::chain(&e), "not starting this node");
+                        Outcome::Skipped {
+                            why: SkipReason::LockLost,
+                        }
                     }
+                    Ok(()) => match transport::connect(node, dir).await {
+                        Err(e) => Outcome::Failed { error: e.into() },
+                        Ok(t) => {
+                            let cx = NodeCtx {
+                                node,
+                                transport: t.as_ref(),
+                                prober,
+                                keep_versions: inv.deploy.keep_versions,
+                                force: false,
+                            };
+                            let o = cx.rollback(name, snis).await;
+                            t.close().await;
+                            o
+                        }
+                    },
                 };
                 let r = NodeResult {
                     certificate: name.into(),

@@ -9,6 +9,19 @@ use std::path::PathBuf;
 use crate::names::{DnsNameError, HostError, LabelError, RemotePathError, UserError};
 use crate::secret::SourceError;
 
+fn store_key_hint(key: &str) -> &'static str {
+    match key {
+        "key_file" => {
+            " (the data key that seals private keys; make one with `certctl store keygen FILE`)"
+        }
+        "endpoints" => {
+            " (e.g. [\"http://10.0.0.1:2379\", \"http://10.0.0.2:2379\", \"http://10.0.0.3:2379\"])"
+        }
+        "path" => " (e.g. \"/var/lib/certctl\")",
+        _ => "",
+    }
+}
+
 /// The fix shared by every refused `store` value.
 const STORE_FIX: &str = "expected a directory of certctl's own, e.g. \"/var/lib/certctl\"";
 
@@ -45,6 +58,56 @@ pub enum Problem {
         resolved: PathBuf,
         /// The inventory file itself (else its directory).
         is_file: bool,
+    },
+    /// A `[store]` key that belongs to the other backend.
+    #[error("store: `{key}` is not a setting of a `type = \"{kind}\"` store; remove it")]
+    StoreKeyNotFor {
+        /// The key.
+        key: &'static str,
+        /// The backend.
+        kind: &'static str,
+    },
+    /// A `[store]` key the backend needs is missing.
+    #[error("store: a `type = \"{kind}\"` store needs `{key}`{}", store_key_hint(.key))]
+    StoreKeyMissing {
+        /// The key.
+        key: &'static str,
+        /// The backend.
+        kind: &'static str,
+    },
+    /// TLS to etcd is not built in yet.
+    #[error("store: `{key}` (TLS to etcd) is not supported yet; reach etcd over a private network or a local TLS proxy, and remove `{key}`")]
+    StoreTlsUnsupported {
+        /// The key.
+        key: &'static str,
+    },
+    /// An etcd endpoint that is not `http://host:port`.
+    #[error(
+        "store: endpoint `{endpoint}` is not `http://host:port` (TLS to etcd is not supported yet)"
+    )]
+    StoreEndpoint {
+        /// The value as written.
+        endpoint: String,
+    },
+    /// An etcd prefix that is not `/…/`.
+    #[error("store: prefix `{prefix}` must start and end with `/`, e.g. \"/certctl/\"")]
+    StorePrefix {
+        /// The value as written.
+        prefix: String,
+    },
+    /// The data key file may be read by group or others.
+    #[error("store: key_file {} has mode {mode:o}; the data key must be private: chmod 600 {}", .file.display(), .file.display())]
+    KeyFileLoose {
+        /// The file.
+        file: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
+    /// A lock lease TTL etcd cannot take.
+    #[error("store: lease_ttl {ttl:?} must be whole seconds, at least 2s (e.g. \"10s\")")]
+    LeaseTtl {
+        /// The value.
+        ttl: std::time::Duration,
     },
     /// An ssh file setting that ssh would read as an option.
     #[error(

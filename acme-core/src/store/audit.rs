@@ -13,10 +13,9 @@ use std::io::{self, Read as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{io_err, ReleaseMeta, Result, Store};
+use super::{io_err, DirStore, ReleaseMeta, Result, Store};
 use crate::acme::RenewalRecord;
 use crate::deploy::NodeState;
 use crate::inspect::{CertFacts, InspectError};
@@ -108,6 +107,13 @@ pub enum Problem {
     /// `fullchain.pem` does not start with the certificate of `cert.pem`.
     #[error("it does not start with the certificate in cert.pem")]
     FullchainMismatch,
+    /// A sealed value (etcd store) does not open with the data key: a
+    /// wrong `key_file`, or tampering. Never a reason to issue anew.
+    #[error("it cannot be unsealed")]
+    Sealed(#[source] super::seal::SealError),
+    /// The store could not be read (etcd unreachable, no quorum).
+    #[error("it cannot be read from the store")]
+    Store(#[source] Box<super::StoreError>),
     /// `meta.json` says something else than the certificate it describes.
     #[error("it says the {field} is {recorded}, but cert.pem says {actual}")]
     Disagrees {
@@ -136,7 +142,7 @@ pub struct Damage {
 }
 
 impl Damage {
-    fn new(path: PathBuf, part: Part, problem: Problem) -> Self {
+    pub(super) fn new(path: PathBuf, part: Part, problem: Problem) -> Self {
         Damage {
             path,
             part,
@@ -222,6 +228,22 @@ impl Store {
     /// link, the live version's files and their agreement with `meta.json`,
     /// and the state records. Never fails: what cannot be read is damage.
     pub fn audit(&self, name: &str) -> Audit {
+        self.backend().audit(name)
+    }
+
+    /// Moves a damaged state record aside, to `<file>.damaged-<unix time>`
+    /// beside it (the etcd store: to that key), so the record starts afresh
+    /// while the bad one is kept for a look. Only state records are moved; a
+    /// damaged version is repaired by issuing a new one, never by touching
+    /// it. Returns the new path.
+    pub fn set_aside(&self, damage: &mut Damage) -> Result<PathBuf> {
+        self.backend().set_aside(damage)
+    }
+}
+
+impl DirStore {
+    /// [`Store::audit`] for the directory store.
+    pub(crate) fn audit(&self, name: &str) -> Audit {
         let mut audit = Audit::default();
         self.audit_release(name, &mut audit);
         self.audit_records(name, &mut audit);
@@ -260,84 +282,22 @@ impl Store {
         if !dir.is_dir() {
             return damage(link, Part::LiveLink, Problem::DanglingLink { target });
         }
-
-        let meta_path = dir.join("meta.json");
-        let meta = match read_file(&meta_path) {
-            Ok(b) => serde_json::from_slice::<ReleaseMeta>(&b).map_err(Problem::BadJson),
-            Err(p) => Err(p),
+        let path = |which: &str| match which {
+            "meta" => dir.join("meta.json"),
+            _ => dir.join(format!("{which}.pem")),
         };
-        let meta = match meta {
-            Ok(m) => Some(m),
-            Err(p) => {
-                damage(meta_path, Part::Meta, p);
-                None
-            }
+        let source = Source {
+            path: &path,
+            read: &|which: &str| read_file(&path(which)),
+            present: &|which: &str| regular_file(&path(which)),
         };
-
-        let cert_path = dir.join("cert.pem");
-        let cert = read_file(&cert_path).and_then(|pem| {
-            let der = leaf_der(&pem)?;
-            let facts = CertFacts::from_der(&der).map_err(Problem::BadCertificate)?;
-            Ok((pem, der, facts))
-        });
-        let cert = match cert {
-            Ok(c) => Some(c),
-            Err(p) => {
-                damage(cert_path.clone(), Part::Cert, p);
-                None
-            }
-        };
-
-        let key_path = dir.join("privkey.pem");
-        let key = read_file(&key_path).map(crate::secret::Secret::new);
-        match (&key, &cert) {
-            (Err(_), _) => {}
-            (Ok(key), Some((_, der, _))) => {
-                if !crate::inspect::key_matches_cert(key.expose(), der) {
-                    let problem = if loads_a_key(key) {
-                        Problem::KeyMismatch
-                    } else {
-                        Problem::NoPrivateKey
-                    };
-                    damage(key_path.clone(), Part::Key, problem);
-                }
-            }
-            (Ok(key), None) => {
-                if !loads_a_key(key) {
-                    damage(key_path.clone(), Part::Key, Problem::NoPrivateKey);
-                }
-            }
-        }
-        if let Err(p) = key {
-            damage(key_path, Part::Key, p);
-        }
-
-        let chain_path = dir.join("chain.pem");
-        if let Err(p) = regular_file(&chain_path) {
-            damage(chain_path, Part::Chain, p);
-        }
-        let full_path = dir.join("fullchain.pem");
-        match read_file(&full_path) {
-            Err(p) => damage(full_path, Part::Fullchain, p),
-            Ok(full) => {
-                if let Some((pem, _, _)) = &cert {
-                    if !full.starts_with(pem.trim_ascii_end()) {
-                        damage(full_path, Part::Fullchain, Problem::FullchainMismatch);
-                    }
-                }
-            }
-        }
-
-        if let (Some(meta), Some((_, _, facts))) = (&meta, &cert) {
-            if let Some(problem) = disagreement(meta, facts) {
-                damage(dir.join("meta.json"), Part::Meta, problem);
-            }
-        }
+        let meta = check_release(&source, audit);
         audit.release = meta.map(|meta| Release {
             name: name.to_string(),
             version,
-            dir,
+            dir: dir.clone(),
             meta,
+            fetched: None,
         });
     }
 
@@ -367,29 +327,15 @@ impl Store {
             .collect();
         files.sort();
         for (path, stem) in files {
-            if stem == crate::acme::renewal::RECORD {
-                match read_record::<RenewalRecord>(&path) {
-                    Ok(r) => audit.renewal = Some(r),
-                    Err(p) => audit.damage.push(Damage::new(path, Part::RenewalRecord, p)),
-                }
-            } else if let Some(node) = stem.strip_prefix("node-") {
-                match read_record::<NodeState>(&path) {
-                    Ok(s) => audit.deployments.push((node.to_string(), s)),
-                    Err(p) => {
-                        audit
-                            .damage
-                            .push(Damage::new(path, Part::NodeRecord(node.to_string()), p))
-                    }
-                }
+            if record_part(&stem).is_some() {
+                let bytes = read_file(&path);
+                check_record(audit, path, &stem, bytes);
             }
         }
     }
 
-    /// Moves a damaged state record aside, to `<file>.damaged-<unix time>`
-    /// beside it, so the record starts afresh while the bad file is kept for
-    /// a look. Only state records are moved; a damaged version is repaired by
-    /// issuing a new one, never by touching it. Returns the new path.
-    pub fn set_aside(&self, damage: &mut Damage) -> Result<PathBuf> {
+    /// [`Store::set_aside`] for the directory store.
+    pub(crate) fn set_aside(&self, damage: &mut Damage) -> Result<PathBuf> {
         debug_assert!(!damage.part.is_release());
         let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut name = damage.path.file_name().unwrap_or_default().to_os_string();
@@ -401,6 +347,131 @@ impl Store {
         }
         damage.set_aside = Some(to.clone());
         Ok(to)
+    }
+}
+
+/// How [`check_release`] reaches the files of the live version: their
+/// paths (for messages), their bytes, and whether one is there at all.
+pub(super) struct Source<'a> {
+    /// The path of `meta`, `cert`, `privkey`, `chain` or `fullchain`.
+    pub(super) path: &'a dyn Fn(&str) -> PathBuf,
+    /// Reads one of them (the key unsealed).
+    pub(super) read: &'a dyn Fn(&str) -> std::result::Result<Vec<u8>, Problem>,
+    /// Whether one is there (the chain is only checked for presence).
+    pub(super) present: &'a dyn Fn(&str) -> std::result::Result<(), Problem>,
+}
+
+/// Checks the live version's files and their agreement with its meta;
+/// returns the meta when it parses.
+pub(super) fn check_release(src: &Source<'_>, audit: &mut Audit) -> Option<ReleaseMeta> {
+    let mut damage = |path: PathBuf, part: Part, problem: Problem| {
+        audit.damage.push(Damage::new(path, part, problem));
+    };
+    let meta_path = (src.path)("meta");
+    let meta = match (src.read)("meta") {
+        Ok(b) => serde_json::from_slice::<ReleaseMeta>(&b).map_err(Problem::BadJson),
+        Err(p) => Err(p),
+    };
+    let meta = match meta {
+        Ok(m) => Some(m),
+        Err(p) => {
+            damage(meta_path.clone(), Part::Meta, p);
+            None
+        }
+    };
+
+    let cert_path = (src.path)("cert");
+    let cert = (src.read)("cert").and_then(|pem| {
+        let der = leaf_der(&pem)?;
+        let facts = CertFacts::from_der(&der).map_err(Problem::BadCertificate)?;
+        Ok((pem, der, facts))
+    });
+    let cert = match cert {
+        Ok(c) => Some(c),
+        Err(p) => {
+            damage(cert_path, Part::Cert, p);
+            None
+        }
+    };
+
+    let key_path = (src.path)("privkey");
+    let key = (src.read)("privkey").map(crate::secret::Secret::new);
+    match (&key, &cert) {
+        (Err(_), _) => {}
+        (Ok(key), Some((_, der, _))) => {
+            if !crate::inspect::key_matches_cert(key.expose(), der) {
+                let problem = if loads_a_key(key) {
+                    Problem::KeyMismatch
+                } else {
+                    Problem::NoPrivateKey
+                };
+                damage(key_path.clone(), Part::Key, problem);
+            }
+        }
+        (Ok(key), None) => {
+            if !loads_a_key(key) {
+                damage(key_path.clone(), Part::Key, Problem::NoPrivateKey);
+            }
+        }
+    }
+    if let Err(p) = key {
+        damage(key_path, Part::Key, p);
+    }
+
+    if let Err(p) = (src.present)("chain") {
+        damage((src.path)("chain"), Part::Chain, p);
+    }
+    let full_path = (src.path)("fullchain");
+    match (src.read)("fullchain") {
+        Err(p) => damage(full_path, Part::Fullchain, p),
+        Ok(full) => {
+            if let Some((pem, _, _)) = &cert {
+                if !full.starts_with(pem.trim_ascii_end()) {
+                    damage(full_path, Part::Fullchain, Problem::FullchainMismatch);
+                }
+            }
+        }
+    }
+
+    if let (Some(meta), Some((_, _, facts))) = (&meta, &cert) {
+        if let Some(problem) = disagreement(meta, facts) {
+            damage(meta_path, Part::Meta, problem);
+        }
+    }
+    meta
+}
+
+/// Which part a state record named `stem` is, if certctl audits it.
+fn record_part(stem: &str) -> Option<Part> {
+    if stem == crate::acme::renewal::RECORD {
+        Some(Part::RenewalRecord)
+    } else {
+        stem.strip_prefix("node-")
+            .map(|node| Part::NodeRecord(node.to_string()))
+    }
+}
+
+/// Checks one state record (`renewal`, `node-<node>`) read as `bytes`.
+pub(super) fn check_record(
+    audit: &mut Audit,
+    path: PathBuf,
+    stem: &str,
+    bytes: std::result::Result<Vec<u8>, Problem>,
+) {
+    let Some(part) = record_part(stem) else {
+        return;
+    };
+    let parsed = bytes.and_then(|b| match &part {
+        Part::RenewalRecord => serde_json::from_slice::<RenewalRecord>(&b)
+            .map(|r| audit.renewal = Some(r))
+            .map_err(Problem::BadJson),
+        Part::NodeRecord(node) => serde_json::from_slice::<NodeState>(&b)
+            .map(|s| audit.deployments.push((node.clone(), s)))
+            .map_err(Problem::BadJson),
+        _ => Ok(()),
+    });
+    if let Err(p) = parsed {
+        audit.damage.push(Damage::new(path, part, p));
     }
 }
 
@@ -468,10 +539,6 @@ fn disagreement(meta: &ReleaseMeta, cert: &CertFacts) -> Option<Problem> {
         }
     }
     None
-}
-
-fn read_record<T: DeserializeOwned>(path: &Path) -> std::result::Result<T, Problem> {
-    serde_json::from_slice(&read_file(path)?).map_err(Problem::BadJson)
 }
 
 fn regular_file(path: &Path) -> std::result::Result<(), Problem> {

@@ -142,7 +142,10 @@ pub(crate) async fn deploy(ctx: &Ctx, args: DeployArgs) -> anyhow::Result<ExitCo
         rec.write_textfile(path, None, &inv)?;
     }
     let results = results?;
-    show(ctx, &results, args.json)
+    let code = show(ctx, &results, args.json)?;
+    // A run that lost the store lock (etcd lease) stopped: exit 3.
+    store.check_held()?;
+    Ok(code)
 }
 
 pub(crate) async fn rollback(ctx: &Ctx, args: RollbackArgs) -> anyhow::Result<ExitCode> {
@@ -152,7 +155,10 @@ pub(crate) async fn rollback(ctx: &Ctx, args: RollbackArgs) -> anyhow::Result<Ex
     let results = deploy::rollback(&inv, &store, &args.name, &args.nodes, &bar).await;
     bar.finish();
     let results = results?;
-    show(ctx, &results, args.json)
+    let code = show(ctx, &results, args.json)?;
+    // A run that lost the store lock (etcd lease) stopped: exit 3.
+    store.check_held()?;
+    Ok(code)
 }
 
 fn show(ctx: &Ctx, results: &[NodeResult], json: bool) -> anyhow::Result<ExitCode> {

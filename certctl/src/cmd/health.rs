@@ -44,6 +44,12 @@ impl Recorder {
         Self::with(None)
     }
 
+    /// A recorder writing into `store`, the one the run holds locked (an
+    /// etcd store's writes are then fenced by that lock too).
+    pub(crate) fn for_store(store: &Store) -> Self {
+        Self::with(Some(store.clone()))
+    }
+
     fn with(store: Option<Store>) -> Self {
         let health = store
             .as_ref()

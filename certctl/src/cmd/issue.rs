@@ -164,7 +164,10 @@ pub(crate) async fn renew_outcomes(
         let (s, l) = open_store_locked(ctx, inv)?;
         (s, Some(l))
     };
-    Ok(acme::renew(inv, &store, opts).await?)
+    let outcomes = acme::renew(inv, &store, opts).await?;
+    // A run that lost the store lock (etcd lease) is an error (exit 3).
+    store.check_held()?;
+    Ok(outcomes)
 }
 
 async fn renew_with(
@@ -410,11 +413,12 @@ fn revoked_cell(e: &acme_core::CertStatus) -> String {
 
 pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> {
     let inv = ctx.inventory()?;
-    let store = Store::open_existing(&inv.store).with_context(|| {
-        format!(
+    let store = Store::open_existing(&inv.store).with_context(|| match &inv.store {
+        acme_core::store::StoreConfig::Dir(_) => format!(
             "no store at {} yet: run `certctl issue` first",
             inv.store.display()
-        )
+        ),
+        _ => format!("cannot open the store {}", inv.store.display()),
     })?;
     warn_loose_modes(&store);
     let now = OffsetDateTime::now_utc();

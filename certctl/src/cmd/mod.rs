@@ -8,3 +8,4 @@ pub(crate) mod persist;
 pub(crate) mod report;
 pub(crate) mod revoke;
 pub(crate) mod run;
+pub(crate) mod store;

@@ -69,7 +69,7 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut code = 0u8;
     let mut failures = Vec::new();
     let (store, lock) = super::issue::open_store_locked(ctx, &inv)?;
-    let mut rec = super::health::Recorder::create(&inv)?;
+    let mut rec = super::health::Recorder::for_store(&store);
     rec.started(Step::Run);
 
     // 1. Renew what is due.
@@ -124,6 +124,8 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     rec.ended(Step::Renew, failures.len() == before);
+    // A run that lost the store lock (etcd lease) deploys nothing: exit 3.
+    store.check_held()?;
 
     // 2. Deploy what nodes lack (nodes already serving the version are skipped).
     rec.started(Step::Deploy);
@@ -180,6 +182,7 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     rec.ended(Step::Deploy, failures.len() == before);
+    store.check_held()?;
     drop(lock);
 
     // 3. Report (read-only; the lock is released).
@@ -554,7 +557,12 @@ pub(crate) fn systemd(ctx: &Ctx, args: SystemdArgs) -> anyhow::Result<ExitCode> 
         ))
         .into());
     }
-    let store = ctx.inventory()?.store;
+    // The etcd store writes nothing locally: the units' one writable path is
+    // then /tmp, which `PrivateTmp=yes` makes the unit's own.
+    let store = match ctx.inventory()?.store.dir() {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("/tmp"),
+    };
     let store = if store.is_absolute() {
         store
     } else {
