@@ -401,6 +401,15 @@ fn a_paused_leader_resumes_fenced_and_changes_nothing() {
         .status()
         .expect("kill")
         .success());
+    // Its lease has at least two thirds of its TTL left: a run that will not
+    // wait is refused and told who holds the lock.
+    let out = certctl(&p.b, &["--lock-wait", "0s", "issue", "www"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("locked by another certctl run") && err.contains(&format!("pid {pid}")),
+        "the waiting run names the holder: {err}"
+    );
     std::thread::sleep(Duration::from_secs(TTL_SECS + 2));
     let out = certctl(&p.b, &["--lock-wait", "60s", "run", "--no-notify"]);
     assert_eq!(out.status.code(), Some(0), "b: {}", show(&out));

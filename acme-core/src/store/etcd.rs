@@ -31,7 +31,7 @@
 //!
 //! etcd-client is async and the store API is not: the store owns a small
 //! tokio runtime (one worker) and every call is spawned there and waited
-//! for with `futures::executor::block_on`, safe from inside the caller's
+//! for on a std channel ([`wait_on`]), safe from inside the caller's
 //! own runtime. Each call is bounded ([`REQUEST_TIMEOUT`]) so a cluster
 //! without quorum fails a run fast.
 
@@ -189,7 +189,7 @@ impl Inner {
         };
         let client = self.client.clone();
         let deadline = tokio::time::Instant::now() + limit;
-        let handle = rt.spawn(async move {
+        let handle = wait_on(rt, async move {
             let mut delay = Duration::from_millis(20);
             loop {
                 let attempt = tokio::time::timeout_at(deadline, make(client.clone())).await;
@@ -206,14 +206,14 @@ impl Inner {
                 }
             }
         });
-        match futures::executor::block_on(handle) {
-            Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(source))) => Err(StoreError::Etcd {
+        match handle {
+            Some(Ok(Ok(v))) => Ok(v),
+            Some(Ok(Err(source))) => Err(StoreError::Etcd {
                 action,
                 store: self.describe.clone(),
                 source: Box::new(source),
             }),
-            Ok(Err(_)) | Err(_) => Err(timeout()),
+            Some(Err(_)) | None => Err(timeout()),
         }
     }
 
@@ -298,7 +298,7 @@ impl EtcdStore {
             .map_err(StoreError::Runtime)?;
         let endpoints = cfg.endpoints.clone();
         let describe = cfg.describe();
-        let connect = rt.spawn(async move {
+        let connect = wait_on(&rt, async move {
             let opts = ConnectOptions::new()
                 .with_connect_timeout(CONNECT_TIMEOUT)
                 .with_timeout(REQUEST_TIMEOUT);
@@ -308,9 +308,9 @@ impl EtcdStore {
             )
             .await
         });
-        let client = match futures::executor::block_on(connect) {
-            Ok(Ok(Ok(c))) => c,
-            Ok(Ok(Err(source))) => {
+        let client = match connect {
+            Some(Ok(Ok(c))) => c,
+            Some(Ok(Err(source))) => {
                 rt.shutdown_background();
                 return Err(StoreError::Etcd {
                     action: "connect",
@@ -1415,6 +1415,26 @@ pub(crate) fn seal_live_key_elsewhere(store: &super::Store, name: &str, dir: &Pa
     .expect("put");
 }
 
+/// Runs `fut` on the store's own runtime and blocks this thread until it
+/// ends; `None` if the task died without an answer.
+///
+/// The answer comes back on a std channel, not through the task's
+/// `JoinHandle`: polling a `JoinHandle` from a thread inside the caller's
+/// tokio runtime spends the caller's cooperative budget, and once it is spent
+/// every poll returns `Pending` at once and wakes itself, a busy loop that
+/// never ends (a `renew` of 50 certificates spun there at 100 % CPU).
+fn wait_on<T, F>(rt: &tokio::runtime::Runtime, fut: F) -> Option<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1455,6 +1475,40 @@ mod tests {
             .into_iter()
             .map(|kv| (kv.key, kv.value))
             .collect()
+    }
+
+    /// The store is called from inside the CLI's tokio runtime, many times
+    /// in one poll of one task (a renew of 50 certificates reads hundreds of
+    /// records). Waiting on the store's own runtime must not spend that
+    /// task's cooperative budget: it once spun forever at 100 % CPU there.
+    #[test]
+    fn hundreds_of_calls_from_inside_one_runtime_task_all_answer() {
+        let Some(ep) = endpoints("etcd budget") else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(ep, dir.path(), "budget");
+        let (store, _) = Store::open(&StoreConfig::Etcd(cfg)).expect("open");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let answered = rt.block_on(async move {
+                let mut n = 0;
+                for _ in 0..600 {
+                    store.live_version("www").expect("read");
+                    n += 1;
+                }
+                n
+            });
+            let _ = tx.send(answered);
+        });
+        let answered = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("600 reads from inside a runtime task answered within 2 minutes");
+        assert_eq!(answered, 600);
     }
 
     #[test]
