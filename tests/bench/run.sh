@@ -1443,8 +1443,8 @@ store_config() {
         for ((i = 1; i <= STORE_CERTS; i++)); do
             printf '\n[[certificate]]\nname = "s%03d"\ndomains = ["s%03d-%s.example.test"]\nsolver = "lab"\n' "$i" "$i" "$STAMP"
         done
-        printf '\n%s\n' "$table"
     } >>"$dir/certctl.toml"
+    store_table "$dir/certctl.toml" "$table"
 }
 
 # etcd_table PREFIX: the [store] table for the lab's etcd under PREFIX.
@@ -1465,7 +1465,17 @@ store_report_config() {
         /^\[/ { skip = 0 }
         !skip { print }
     ' "$LAB/certctl.toml" >"$dir/certctl.toml"
-    printf '\n%s\n' "$table" >>"$dir/certctl.toml"
+    store_table "$dir/certctl.toml" "$table"
+}
+
+# store_table FILE TABLE: a `store = "..."` line goes first (a top-level key),
+# a [store] table last.
+store_table() {
+    if [[ $2 == "store = "* ]]; then
+        sed -i "1i $2" "$1"
+    else
+        printf '\n%s\n' "$2" >>"$1"
+    fi
 }
 
 section_store() {
