@@ -419,6 +419,26 @@ impl EtcdStore {
     /// process holds the lock, the lock key is still ours. `Ok(false)` when
     /// one of `compares` failed (the caller says what that means);
     /// [`StoreError::Fenced`] when the lock is no longer ours.
+    /// Writes `bytes` at `key` (fenced, as every write) only if the key's
+    /// mod_revision is still `rev`; `LiveMoved` if another writer got there.
+    fn put_if_unmoved(
+        &self,
+        action: &'static str,
+        key: &str,
+        rev: i64,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
+        let unmoved = Compare::mod_revision(key.to_string(), CompareOp::Equal, rev);
+        let put = TxnOp::put(key.to_string(), bytes, None);
+        if self.write(action, key, vec![unmoved], vec![put])? {
+            Ok(())
+        } else {
+            Err(StoreError::LiveMoved {
+                key: key.to_string(),
+            })
+        }
+    }
+
     fn write(
         &self,
         action: &'static str,
@@ -713,18 +733,7 @@ impl EtcdStore {
             None => {
                 marker.rekey_to = Some(new.id().to_string());
                 let bytes = encode(&marker_key, &marker)?;
-                if !self.write(
-                    "start the re-key",
-                    &marker_key,
-                    vec![Compare::mod_revision(
-                        marker_key.clone(),
-                        CompareOp::Equal,
-                        rev,
-                    )],
-                    vec![TxnOp::put(marker_key.clone(), bytes, None)],
-                )? {
-                    return Err(StoreError::LiveMoved { key: marker_key });
-                }
+                self.put_if_unmoved("start the re-key", &marker_key, rev, bytes)?;
             }
         }
         let mut done = Rekeyed::default();
@@ -741,18 +750,7 @@ impl EtcdStore {
             }
             let plain = self.unseal(&kv.key, &kv.value)?;
             let resealed = new.seal(&kv.key, plain.expose());
-            if !self.write(
-                "re-seal a value",
-                &kv.key,
-                vec![Compare::mod_revision(
-                    kv.key.clone(),
-                    CompareOp::Equal,
-                    kv.mod_revision,
-                )],
-                vec![TxnOp::put(kv.key.clone(), resealed, None)],
-            )? {
-                return Err(StoreError::LiveMoved { key: kv.key });
-            }
+            self.put_if_unmoved("re-seal a value", &kv.key, kv.mod_revision, resealed)?;
             done.resealed += 1;
         }
         let Some((mut marker, rev)) = self.read_marker()? else {
@@ -763,18 +761,7 @@ impl EtcdStore {
         marker.key_id = new.id().to_string();
         marker.rekey_to = None;
         let bytes = encode(&marker_key, &marker)?;
-        if !self.write(
-            "finish the re-key",
-            &marker_key,
-            vec![Compare::mod_revision(
-                marker_key.clone(),
-                CompareOp::Equal,
-                rev,
-            )],
-            vec![TxnOp::put(marker_key.clone(), bytes, None)],
-        )? {
-            return Err(StoreError::LiveMoved { key: marker_key });
-        }
+        self.put_if_unmoved("finish the re-key", &marker_key, rev, bytes)?;
         Ok(done)
     }
 }
