@@ -106,7 +106,7 @@ fn open_store(ctx: &Ctx) -> anyhow::Result<(acme_core::Inventory, acme_core::Sto
 }
 
 pub(crate) async fn deploy(ctx: &Ctx, args: DeployArgs) -> anyhow::Result<ExitCode> {
-    let (inv, store, _lock) = if args.dry_run {
+    let (inv, store, lock) = if args.dry_run {
         // Writes nothing: the store is read-only and no lock is taken.
         let inv = ctx.inventory()?;
         let store = acme_core::Store::open_read_only(&inv.store)
@@ -126,9 +126,12 @@ pub(crate) async fn deploy(ctx: &Ctx, args: DeployArgs) -> anyhow::Result<ExitCo
         max_failures: args.max_failures,
         force: args.force,
     };
-    let mut rec = match &args.prometheus {
-        Some(_) => super::health::Recorder::create(&inv)?,
-        None => super::health::Recorder::none(),
+    let mut rec = match (&args.prometheus, &lock) {
+        // Through the store this run holds locked: an etcd store's health
+        // writes are then fenced by that lock like every other write.
+        (Some(_), Some(_)) => super::health::Recorder::for_store(&store),
+        (Some(_), None) => super::health::Recorder::create(&inv)?,
+        (None, _) => super::health::Recorder::none(),
     };
     rec.started(acme_core::report::Step::Deploy);
     let bar = Bar::new(ctx, args.json);
