@@ -37,7 +37,9 @@ mod audit;
 mod copy;
 mod etcd;
 pub mod seal;
-pub use api::{AccountId, AsStoreConfig, Backend, Record, Store, StoreConfig, VersionFiles};
+pub use api::{
+    AccountId, AsStoreConfig, Backend, NodeFence, Record, Store, StoreConfig, VersionFiles,
+};
 #[cfg(test)]
 pub(crate) use audit::install_self_signed;
 pub use audit::{Audit, Damage, Part, Problem};

@@ -442,6 +442,131 @@ fn a_paused_leader_resumes_fenced_and_changes_nothing() {
     settled(lab, &p.b);
 }
 
+/// Sends `signal` to the process whose pid is `pid`.
+fn signal(pid: &str, signal: &str) {
+    assert!(Command::new("kill")
+        .args([signal, pid])
+        .status()
+        .expect("kill")
+        .success());
+}
+
+/// Lets stopped processes go on (and kills a controller) however the test ends.
+struct Resume(Vec<String>);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = Command::new("kill")
+                .args(["-CONT", pid])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// The leader checks its lease before each node, then waits for the node's
+/// SSH connection; paused there past its lease, it resumes after the other
+/// controller has renewed and deployed a newer version. The node itself
+/// refuses the stale leader's step (its fence file holds the later lock
+/// holder's higher revision), so the older version never goes back over the
+/// newer one.
+#[test]
+fn a_node_refuses_a_leader_paused_between_its_lease_check_and_the_nodes_step() {
+    let lab = lab();
+    let _x = lab.exclusive();
+    let p = pair(lab);
+    let fences_before = fences(lab, 1);
+    // Node1 is the canary; time enough to hold its SSH banner back.
+    for cfg in [&p.a, &p.b] {
+        let text = std::fs::read_to_string(cfg).expect("inventory");
+        let text = text.replace("\n[[node]]\n", "\n[[node]]\nconnect_timeout = \"60s\"\n");
+        std::fs::write(cfg, text).expect("inventory");
+    }
+    let sshd = std::fs::read_to_string(lab.dir.join("nodes/node1/sshd.pid"))
+        .expect("node1's sshd pid")
+        .trim()
+        .to_string();
+    signal(&sshd, "-STOP");
+    let mut resume = Resume(vec![sshd.clone()]);
+    let mut a = p.spawn_run(&p.a, "a.err");
+    resume.0.push(a.id().to_string());
+    wait_until(&mut a, "both versions live", || {
+        !etcd_live(&p, "www").is_empty() && !etcd_live(&p, "media").is_empty()
+    });
+    // A goes on to deploy: it checks its lease, then waits for node1.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        a.try_wait().expect("try_wait").is_none(),
+        "a is still running: {}",
+        p.log("a.err")
+    );
+    let old = etcd_live(&p, "www");
+    let pid = a.id().to_string();
+    signal(&pid, "-STOP");
+    signal(&sshd, "-CONT");
+    std::thread::sleep(Duration::from_secs(TTL_SECS + 2));
+
+    // B takes over: a newer version of www, deployed everywhere.
+    let out = certctl(&p.b, &["--lock-wait", "60s", "renew", "--force", "www"]);
+    assert_eq!(out.status.code(), Some(0), "b renew: {}", show(&out));
+    let new = etcd_live(&p, "www");
+    assert_ne!(new, old, "b renewed www");
+    let out = certctl(&p.b, &["--lock-wait", "60s", "deploy"]);
+    assert_eq!(out.status.code(), Some(0), "b deploy: {}", show(&out));
+    for i in 1..=NODES {
+        assert!(
+            node_version(lab, i, "www").ends_with(new.rsplit('/').next().unwrap_or(&new)),
+            "node{i} links b's newer www"
+        );
+    }
+    let nodes = nodes_snapshot(lab);
+
+    signal(&pid, "-CONT");
+    let status = a.wait().expect("wait");
+    let log = p.log("a.err");
+    assert_eq!(status.code(), Some(3), "the resumed leader exits 3:\n{log}");
+    assert_eq!(
+        nodes_snapshot(lab),
+        nodes,
+        "the stale leader put an older version back on a node:\n{log}"
+    );
+    assert!(
+        log.contains("refused this run's step"),
+        "node1 itself refused the stale leader:\n{log}"
+    );
+    // This store's token on node1 is b's: one fence file (per store) new
+    // or raised since the test began, holding a lock revision.
+    let after = fences(lab, 1);
+    let changed: Vec<_> = after
+        .iter()
+        .filter(|(n, v)| fences_before.get(*n) != Some(*v))
+        .collect();
+    assert_eq!(
+        changed.len(),
+        1,
+        "one fence file for this store: {changed:?}"
+    );
+    assert!(
+        changed[0].1.trim().parse::<u64>().is_ok(),
+        "a lock revision: {changed:?}"
+    );
+}
+
+/// Node `i`'s fence files (one per store that deployed there) and contents.
+fn fences(lab: &Lab, i: usize) -> BTreeMap<String, String> {
+    std::fs::read_dir(node_base(lab, i))
+        .expect("node base")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".certctl-fence-"))
+        .map(|n| {
+            let v = std::fs::read_to_string(node_base(lab, i).join(&n)).unwrap_or_default();
+            (n, v)
+        })
+        .collect()
+}
+
 #[test]
 fn with_one_etcd_member_down_runs_still_succeed() {
     let lab = lab();

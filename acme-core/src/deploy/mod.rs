@@ -239,6 +239,24 @@ pub enum NodeError {
         #[source]
         damage: std::sync::Arc<crate::store::Damage>,
     },
+    /// The node has seen a later holder of the store lock (its fencing
+    /// token is higher than this run's): this run lost the lock and
+    /// changed nothing on the node.
+    #[error(
+        "{node} refused this run's step: a later certctl run took the store lock (fence {seen} \
+         in {path} is above this run's {ours}), so this run lost its lock and changed nothing \
+         there; if the etcd cluster was restored from an older backup, remove {path} on the node"
+    )]
+    Fenced {
+        /// Node name.
+        node: String,
+        /// The fence file on the node.
+        path: String,
+        /// The revision the node has seen.
+        seen: i64,
+        /// This run's revision.
+        ours: i64,
+    },
     /// `live/<name>` is neither a symlink nor a directory.
     #[error("{path} on {node} is neither a symlink nor a directory: move it away and rerun")]
     LiveNotLink {
@@ -366,7 +384,7 @@ impl NodeError {
             NodeError::StillServingOld { .. }
             | NodeError::Probe { .. }
             | NodeError::NoLeaf { .. } => ErrorKind::Verify,
-            NodeError::StoreDamaged { .. } => ErrorKind::Store,
+            NodeError::StoreDamaged { .. } | NodeError::Fenced { .. } => ErrorKind::Store,
             NodeError::RestoreFailed { cause, .. } => cause.kind(),
             _ => ErrorKind::Node,
         }
@@ -413,6 +431,15 @@ pub enum RestoreFailure {
         status: std::process::ExitStatus,
         /// What it printed on stderr.
         stderr: String,
+    },
+    /// The node has seen a later holder of the store lock since; that
+    /// run owns the node now, so nothing was put back.
+    #[error("a later certctl run took over the node (fence {seen} in {path}); nothing put back")]
+    Fenced {
+        /// The revision the node has seen.
+        seen: i64,
+        /// The fence file on the node.
+        path: String,
     },
     /// The node could not be reached to put it back.
     #[error(transparent)]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::inspect::probe::Prober;
 use crate::inventory::NodeConfig;
 use crate::secret::Secret;
+use crate::store::NodeFence;
 
 use super::script::{
     self, version_of, CertDeploy, CertStep, DeployScript, Live, Marker, NodeStep, Relink,
@@ -87,6 +88,9 @@ pub(crate) struct NodeCtx<'a> {
     pub(crate) prober: &'a Prober,
     pub(crate) keep_versions: usize,
     pub(crate) force: bool,
+    /// The store lock's fencing token, carried by every script that
+    /// changes the node.
+    pub(crate) fence: Option<NodeFence>,
 }
 
 fn token() -> String {
@@ -120,6 +124,15 @@ impl NodeCtx<'_> {
             node: self.name(),
             status: out.status,
             stderr: out.stderr_text(),
+        }
+    }
+
+    fn fenced(&self, seen: i64, path: String) -> NodeError {
+        NodeError::Fenced {
+            node: self.name(),
+            path,
+            seen,
+            ours: self.fence.as_ref().map_or(0, |f| f.revision),
         }
     }
 
@@ -316,6 +329,7 @@ impl NodeCtx<'_> {
             adopt_as: adopted_name(),
             force: self.force,
             certs,
+            fence: self.fence.clone(),
         };
         let started = Instant::now();
         let ran = self
@@ -352,6 +366,7 @@ impl NodeCtx<'_> {
                 },
                 true,
             )),
+            Marker::Fenced { seen, path } => Some((self.fenced(seen, path), false)),
             Marker::None => Some((self.script_error(&out), false)),
         };
 
@@ -438,12 +453,21 @@ impl NodeCtx<'_> {
             return outcomes.into_iter().flatten().collect();
         }
         tracing::warn!(node = %self.node.name, "verification failed; putting the previous certificate back");
-        let restore = script::restore(&base, &token(), &to_restore, None, &self.node.reload, &[]);
+        let restore = script::restore(
+            &base,
+            &token(),
+            &to_restore,
+            None,
+            &self.node.reload,
+            &[],
+            self.fence.as_ref(),
+        );
         let restored = match self.transport.run(&restore, b"").await {
             Ok(out) => match script::marker(&out.stdout_text()) {
                 Marker::Ok(_) => Ok(()),
                 Marker::Fail { step, path } => Err(RestoreFailure::Step { step, path }),
                 Marker::Reload(output) => Err(RestoreFailure::Reload { output }),
+                Marker::Fenced { seen, path } => Err(RestoreFailure::Fenced { seen, path }),
                 _ => Err(RestoreFailure::Script {
                     status: out.status,
                     stderr: out.stderr_text(),
@@ -533,6 +557,7 @@ impl NodeCtx<'_> {
                     Some(&self.node.validate),
                     &self.node.reload,
                     &undo,
+                    self.fence.as_ref(),
                 ),
                 b"",
             )
@@ -564,6 +589,11 @@ impl NodeCtx<'_> {
                         },
                     }
                 }
+                Marker::Fenced { seen, path } => {
+                    return Outcome::Failed {
+                        error: self.fenced(seen, path),
+                    }
+                }
                 Marker::None => {
                     return Outcome::Failed {
                         error: self.script_error(&out),
@@ -591,7 +621,15 @@ impl NodeCtx<'_> {
                 to: previous,
             },
             Err(e) => {
-                let back = script::restore(&base, &token(), &undo, None, &self.node.reload, &[]);
+                let back = script::restore(
+                    &base,
+                    &token(),
+                    &undo,
+                    None,
+                    &self.node.reload,
+                    &[],
+                    self.fence.as_ref(),
+                );
                 let _ = self.transport.run(&back, b"").await;
                 Outcome::Failed { error: e }
             }

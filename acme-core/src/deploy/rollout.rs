@@ -411,6 +411,7 @@ impl Runner<'_> {
                     prober: &self.prober,
                     keep_versions: self.inv.deploy.keep_versions,
                     force: self.force,
+                    fence: self.store.node_fence(),
                 };
                 let o = cx.deploy(&jobs, &served).await;
                 t.close().await;
@@ -652,6 +653,7 @@ pub async fn rollback(
                                 prober,
                                 keep_versions: inv.deploy.keep_versions,
                                 force: false,
+                                fence: store.node_fence(),
                             };
                             let o = cx.rollback(name, snis).await;
                             t.close().await;

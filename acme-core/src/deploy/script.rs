@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use crate::names::shell_quote;
 use crate::secret::Secret;
+use crate::store::NodeFence;
 
 /// What `live/<name>` is on a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,6 +186,8 @@ pub(crate) struct DeployScript {
     pub(crate) force: bool,
     /// The certificates, in payload order.
     pub(crate) certs: Vec<CertDeploy>,
+    /// The store lock's fencing token (etcd store), see [`FENCE`].
+    pub(crate) fence: Option<NodeFence>,
 }
 
 /// A certificate to relink: `target` is the link target to set, `None` to
@@ -397,7 +400,26 @@ const RELOAD: &str = r#"if ! o=$(eval "$reload" 2>&1); then undo; (eval "$reload
 /// `date` makes of `%N`, which [`parse_times`] then ignores.
 const NOW: &str = "$(date +%s%N 2>/dev/null)";
 
-fn header(s: &mut String, base: &str, token: &str, chown: Option<&str>) {
+/// The store's fencing token on a node, checked right after the node lock
+/// (so before anything is staged or linked): `fence STORE REVISION`. The
+/// file `<base>/.certctl-fence-<store>` holds the highest lock revision a
+/// script of that store has carried here; a lower one is refused with
+/// `@fenced <seen>` and the node is left as it was. The file is certctl's
+/// own: one holding anything but a number is not replaced (`@fail foreign`).
+const FENCE: &str = r#"fence() {
+  ff="$b/.certctl-fence-$1"
+  if [ -L "$ff" ] || { [ -e "$ff" ] && [ ! -f "$ff" ]; }; then cat >/dev/null; fail foreign "$ff"; fi
+  if [ -f "$ff" ]; then
+    seen=; IFS= read -r seen < "$ff" || :
+    case "$seen" in ''|*[!0-9]*) cat >/dev/null; fail foreign "$ff" ;; esac
+    if [ "$seen" -gt "$2" ]; then cat >/dev/null; printf '@fenced %s %s\n' "$seen" "$ff"; exit 0; fi
+    [ "$seen" = "$2" ] && return 0
+  fi
+  { printf '%s\n' "$2" > "$ff.$r" && mv -f "$ff.$r" "$ff"; } || { rm -f "$ff.$r"; cat >/dev/null; fail base "$ff"; }
+}
+"#;
+
+fn header(s: &mut String, base: &str, token: &str, chown: Option<&str>, fence: Option<&NodeFence>) {
     s.push_str(PRELUDE);
     s.push_str("umask 077\n");
     let _ = writeln!(s, "b={}", shell_quote(base));
@@ -408,6 +430,11 @@ fn header(s: &mut String, base: &str, token: &str, chown: Option<&str>) {
         "vm={VERSION_MARKER} am={ADOPTED_MARKER} sm={STAGE_MARKER}"
     );
     s.push_str(LOCK);
+    if let Some(f) = fence {
+        s.push_str(FENCE);
+        // The store id is hex digits: nothing to quote.
+        let _ = writeln!(s, "fence {} {}", shell_quote(&f.store), f.revision);
+    }
     s.push_str(READ_LINKS);
     s.push_str(FUNCTIONS);
 }
@@ -467,7 +494,13 @@ pub(crate) fn link_target(name: &str, version: &str) -> String {
 /// `@ok`. On any failure after a swap every link is put back first.
 pub(crate) fn deploy(d: &DeployScript) -> String {
     let mut s = String::new();
-    header(&mut s, &d.base, &d.token, d.chown.as_deref());
+    header(
+        &mut s,
+        &d.base,
+        &d.token,
+        d.chown.as_deref(),
+        d.fence.as_ref(),
+    );
     let _ = writeln!(s, "t0={NOW}");
     let _ = writeln!(s, "keep={}", d.keep.max(1));
     let _ = writeln!(s, "adopt={}", shell_quote(&d.adopt_as));
@@ -617,9 +650,10 @@ pub(crate) fn restore(
     validate: Option<&str>,
     reload: &str,
     undo: &[Relink],
+    fence: Option<&NodeFence>,
 ) -> String {
     let mut s = String::new();
-    header(&mut s, base, token, None);
+    header(&mut s, base, token, None, fence);
     s.push_str("undo_all() {\n  :\n");
     for u in undo {
         let _ = writeln!(
@@ -718,6 +752,9 @@ pub(crate) enum Marker {
     Validate(String),
     /// `@reload` and the command's output.
     Reload(String),
+    /// `@fenced <seen> <path>`: the node has seen a later lock holder's
+    /// fencing token (`seen`, in the file `path`); nothing was changed.
+    Fenced { seen: i64, path: String },
     /// No marker (the script did not get far: sudo, shell missing...), or
     /// a `@fail` naming no step of ours.
     None,
@@ -748,6 +785,15 @@ pub(crate) fn marker(stdout: &str) -> Marker {
                 },
                 None => Marker::None,
             };
+        }
+        if let Some(f) = line.strip_prefix("@fenced ") {
+            let (seen, path) = f.split_once(' ').unwrap_or((f, ""));
+            if let Ok(seen) = seen.parse() {
+                return Marker::Fenced {
+                    seen,
+                    path: path.into(),
+                };
+            }
         }
         if line == "@validate" {
             return Marker::Validate(rest());
@@ -809,6 +855,7 @@ mod tests {
                 served,
                 sums: PARTS.map(super::super::node::sha256_hex),
             }],
+            fence: None,
         }
     }
 
@@ -1003,7 +1050,10 @@ mod tests {
             name: "www".into(),
             target: Some(previous.into()),
         }];
-        let (code, out) = sh(&restore(base, "t2", &go, Some("true"), "true", &[]), b"");
+        let (code, out) = sh(
+            &restore(base, "t2", &go, Some("true"), "true", &[], None),
+            b"",
+        );
         assert_eq!(code, 0, "{out}");
         assert_eq!(
             std::fs::read_link(&live).expect("link").to_str(),
@@ -1275,6 +1325,125 @@ mod tests {
             std::fs::read_dir(dir.path()).expect("dir").count(),
             0,
             "nothing done"
+        );
+    }
+
+    fn fence(revision: i64) -> Option<NodeFence> {
+        Some(NodeFence {
+            store: "00112233aabbccdd".into(),
+            revision,
+        })
+    }
+
+    #[test]
+    fn a_node_refuses_a_script_of_a_lock_holder_older_than_one_it_has_seen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_str().expect("utf8");
+        node_with(dir.path(), &["v1"], "v1");
+        let file = dir.path().join(".certctl-fence-00112233aabbccdd");
+
+        // The later holder (revision 20) deploys first: its token is kept.
+        let mut later = script(base, "true", false);
+        later.fence = fence(20);
+        let (code, out) = sh(&deploy(&later), &payload());
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(marker(&out), Marker::Ok(String::new()));
+        assert_eq!(std::fs::read_to_string(&file).expect("fence"), "20\n");
+
+        // The earlier holder (revision 10, its lease since lost) comes back
+        // with an older version: refused before anything is staged or linked.
+        let mut stale = script(base, "true", false);
+        stale.fence = fence(10);
+        stale.certs[0].version = "v0".into();
+        let (code, out) = sh(&deploy(&stale), &payload());
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(
+            marker(&out),
+            Marker::Fenced {
+                seen: 20,
+                path: file.to_str().expect("utf8").into()
+            }
+        );
+        assert_eq!(
+            std::fs::read_link(dir.path().join("live/www"))
+                .expect("link")
+                .to_str(),
+            Some("../archive/www/v2"),
+            "the later holder's link stays"
+        );
+        assert!(
+            !dir.path().join("archive/www/v0").exists(),
+            "nothing staged"
+        );
+        assert_eq!(std::fs::read_to_string(&file).expect("fence"), "20\n");
+
+        // Nor may it put a link back after a failed verification.
+        let go = [Relink {
+            name: "www".into(),
+            target: Some("../archive/www/v1".into()),
+        }];
+        let (_, out) = sh(
+            &restore(base, "t3", &go, None, "true", &[], fence(10).as_ref()),
+            b"",
+        );
+        assert!(
+            matches!(marker(&out), Marker::Fenced { seen: 20, .. }),
+            "{out}"
+        );
+        assert_eq!(
+            std::fs::read_link(dir.path().join("live/www"))
+                .expect("link")
+                .to_str(),
+            Some("../archive/www/v2")
+        );
+
+        // A still later holder raises it; the same holder again passes.
+        let mut next = script(base, "true", false);
+        next.fence = fence(31);
+        for _ in 0..2 {
+            let (code, out) = sh(&deploy(&next), &payload());
+            assert_eq!(code, 0, "{out}");
+            assert_eq!(marker(&out), Marker::Ok(String::new()), "{out}");
+        }
+        assert_eq!(std::fs::read_to_string(&file).expect("fence"), "31\n");
+        // Another store's token is its own file: no interference.
+        let mut other = script(base, "true", false);
+        other.fence = Some(NodeFence {
+            store: "ffffffffffffffff".into(),
+            revision: 1,
+        });
+        let (_, out) = sh(&deploy(&other), &payload());
+        assert_eq!(marker(&out), Marker::Ok(String::new()), "{out}");
+    }
+
+    #[test]
+    fn a_fence_path_certctl_did_not_write_is_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_str().expect("utf8");
+        node_with(dir.path(), &["v1"], "v1");
+        let file = dir.path().join(".certctl-fence-00112233aabbccdd");
+        std::fs::write(&file, "someone else's notes\n").expect("write");
+        let mut d = script(base, "true", false);
+        d.fence = fence(5);
+        let (code, out) = sh(&deploy(&d), &payload());
+        assert_ne!(code, 0, "{out}");
+        assert_eq!(
+            marker(&out),
+            Marker::Fail {
+                step: NodeStep::Foreign,
+                path: file.to_str().expect("utf8").into()
+            }
+        );
+        assert_eq!(
+            std::fs::read_to_string(&file).expect("kept"),
+            "someone else's notes\n"
+        );
+        assert_eq!(
+            std::fs::read_link(dir.path().join("live/www"))
+                .expect("link")
+                .to_str(),
+            Some("../archive/www/v1"),
+            "nothing linked"
         );
     }
 

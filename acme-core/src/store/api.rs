@@ -215,6 +215,17 @@ impl Fetched {
     }
 }
 
+/// The fencing token of a store lock, for the nodes: `store` names the
+/// store (the same for every controller sharing it), `revision` grows with
+/// every new holder of its lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeFence {
+    /// 16 hex digits naming the store: its etcd cluster and prefix.
+    pub store: String,
+    /// The lock key's etcd revision (a later holder's is higher).
+    pub revision: i64,
+}
+
 /// A store backend. Every method is synchronous; a backend that talks to
 /// the network bounds each call by a timeout.
 pub trait Backend: Send + Sync + std::fmt::Debug {
@@ -232,6 +243,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Ok while this process's lock is still held (always, for a store
     /// whose lock cannot be lost while the process lives).
     fn check_held(&self) -> Result<()>;
+    /// The fencing token the node scripts compare while this process holds
+    /// the lock (none for a store whose lock cannot be lost while the
+    /// process lives).
+    fn node_fence(&self) -> Option<NodeFence> {
+        None
+    }
     /// The account slots stored.
     fn account_ids(&self) -> Result<Vec<AccountId>>;
     /// The credentials in an account slot.
@@ -468,6 +485,15 @@ impl Store {
     /// asks before it changes a node and stops when it is gone.
     pub fn check_held(&self) -> Result<()> {
         self.backend.check_held()
+    }
+
+    /// The fencing token this run's node scripts carry while it holds the
+    /// lock: a node refuses a script whose token is lower than one it has
+    /// already seen from the same store, so a run that lost its lock
+    /// between [`Store::check_held`] and a node's step changes nothing
+    /// there. `None` for the directory store.
+    pub fn node_fence(&self) -> Option<NodeFence> {
+        self.backend.node_fence()
     }
 
     /// The stored ACME account credentials (JSON) for `directory`, if any.

@@ -47,7 +47,7 @@ use etcd_client::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::api::{AccountId, Backend, Fetched, Record, VersionFiles};
+use super::api::{AccountId, Backend, Fetched, NodeFence, Record, VersionFiles};
 use super::seal::DataKey;
 #[cfg(test)]
 use super::seal::SealError;
@@ -118,6 +118,9 @@ struct Holder {
 struct Fence {
     /// The lock key and its create_revision, once the lock is ours.
     lock: std::sync::OnceLock<(Vec<u8>, i64)>,
+    /// The etcd cluster's id, from the lock's answer (names the store in
+    /// the node fence with the prefix).
+    cluster: std::sync::OnceLock<u64>,
     lease: i64,
     ttl: Duration,
     lost: AtomicBool,
@@ -823,6 +826,7 @@ impl Backend for EtcdStore {
         let holder_bytes = encode(&holder_key, &holder)?;
         let fence = Arc::new(Fence {
             lock: std::sync::OnceLock::new(),
+            cluster: std::sync::OnceLock::new(),
             lease,
             ttl,
             lost: AtomicBool::new(false),
@@ -908,13 +912,17 @@ impl Backend for EtcdStore {
                         .await?;
                     let key = r.key().to_vec();
                     let g = c.get(key.clone(), None).await?;
-                    Ok((key, g.kvs().first().map(|kv| kv.create_revision())))
+                    let cluster = g.header().map_or(0, |h| h.cluster_id());
+                    Ok((key, g.kvs().first().map(|kv| kv.create_revision()), cluster))
                 }
             })
         };
         let (lock_key, revision) = match got {
-            Ok((key, Some(rev))) => (key, rev),
-            Ok((_, None)) => {
+            Ok((key, Some(rev), cluster)) => {
+                let _ = fence.cluster.set(cluster);
+                (key, rev)
+            }
+            Ok((_, None, _)) => {
                 revoke(&self.inner);
                 return Err(self.lease_lost());
             }
@@ -941,6 +949,22 @@ impl Backend for EtcdStore {
                 inner: self.inner.clone(),
                 fence,
             }),
+        })
+    }
+
+    fn node_fence(&self) -> Option<NodeFence> {
+        let f = self.inner.fence()?;
+        let (_, revision) = f.lock.get()?;
+        let cluster = f.cluster.get()?;
+        let mut named = cluster.to_be_bytes().to_vec();
+        named.extend_from_slice(self.cfg.prefix.as_bytes());
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &named);
+        Some(NodeFence {
+            store: digest.as_ref()[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            revision: *revision,
         })
     }
 
@@ -1622,6 +1646,13 @@ mod tests {
             )
             .expect("revoke");
         let _lock_b = b.lock(Duration::from_secs(5)).expect("b takes over");
+        // The nodes tell them apart: same store, B's token is the higher.
+        let (fa, fb) = (
+            a.node_fence().expect("a's fence"),
+            b.node_fence().expect("b's fence"),
+        );
+        assert_eq!(fa.store, fb.store);
+        assert!(fb.revision > fa.revision, "{fa:?} {fb:?}");
         match a.write_state("www", "renewal", &serde_json::json!({"a": 2})) {
             Err(StoreError::Fenced { .. }) | Err(StoreError::LeaseLost { .. }) => {}
             other => panic!("expected a refused write, got {other:?}"),
