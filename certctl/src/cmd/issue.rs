@@ -157,14 +157,22 @@ pub(crate) async fn renew_outcomes(
     opts: &RenewOptions,
 ) -> anyhow::Result<Vec<RenewOutcome>> {
     check_names(inv, &opts.names)?;
-    let (store, _lock) = if opts.dry_run {
+    if opts.dry_run {
         // Writes nothing: no directory, marker, chmod, lock or state.
-        (Store::open_read_only(&inv.store)?, None)
-    } else {
-        let (s, l) = open_store_locked(ctx, inv)?;
-        (s, Some(l))
-    };
-    let outcomes = acme::renew(inv, &store, opts).await?;
+        let store = Store::open_read_only(&inv.store)?;
+        return Ok(acme::renew(inv, &store, opts).await?);
+    }
+    let (store, _lock) = open_store_locked(ctx, inv)?;
+    renew_locked(inv, &store, opts).await
+}
+
+/// Renews into `store`, which the caller holds locked.
+async fn renew_locked(
+    inv: &acme_core::Inventory,
+    store: &Store,
+    opts: &RenewOptions,
+) -> anyhow::Result<Vec<RenewOutcome>> {
+    let outcomes = acme::renew(inv, store, opts).await?;
     // A run that lost the store lock (etcd lease) is an error (exit 3).
     store.check_held()?;
     Ok(outcomes)
@@ -178,33 +186,38 @@ async fn renew_with(
 ) -> anyhow::Result<ExitCode> {
     use acme_core::report::Step;
     let inv = ctx.inventory()?;
-    let mut rec = match prometheus {
-        Some(_) => {
-            check_names(&inv, &opts.names)?;
-            super::health::Recorder::create(&inv)?
-        }
-        None => super::health::Recorder::none(),
+    let Some(prometheus) = prometheus else {
+        let outcomes = renew_outcomes(ctx, &inv, &opts).await?;
+        return print_renewed(ctx, &outcomes, json);
     };
+    // `--prometheus` (never with --dry-run): the health record is written
+    // through the store this run holds locked, so an etcd store's health
+    // writes are fenced by that lock like every other write.
+    check_names(&inv, &opts.names)?;
+    let (store, _lock) = open_store_locked(ctx, &inv)?;
+    let mut rec = super::health::Recorder::for_store(&store);
     rec.started(Step::Renew);
-    let outcomes = renew_outcomes(ctx, &inv, &opts).await;
+    let outcomes = renew_locked(&inv, &store, &opts).await;
     let ok = outcomes.as_ref().is_ok_and(|o| {
         !o.iter()
             .any(|o| matches!(o.result, RenewResult::Failed { .. }))
     });
     rec.ended(Step::Renew, ok);
-    if let Some(path) = prometheus {
-        rec.write_textfile(path, None, &inv)?;
-    }
-    let outcomes = outcomes?;
+    rec.write_textfile(prometheus, None, &inv)?;
+    print_renewed(ctx, &outcomes?, json)
+}
+
+/// Prints a renewal's outcomes (a table, or JSON) and gives its exit code.
+fn print_renewed(ctx: &Ctx, outcomes: &[RenewOutcome], json: bool) -> anyhow::Result<ExitCode> {
     if json {
         print_json(&outcomes.iter().map(OutcomeJson::from).collect::<Vec<_>>())?;
     } else {
-        print_outcomes(ctx, &outcomes)?;
+        print_outcomes(ctx, outcomes)?;
     }
     if json {
-        print_damage(&outcomes, "");
+        print_damage(outcomes, "");
     }
-    Ok(ExitCode::from(outcome_code(&outcomes)))
+    Ok(ExitCode::from(outcome_code(outcomes)))
 }
 
 /// 2 if any certificate failed or still has damaged store files, else 0.
