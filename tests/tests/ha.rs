@@ -567,6 +567,41 @@ fn fences(lab: &Lab, i: usize) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A report over an etcd prefix that holds no store yet reads it as empty,
+/// like a directory store that does not exist yet, and creates nothing
+/// there, even with `--prometheus`.
+#[test]
+fn a_report_on_an_empty_prefix_is_empty_and_creates_no_store() {
+    let lab = lab();
+    let _s = lab.shared();
+    let p = pair(lab);
+    let textfile = p.dir.path().join("certctl.prom");
+    let out = certctl(
+        &p.a,
+        &[
+            "report",
+            "--json",
+            "--no-notify",
+            "--prometheus",
+            textfile.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        matches!(out.status.code(), Some(0..=2)),
+        "a report, not an error: {}",
+        show(&out)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report json");
+    for c in v["certificates"].as_array().expect("certificates") {
+        assert!(
+            c["store"].is_null() || c["store"]["version"].is_null(),
+            "nothing stored: {c}"
+        );
+    }
+    assert!(textfile.exists(), "the textfile is written");
+    assert_eq!(p.dump(), "", "the report created keys under {}", p.prefix);
+}
+
 #[test]
 fn with_one_etcd_member_down_runs_still_succeed() {
     let lab = lab();

@@ -129,10 +129,18 @@ pub(crate) async fn report(ctx: &Ctx, args: ReportArgs) -> anyhow::Result<ExitCo
     let inventory = ctx.inventory()?;
     // Read-only: no lock, nothing created; a missing store is an empty one.
     let store = if inventory.store.exists() {
-        Some(
-            acme_core::Store::open_existing(&inventory.store)
-                .with_context(|| format!("cannot open the store {}", inventory.store.display()))?,
-        )
+        match acme_core::Store::open_existing(&inventory.store) {
+            Ok(s) => Some(s),
+            // An etcd prefix with no store yet reads as empty, like a
+            // directory store that does not exist yet.
+            Err(acme_core::store::StoreError::EtcdNoStore { .. }) => None,
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot open the store {}",
+                    inventory.store.display()
+                )))
+            }
+        }
     } else {
         None
     };
@@ -151,9 +159,10 @@ pub(crate) async fn report(ctx: &Ctx, args: ReportArgs) -> anyhow::Result<ExitCo
     };
     // With --prometheus the report step's figures are kept in the store
     // (which then is written: its health record); without, nothing is.
-    let mut rec = match &args.prometheus {
-        Some(_) => super::health::Recorder::if_exists(&inventory)?,
-        None => super::health::Recorder::none(),
+    let mut rec = match (&args.prometheus, &store) {
+        (Some(_), Some(_)) => super::health::Recorder::if_exists(&inventory)?,
+        // No store (nor an etcd prefix holding one): nothing is created.
+        _ => super::health::Recorder::none(),
     };
     rec.started(acme_core::report::Step::Report);
     let emitted = emit(ctx, &inventory, store.as_ref(), &opts, &out).await;
