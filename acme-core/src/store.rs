@@ -1053,6 +1053,25 @@ impl DirStore {
         Ok(removed)
     }
 
+    /// Removes the version `version` of `name` if it is a complete certctl
+    /// version and not the live one; `false` (and a warning) when it is
+    /// left alone.
+    pub(crate) fn remove_version(&self, name: &str, version: &str) -> Result<bool> {
+        self.writable("remove an old version")?;
+        if self.live_version(name)?.as_deref() == Some(version) {
+            tracing::warn!(name, version, "left alone: it is the live version");
+            return Ok(false);
+        }
+        let p = self.archive_dir(name).join(version);
+        if !is_complete_version(&p)? {
+            tracing::warn!(path = %p.display(), "left alone: not a complete certctl version (it holds files certctl did not write, or lacks some)");
+            return Ok(false);
+        }
+        fs::remove_dir_all(&p).map_err(io_err("remove old version", &p))?;
+        sync_dir(&self.archive_dir(name))?;
+        Ok(true)
+    }
+
     /// The file of a health or state record.
     pub(crate) fn record_path(&self, r: Record<'_>) -> PathBuf {
         match r {
@@ -1664,6 +1683,70 @@ mod tests {
         );
         assert!(left.contains(&versions[4]));
         assert_eq!(removed.len(), 2);
+    }
+
+    #[test]
+    fn only_expired_versions_beside_the_live_one_and_the_one_before_are_prunable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        let name = CertName::new("www").expect("name");
+        let now = OffsetDateTime::now_utc();
+        let mut versions = Vec::new();
+        for i in 0..6 {
+            let mut m = material(&format!("{i:02}000000"));
+            m.meta.stored_at += time::Duration::seconds(i);
+            // 0..=3 expired, 4 and 5 valid
+            m.meta.not_after = now + time::Duration::days(if i < 4 { -1 } else { 30 });
+            versions.push(store.install(&name, &m).expect("install").version);
+        }
+        // Rolled back to an expired one: it and the one before it stay.
+        store.set_live("www", &versions[1]).expect("set live");
+        let prunable: Vec<String> = store
+            .prunable("www", 1, now)
+            .expect("prunable")
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
+        assert_eq!(prunable, vec![versions[2].clone(), versions[3].clone()]);
+        // A file certctl did not write in one: that version is left alone.
+        fs::write(
+            dir.path()
+                .join("archive/www")
+                .join(&versions[3])
+                .join("notes.txt"),
+            b"mine",
+        )
+        .expect("write");
+        assert!(store.remove_version("www", &versions[2]).expect("remove"));
+        assert!(!store
+            .remove_version("www", &versions[3])
+            .expect("left alone"));
+        assert!(!store
+            .remove_version("www", &versions[1])
+            .expect("live left alone"));
+        let left = store.versions("www").expect("versions");
+        assert_eq!(
+            left,
+            vec![
+                versions[0].clone(),
+                versions[1].clone(),
+                versions[3].clone(),
+                versions[4].clone(),
+                versions[5].clone()
+            ]
+        );
+        assert_eq!(
+            fs::read(
+                dir.path()
+                    .join("archive/www")
+                    .join(&versions[3])
+                    .join("notes.txt")
+            )
+            .expect("kept"),
+            b"mine"
+        );
+        // keep=6: nothing old enough.
+        assert!(store.prunable("www", 6, now).expect("prunable").is_empty());
     }
 
     fn mode(p: &Path) -> u32 {

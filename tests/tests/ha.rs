@@ -602,6 +602,117 @@ fn a_report_on_an_empty_prefix_is_empty_and_creates_no_store() {
     assert_eq!(p.dump(), "", "the report created keys under {}", p.prefix);
 }
 
+/// A version of `www` whose self-signed certificate ended `days_ago` days
+/// ago (a negative number: it is still valid).
+fn aged_version(store: &acme_core::Store, serial: u8, days_ago: i64) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["www.example.test".to_string()]).expect("params");
+    params.not_after = now - time::Duration::days(days_ago);
+    params.not_before = params.not_after - time::Duration::days(90);
+    params.serial_number = Some(rcgen::SerialNumber::from(vec![serial]));
+    let cert = params.self_signed(&key).expect("cert");
+    let m = acme_core::store::Material {
+        cert_pem: cert.pem(),
+        chain_pem: String::new(),
+        key_pem: acme_core::Secret::new(key.serialize_pem().into_bytes()),
+        meta: acme_core::store::ReleaseMeta {
+            domains: vec!["www.example.test".into()],
+            key_type: acme_core::inventory::KeyType::EcdsaP256,
+            serial: format!("{serial:02x}"),
+            issuer: "CN=rcgen self signed cert".into(),
+            not_before: params.not_before,
+            not_after: params.not_after,
+            directory: "https://ca.test/dir".into(),
+            ari_id: None,
+            stored_at: now + time::Duration::seconds(i64::from(serial)),
+        },
+    };
+    let name = acme_core::CertName::new("www").expect("name");
+    store.install(&name, &m).expect("install").version
+}
+
+/// `certctl store prune` on an etcd store (moved in from a directory
+/// store): --dry-run lists the expired old versions and removes nothing;
+/// then exactly those go, while the live one, the one before it and any
+/// still valid stay.
+#[test]
+fn store_prune_removes_only_expired_old_versions() {
+    // `list --json` (its exit code says media was never issued).
+    let www = |cfg: &Path| -> (u64, Option<String>) {
+        let out = certctl(cfg, &["list", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("list json");
+        let c = v
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|c| c["name"] == "www")
+            .expect("www")
+            .clone();
+        (
+            c["versions"].as_u64().unwrap_or(0),
+            c["version"].as_str().map(String::from),
+        )
+    };
+    let lab = lab();
+    let _s = lab.shared();
+    let p = pair(lab);
+    let src = p.dir.path().join("src");
+    let (store, _) = acme_core::Store::open(&src).expect("open");
+    // Oldest first, all expired but the newest (the live one); the one
+    // before the live one stays whatever its age.
+    let versions: Vec<String> = [(1, 30), (2, 20), (3, 10), (4, 5), (5, -5)]
+        .into_iter()
+        .map(|(serial, days_ago)| aged_version(&store, serial, days_ago))
+        .collect();
+    let out = certctl(&p.a, &["store", "import", src.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "import: {}", show(&out));
+
+    let out = certctl(
+        &p.a,
+        &["store", "prune", "--keep", "1", "--dry-run", "--json"],
+    );
+    assert!(out.status.success(), "prune --dry-run: {}", show(&out));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let would: Vec<&str> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| v["version"].as_str().expect("version"))
+        .collect();
+    assert_eq!(
+        would,
+        [
+            versions[0].as_str(),
+            versions[1].as_str(),
+            versions[2].as_str()
+        ]
+    );
+    assert_eq!(www(&p.a).0, 5, "--dry-run removed nothing");
+
+    let out = certctl(&p.a, &["store", "prune", "--keep", "1"]);
+    assert!(out.status.success(), "prune: {}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("3 of 3 expired old versions removed"),
+        "{text}"
+    );
+    let (count, live) = www(&p.a);
+    assert_eq!(
+        count, 2,
+        "left: the one before the live one, and the live one"
+    );
+    assert_eq!(live.as_deref(), Some(versions[4].as_str()));
+    let dump = p.dump();
+    for v in &versions[..3] {
+        assert!(!dump.contains(&format!("/{v}/")), "{v} is gone whole");
+    }
+    for v in &versions[3..] {
+        assert!(dump.contains(&format!("/{v}/")), "{v} stays");
+    }
+}
+
 #[test]
 fn with_one_etcd_member_down_runs_still_succeed() {
     let lab = lab();

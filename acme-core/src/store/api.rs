@@ -285,6 +285,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn names(&self) -> Result<Vec<String>>;
     /// Removes old versions (see [`Store::prune`]).
     fn prune(&self, name: &str, keep: usize) -> Result<Vec<String>>;
+    /// Removes one version that is not the live one (see
+    /// [`Store::remove_version`]); `false` when it is left alone.
+    fn remove_version(&self, name: &str, version: &str) -> Result<bool>;
     /// Where a record lives, for messages.
     fn record_path(&self, r: Record<'_>) -> PathBuf;
     /// The bytes of a record.
@@ -355,6 +358,9 @@ impl Backend for DirStore {
     }
     fn prune(&self, name: &str, keep: usize) -> Result<Vec<String>> {
         DirStore::prune(self, name, keep)
+    }
+    fn remove_version(&self, name: &str, version: &str) -> Result<bool> {
+        DirStore::remove_version(self, name, version)
     }
     fn record_path(&self, r: Record<'_>) -> PathBuf {
         DirStore::record_path(self, r)
@@ -625,6 +631,40 @@ impl Store {
     /// one and the one before it. Only a complete certctl version is removed.
     pub fn prune(&self, name: &str, keep: usize) -> Result<Vec<String>> {
         self.backend.prune(name, keep)
+    }
+
+    /// The versions of `name` that may be pruned at `now`, with the end of
+    /// their certificate's validity: only versions whose certificate has
+    /// expired (nothing left to revoke, roll back to or serve), never the
+    /// live one, the one before it, or the newest `keep`. A version that
+    /// cannot be read is left alone (a warning).
+    pub fn prunable(
+        &self,
+        name: &str,
+        keep: usize,
+        now: time::OffsetDateTime,
+    ) -> Result<Vec<(String, time::OffsetDateTime)>> {
+        let versions = self.versions(name)?;
+        let live = self.live_version(name)?;
+        let mut out = Vec::new();
+        for v in super::prune_candidates(&versions, live.as_deref(), keep) {
+            match self.read_release(name, &v) {
+                Ok(r) if r.meta.not_after <= now => out.push((v, r.meta.not_after)),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(name, version = %v, error = %crate::error_chain(&e), "left alone: cannot read it")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the version `version` of `name` (one [`Store::prunable`]
+    /// named): never the live one, and in a directory store only a
+    /// complete certctl version. `false` when it was left alone. On etcd
+    /// the delete is fenced by the run's lock like every write.
+    pub fn remove_version(&self, name: &str, version: &str) -> Result<bool> {
+        self.backend.remove_version(name, version)
     }
 
     fn read_typed<T: DeserializeOwned>(&self, r: Record<'_>) -> Result<Option<T>> {

@@ -589,6 +589,21 @@ impl EtcdStore {
         self.k(&format!("archive/{name}/{version}/"))
     }
 
+    /// Deletes every key of one version in one (fenced) transaction.
+    fn delete_version(&self, name: &str, version: &str) -> Result<()> {
+        let base = self.version_prefix(name, version);
+        self.write(
+            "remove an old version",
+            &base,
+            Vec::new(),
+            vec![TxnOp::delete(
+                base.clone(),
+                Some(DeleteOptions::new().with_prefix()),
+            )],
+        )?;
+        Ok(())
+    }
+
     fn record_key(&self, r: Record<'_>) -> String {
         match r {
             Record::Health(record) => self.k(&format!("health/{record}")),
@@ -1185,19 +1200,20 @@ impl Backend for EtcdStore {
         let live = self.live_version(name)?;
         let mut removed = Vec::new();
         for v in super::prune_candidates(&versions, live.as_deref(), keep) {
-            let base = self.version_prefix(name, &v);
-            self.write(
-                "remove old version",
-                &base,
-                Vec::new(),
-                vec![TxnOp::delete(
-                    base.clone(),
-                    Some(DeleteOptions::new().with_prefix()),
-                )],
-            )?;
+            self.delete_version(name, &v)?;
             removed.push(v);
         }
         Ok(removed)
+    }
+
+    fn remove_version(&self, name: &str, version: &str) -> Result<bool> {
+        self.writable("remove an old version")?;
+        if self.live_version(name)?.as_deref() == Some(version) {
+            tracing::warn!(name, version, "left alone: it is the live version");
+            return Ok(false);
+        }
+        self.delete_version(name, version)?;
+        Ok(true)
     }
 
     fn record_path(&self, r: Record<'_>) -> PathBuf {
@@ -1520,6 +1536,58 @@ mod tests {
             .recv_timeout(Duration::from_secs(120))
             .expect("600 reads from inside a runtime task answered within 2 minutes");
         assert_eq!(answered, 600);
+    }
+
+    #[test]
+    fn expired_old_versions_are_removed_whole_and_the_live_one_never() {
+        let Some(ep) = endpoints("etcd prune") else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(ep, dir.path(), "prune");
+        let (store, _) = Store::open(&StoreConfig::Etcd(cfg.clone())).expect("open");
+        let mut versions = Vec::new();
+        for i in 0..4 {
+            if i > 0 {
+                // version names are by the second
+                std::thread::sleep(Duration::from_millis(1050));
+            }
+            versions.push(install_self_signed(&store, "www", &["www.example.test"]).version);
+        }
+        assert_eq!(store.versions("www").expect("versions"), versions);
+        // Not expired yet: nothing to prune.
+        let now = time::OffsetDateTime::now_utc();
+        assert!(store.prunable("www", 1, now).expect("prunable").is_empty());
+        // Once they have all expired: all but the live one and the one before.
+        let later = time::OffsetDateTime::new_utc(
+            time::Date::from_calendar_date(4097, time::Month::January, 1).expect("date"),
+            time::Time::MIDNIGHT,
+        );
+        let prunable: Vec<String> = store
+            .prunable("www", 1, later)
+            .expect("prunable")
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
+        assert_eq!(prunable, versions[..2].to_vec());
+        let _lock = store.lock(Duration::ZERO).expect("lock");
+        for v in &prunable {
+            assert!(store.remove_version("www", v).expect("remove"));
+        }
+        assert!(!store
+            .remove_version("www", &versions[3])
+            .expect("live left alone"));
+        assert_eq!(
+            store.versions("www").expect("versions"),
+            versions[2..].to_vec()
+        );
+        for (k, _) in raw_values(&store, &cfg.prefix) {
+            assert!(
+                !prunable.iter().any(|v| k.contains(&format!("/{v}/"))),
+                "{k} is left of a removed version"
+            );
+        }
+        assert!(store.audit("www").sound().is_some());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `certctl store keygen|export|import|rekey`: the data key of an etcd
-//! store, moving a whole store between backends, and re-keying.
+//! `certctl store keygen|export|import|rekey|prune`: the data key of an
+//! etcd store, moving a whole store between backends, re-keying, and
+//! removing expired old versions.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,6 +42,110 @@ pub(crate) enum StoreCommand {
         /// The new data key.
         new_key_file: PathBuf,
     },
+    /// Remove old versions from the store (either backend): only versions
+    /// whose certificate has expired, never the live one, the one before
+    /// it or the newest KEEP. Takes the store lock; with --dry-run it lists
+    /// them, takes no lock and writes nothing.
+    Prune {
+        /// Only these certificates (every one in the store by default).
+        names: Vec<String>,
+        /// Versions to keep per certificate besides the live one and the
+        /// one before it, expired or not.
+        #[arg(long, default_value_t = 3)]
+        keep: usize,
+        /// Say what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON: one object per version, removed or not.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// One version `store prune` removed (or would remove).
+#[derive(Debug, serde::Serialize)]
+struct Pruned {
+    name: String,
+    version: String,
+    #[serde(with = "time::serde::rfc3339")]
+    not_after: time::OffsetDateTime,
+    removed: bool,
+}
+
+async fn prune(
+    ctx: &Ctx,
+    names: Vec<String>,
+    keep: usize,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let inv = ctx.inventory()?;
+    let (store, lock) = if dry_run {
+        let store = Store::open_read_only(&inv.store)
+            .with_context(|| format!("cannot open the store {}", inv.store.display()))?;
+        (store, None)
+    } else {
+        let (s, l) = super::issue::open_store_locked(ctx, &inv)?;
+        (s, Some(l))
+    };
+    let stored = store.names()?;
+    for n in &names {
+        if !stored.contains(n) {
+            anyhow::bail!(
+                "certificate `{n}` has no live version in the store {}; stored: {}",
+                store.describe(),
+                stored.join(", ")
+            );
+        }
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let mut done = Vec::new();
+    for name in stored
+        .iter()
+        .filter(|n| names.is_empty() || names.contains(n))
+    {
+        for (version, not_after) in store.prunable(name, keep, now)? {
+            let removed = !dry_run && store.remove_version(name, &version)?;
+            done.push(Pruned {
+                name: name.clone(),
+                version,
+                not_after,
+                removed,
+            });
+        }
+    }
+    store.check_held()?;
+    drop(lock);
+    if json {
+        crate::output::print_json(&done)?;
+    } else if !ctx.quiet {
+        for p in &done {
+            let what = match (dry_run, p.removed) {
+                (true, _) => "would remove",
+                (false, true) => "removed",
+                (false, false) => "left alone",
+            };
+            println!(
+                "{what} {} {} (expired {})",
+                crate::output::clean(&p.name),
+                crate::output::clean(&p.version),
+                p.not_after.date()
+            );
+        }
+        let removed = done.iter().filter(|p| p.removed).count();
+        println!(
+            "{} of {} expired old versions {} from {}",
+            if dry_run { done.len() } else { removed },
+            done.len(),
+            if dry_run {
+                "would be removed"
+            } else {
+                "removed"
+            },
+            store.describe()
+        );
+    }
+    Ok(ExitCode::from(exit::OK))
 }
 
 /// Arguments of `certctl store`.
@@ -135,6 +240,12 @@ pub(crate) async fn store(ctx: &Ctx, args: StoreArgs) -> anyhow::Result<ExitCode
             }
             Ok(ExitCode::from(exit::OK))
         }
+        StoreCommand::Prune {
+            names,
+            keep,
+            dry_run,
+            json,
+        } => prune(ctx, names, keep, dry_run, json).await,
         StoreCommand::Rekey { new_key_file } => {
             let inv = ctx.inventory()?;
             let StoreConfig::Etcd(cfg) = &inv.store else {
