@@ -1039,16 +1039,9 @@ impl DirStore {
         let live = self.live_version(name)?;
         let mut removed = Vec::new();
         for v in prune_candidates(&versions, live.as_deref(), keep) {
-            let p = self.archive_dir(name).join(&v);
-            if !is_complete_version(&p)? {
-                tracing::warn!(path = %p.display(), "left alone: not a complete certctl version (it holds files certctl did not write, or lacks some)");
-                continue;
+            if self.remove_version(name, &v)? {
+                removed.push(v);
             }
-            fs::remove_dir_all(&p).map_err(io_err("remove old version", &p))?;
-            removed.push(v);
-        }
-        if !removed.is_empty() {
-            sync_dir(&self.archive_dir(name))?;
         }
         Ok(removed)
     }
