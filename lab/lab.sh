@@ -30,6 +30,8 @@ Fault injection:
   stop  named|named2|pebble|sshd I|nginx I
   start named|named2|pebble|sshd I|nginx I
   pebble-restart [--nonce-reject PCT]   restart pebble with PEBBLE_WFE_NONCEREJECT=PCT (default 0)
+  pebble-check                          exit 0 if pebble's store answers, 1 if it hangs (pebble 2.4's
+                                        deadlock; the next 'up' restarts it)
   disk-fill I | disk-free I             fill / free node I's certificate tmpfs
   nginx-break I | nginx-fix I           make node I's nginx config fail 'nginx -t' / undo
 
@@ -455,9 +457,28 @@ pebble_answers() {
     curl -fsS --max-time 2 --cacert "$LAB/ca/lab-ca.pem" https://127.0.0.1:14000/dir
 }
 
+# pebble 2.4's in-memory store can deadlock when many orders run at once (a
+# lock-order inversion between the store's lock and an order's or an
+# authorization's). A lookup by serial on the management port takes the
+# store's lock: a working pebble answers it at once (404: no such serial), a
+# deadlocked one never does, while its /dir still answers.
+pebble_store_answers() {
+    local code
+    code="$(curl -sS --max-time 10 --cacert "$LAB/ca/lab-ca.pem" -o /dev/null -w '%{http_code}' \
+        https://127.0.0.1:15000/cert-status-by-serial/1)" || return 1
+    [[ "$code" == 404 || "$code" == 200 ]]
+}
+
 start_pebble() {
     local reject="${1:-0}" d="$LAB/pebble" pid
-    if pid_alive "$d/pebble.pid" pebble; then return 0; fi
+    if pid_alive "$d/pebble.pid" pebble; then
+        if pebble_store_answers; then return 0; fi
+        # A lab bug, not certctl's: restart it so later tests do not inherit it.
+        warn "pebble's store does not answer (pebble 2.4's deadlock under many concurrent orders); restarting pebble"
+        echo "=== $(date -Is) store deadlocked: restarting" >>"$d/pebble.log"
+        stop_pebble
+        reject="$(cat "$d/noncereject" 2>/dev/null || echo "$reject")"
+    fi
     [[ -s "$d/pebble-config.json" ]] || write_pebble_conf
     rm -f "$d/pebble.pid"
     echo "$reject" >"$d/noncereject"
@@ -1299,6 +1320,7 @@ main() {
         nginx-break) cmd_nginx_fault break "$@" ;;
         nginx-fix) cmd_nginx_fault fix "$@" ;;
         load) cmd_load "$@" ;;
+        pebble-check) pebble_store_answers ;;
         etcd) cmd_etcd "$@" ;;
         -h | --help | help) usage ;;
         "") usage >&2; exit 2 ;;

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use acme_core::inspect::{Prober, Trust};
-use certctl_lab_tests::{certctl_bin, lab, show, Restore};
+use certctl_lab_tests::{certctl_bin, lab, show, Lab, Restore};
 
 const CERTS: usize = 200;
 
@@ -22,6 +22,24 @@ fn run_limited(config: &Path) -> Output {
         .arg(config)
         .output()
         .expect("run certctl")
+}
+
+/// [`run_limited`], and once more if pebble's store deadlocked meanwhile
+/// (`lab.sh pebble-check`; a pebble 2.4 bug when many orders run at once):
+/// then the run failed on the CA, not on certctl, and the test restarts the
+/// CA as an operator would. Returns every run made, the last one last.
+fn run_past_pebble_deadlock(lab: &Lab, config: &Path) -> Vec<Output> {
+    let out = run_limited(config);
+    if out.status.success() || lab.sh(&["pebble-check"]).status.success() {
+        return vec![out];
+    }
+    eprintln!(
+        "pebble's store deadlocked during the run (a pebble 2.4 bug); \
+         restarting pebble and running again: {}",
+        show(&out)
+    );
+    lab.must(&["pebble-restart"]);
+    vec![out, run_limited(config)]
 }
 
 fn count(out: &Output, what: &str) -> usize {
@@ -44,8 +62,9 @@ fn one_run_renews_and_deploys_two_hundred_certificates_within_1024_open_files() 
     let _alone = lab.exclusive();
     let _unload = Restore(lab, &["load", "0"]);
     // A fresh pebble: its in-memory store slows, and in 2.4 can deadlock, as
-    // the suite's orders pile up.
+    // the suite's orders pile up. And a fresh one for the tests after this.
     lab.must(&["pebble-restart"]);
+    let _fresh = Restore(lab, &["pebble-restart"]);
     lab.must(&["load", &CERTS.to_string()]);
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -54,14 +73,22 @@ fn one_run_renews_and_deploys_two_hundred_certificates_within_1024_open_files() 
     let text = std::fs::read_to_string(&config).expect("read inventory");
 
     // First issuance, and the nodes' bootstrap versions replaced.
-    let first = run_limited(&config);
-    assert!(first.status.success(), "first run: {}", show(&first));
-    assert_eq!(count(&first, " issued "), CERTS, "{}", show(&first));
+    let firsts = run_past_pebble_deadlock(lab, &config);
+    let first = firsts.last().expect("a run");
+    assert!(first.status.success(), "first run: {}", show(first));
+    let issued: usize = firsts.iter().map(|r| count(r, " issued ")).sum();
+    assert_eq!(
+        issued,
+        CERTS,
+        "each certificate issued once: {}",
+        show(first)
+    );
 
     // Every certificate due: the run renews all 200 and deploys them everywhere.
-    // With a new ACME account: pebble 2.4 deadlocks when one account renews
-    // many names at once (a lock-order inversion around its authorization
-    // reuse lookup); certctl registers again as after any CA reset.
+    // Against a fresh pebble and with a new ACME account: pebble 2.4's store
+    // can deadlock when many orders run at once, more likely the more it
+    // holds; certctl registers again as after any CA reset.
+    lab.must(&["pebble-restart"]);
     for e in std::fs::read_dir(store.join("accounts")).expect("accounts") {
         std::fs::remove_file(e.expect("entry").path()).expect("remove account");
     }
@@ -70,14 +97,15 @@ fn one_run_renews_and_deploys_two_hundred_certificates_within_1024_open_files() 
         format!("{text}\n[renewal]\nrenew_before = \"3000d\"\n"),
     )
     .expect("write inventory");
-    let out = run_limited(&config);
-    assert!(out.status.success(), "renewal run: {}", show(&out));
-    assert_eq!(count(&out, " issued "), CERTS, "{}", show(&out));
+    let runs = run_past_pebble_deadlock(lab, &config);
+    let out = runs.last().expect("a run");
+    assert!(out.status.success(), "renewal run: {}", show(out));
+    assert_eq!(count(out, " issued "), CERTS, "{}", show(out));
     assert_eq!(
-        count(&out, ": deployed "),
+        count(out, ": deployed "),
         CERTS * lab.nodes,
         "every certificate on every node: {}",
-        show(&out)
+        show(out)
     );
 
     // What the nodes serve now, asked by a prober of our own.
