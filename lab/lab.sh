@@ -38,7 +38,9 @@ Fault injection:
 HA store (a real 3-member etcd cluster, members on 127.0.2.1..3, clients :2379):
   etcd up | down           start / stop all three members (data kept in \$LAB/etcd)
   etcd stop I | start I    stop / start member I (1..3): one down keeps quorum, two lose it
-  etcd status | endpoints  one line per member / the client URLs, comma-separated
+  etcd status | endpoints [https]
+                           one line per member / the client URLs, comma-separated (https: the
+                           TLS listeners on :2381, which want \$LAB/etcd/tls/client.pem)
 
 Load:
   load N                  serve N more certificates (load001..loadN, lNNN.load.example.test) on every
@@ -1022,16 +1024,48 @@ print_env() {
 
 # Three members of one real etcd cluster (Debian's etcd-server), each with its
 # own loopback address and data directory: member I listens on 127.0.2.I,
-# clients on :2379 and peers on :2380. `etcd stop I` / `etcd start I` inject
-# the loss of one member (quorum kept) or two (quorum lost).
+# clients on :2379 (plain HTTP) and :2381 (TLS, client certificate required),
+# peers on :2380. `etcd stop I` / `etcd start I` inject the loss of one member
+# (quorum kept) or two (quorum lost). The TLS listener's certificates are
+# signed by the lab CA ($LAB/ca/lab-ca.pem), and $LAB/etcd/tls/client.{pem,key}
+# is a client certificate it accepts.
 ETCD_MEMBERS=3
 etcd_addr() { echo "127.0.2.$1"; }
 etcd_dir() { echo "$LAB/etcd/m$1"; }
+# etcd_endpoints [https]: the client URLs, comma-separated
 etcd_endpoints() {
-    local i out=()
-    for ((i = 1; i <= ETCD_MEMBERS; i++)); do out+=("http://$(etcd_addr "$i"):2379"); done
+    local i out=() scheme=http port=2379
+    if [[ "${1:-}" == https ]]; then scheme=https port=2381; fi
+    for ((i = 1; i <= ETCD_MEMBERS; i++)); do out+=("$scheme://$(etcd_addr "$i"):$port"); done
     local IFS=,
     echo "${out[*]}"
+}
+
+# sign_lab_cert NAME EKU SAN: $LAB/etcd/tls/NAME.{pem,key}, signed by the lab CA
+sign_lab_cert() {
+    local name="$1" eku="$2" san="$3" d="$LAB/etcd/tls" ca="$LAB/ca"
+    [[ -s "$d/$name.pem" && -s "$d/$name.key" ]] && return 0
+    [[ -s "$ca/lab-ca.pem" && -s "$ca/lab-ca.key" ]] || die "no lab CA in $ca: run '$PROG up' first"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$d/$name.key" -out "$d/$name.csr" -subj "/CN=$name" 2>"$d/openssl.log" ||
+        { log_tail "$d/openssl.log"; die "creating the key for $name failed"; }
+    chmod 600 "$d/$name.key"
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+        "extendedKeyUsage=$eku" ${san:+"subjectAltName=$san"} >"$d/$name.ext"
+    openssl x509 -req -in "$d/$name.csr" -CA "$ca/lab-ca.pem" -CAkey "$ca/lab-ca.key" \
+        -CAcreateserial -days 3650 -extfile "$d/$name.ext" -out "$d/$name.pem" 2>"$d/openssl.log" ||
+        { log_tail "$d/openssl.log"; die "signing the certificate for $name failed"; }
+    rm -f "$d/$name.csr" "$d/$name.ext"
+}
+
+etcd_tls_files() {
+    local i
+    mkdir -p "$LAB/etcd/tls"
+    chmod 700 "$LAB/etcd/tls"
+    for ((i = 1; i <= ETCD_MEMBERS; i++)); do
+        sign_lab_cert "m$i" serverAuth "IP:$(etcd_addr "$i")"
+    done
+    sign_lab_cert client clientAuth ""
 }
 
 check_member_index() {
@@ -1051,11 +1085,14 @@ start_etcd_member() {
     for ((j = 1; j <= ETCD_MEMBERS; j++)); do
         cluster+="${cluster:+,}m$j=http://$(etcd_addr "$j"):2380"
     done
+    etcd_tls_files
     echo "=== $(date -Is) start" >>"$d/etcd.log"
     # The --initial-* flags matter only for an empty data directory.
     setsid etcd --name "m$i" --data-dir "$d/data" \
-        --listen-client-urls "http://$(etcd_addr "$i"):2379" \
-        --advertise-client-urls "http://$(etcd_addr "$i"):2379" \
+        --listen-client-urls "http://$(etcd_addr "$i"):2379,https://$(etcd_addr "$i"):2381" \
+        --advertise-client-urls "http://$(etcd_addr "$i"):2379,https://$(etcd_addr "$i"):2381" \
+        --cert-file "$LAB/etcd/tls/m$i.pem" --key-file "$LAB/etcd/tls/m$i.key" \
+        --trusted-ca-file "$LAB/ca/lab-ca.pem" --client-cert-auth \
         --listen-peer-urls "http://$(etcd_addr "$i"):2380" \
         --initial-advertise-peer-urls "http://$(etcd_addr "$i"):2380" \
         --initial-cluster "$cluster" --initial-cluster-token certctl-lab \
@@ -1121,7 +1158,7 @@ cmd_etcd() {
             done
             if ((up * 2 > ETCD_MEMBERS)); then wait_etcd "$1"; fi
             ;;
-        endpoints) etcd_endpoints ;;
+        endpoints) etcd_endpoints "${1:-}" ;;
         status)
             for ((i = 1; i <= ETCD_MEMBERS; i++)); do
                 status_line "etcd m$i" "$(component_status "$(etcd_dir "$i")/etcd.pid" etcd) $(etcd_addr "$i"):2379"

@@ -1441,15 +1441,6 @@ fn store_config(
             },
         ));
     }
-    for (key, set) in [
-        ("tls_ca", t.tls_ca.is_some()),
-        ("tls_cert", t.tls_cert.is_some()),
-        ("tls_key", t.tls_key.is_some()),
-    ] {
-        if set {
-            return Err((Some(key), Problem::StoreTlsUnsupported { key }));
-        }
-    }
     let endpoints = t.endpoints.unwrap_or_default();
     if endpoints.is_empty() {
         return Err((
@@ -1463,6 +1454,7 @@ fn store_config(
     for e in &endpoints {
         let ok = e
             .strip_prefix("http://")
+            .or_else(|| e.strip_prefix("https://"))
             .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', ' ', '?', '#']));
         if !ok {
             return Err((
@@ -1473,6 +1465,14 @@ fn store_config(
             ));
         }
     }
+    let https = endpoints
+        .iter()
+        .filter(|e| e.starts_with("https://"))
+        .count();
+    if https != 0 && https != endpoints.len() {
+        return Err((Some("endpoints"), Problem::StoreEndpointsMixed));
+    }
+    let tls = store_tls(https != 0, t.tls_ca, t.tls_cert, t.tls_key, base)?;
     let prefix = t.prefix.unwrap_or_else(|| "/certctl/".into());
     if !prefix.starts_with('/')
         || !prefix.ends_with('/')
@@ -1505,6 +1505,68 @@ fn store_config(
         prefix,
         key_file,
         lease_ttl,
+        tls,
+    }))
+}
+
+/// The TLS settings of an etcd `[store]`: `tls_ca` exactly when the
+/// endpoints are `https://`, `tls_cert` and `tls_key` together, and the key
+/// private (mode 0600), as for `key_file`.
+fn store_tls(
+    https: bool,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    base: &Path,
+) -> Result<Option<crate::store::EtcdTls>, (Option<&'static str>, Problem)> {
+    if !https {
+        for (key, set) in [
+            ("tls_ca", ca.is_some()),
+            ("tls_cert", cert.is_some()),
+            ("tls_key", key.is_some()),
+        ] {
+            if set {
+                return Err((Some(key), Problem::StoreTlsWithHttp { key }));
+            }
+        }
+        return Ok(None);
+    }
+    let Some(ca) = ca else {
+        return Err((Some("endpoints"), Problem::StoreTlsCaMissing));
+    };
+    let client = match (cert, key) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err((
+                Some("tls_cert"),
+                Problem::StoreTlsPair {
+                    set: "tls_cert",
+                    missing: "tls_key",
+                },
+            ))
+        }
+        (None, Some(_)) => {
+            return Err((
+                Some("tls_key"),
+                Problem::StoreTlsPair {
+                    set: "tls_key",
+                    missing: "tls_cert",
+                },
+            ))
+        }
+        (Some(cert), Some(key)) => {
+            let key = resolve(base, &key);
+            if let Err(crate::store::KeyFileError::Loose { file, mode }) =
+                crate::store::seal::check_key_file_mode(&key)
+            {
+                return Err((Some("tls_key"), Problem::TlsKeyLoose { file, mode }));
+            }
+            Some((resolve(base, &cert), key))
+        }
+    };
+    Ok(Some(crate::store::EtcdTls {
+        ca: resolve(base, &ca),
+        client,
     }))
 }
 fn default_order_concurrency() -> usize {
@@ -1861,6 +1923,7 @@ solver = "ns"
                 prefix: "/certctl/".into(),
                 key_file: f.clone(),
                 lease_ttl: Duration::from_secs(10),
+                tls: None,
             })
         );
         let inv = parse(&etcd_store(&format!(
@@ -1883,7 +1946,7 @@ solver = "ns"
     }
 
     #[test]
-    fn a_store_table_with_a_typo_a_missing_key_file_or_tls_is_refused_at_its_line() {
+    fn a_store_table_with_a_typo_a_missing_key_file_or_a_tls_mismatch_is_refused_at_its_line() {
         let (_d, f) = key_file(0o600);
         let e = err(&etcd_store(&format!(
             "type = \"etcd\"\nendpoint = [\"http://e:2379\"]\nkey_file = \"{}\"\n",
@@ -1897,17 +1960,81 @@ solver = "ns"
             e.contains("needs `key_file`") && e.contains("certctl store keygen"),
             "{e}"
         );
-        let e = err(&etcd_store(&format!(
+        let line_of = |text: &str, key: &str| {
+            1 + text
+                .lines()
+                .position(|l| l.starts_with(key))
+                .expect("the key's line")
+        };
+        let text = etcd_store(&format!(
             "type = \"etcd\"\nendpoints = [\"http://e:2379\"]\nkey_file = \"{}\"\ntls_ca = \"/ca.pem\"\n",
             f.display()
+        ));
+        let e = err(&text);
+        assert!(
+            e.contains("`tls_ca` is set but the endpoints are `http://`")
+                && e.contains(&format!(":{}:", line_of(&text, "tls_ca"))),
+            "{e}"
+        );
+        let e = err(&etcd_store(&format!(
+            "type = \"etcd\"\nendpoints = [\"https://e:2379\", \"http://f:2379\"]\nkey_file = \"{}\"\n",
+            f.display()
         )));
-        assert!(e.contains("not supported yet"), "{e}");
+        assert!(e.contains("mix `http://` and `https://`"), "{e}");
+        let e = err(&etcd_store(&format!(
+            "type = \"etcd\"\nendpoints = [\"https://e:2379\"]\nkey_file = \"{}\"\n",
+            f.display()
+        )));
+        assert!(e.contains("need `tls_ca`"), "{e}");
+        let text = etcd_store(&format!(
+            "type = \"etcd\"\nendpoints = [\"https://e:2379\"]\nkey_file = \"{}\"\ntls_ca = \"/ca.pem\"\ntls_cert = \"/c.pem\"\n",
+            f.display()
+        ));
+        let e = err(&text);
+        assert!(
+            e.contains("`tls_cert` needs `tls_key`")
+                && e.contains(&format!(":{}:", line_of(&text, "tls_cert"))),
+            "{e}"
+        );
         let e = err(&etcd_store("type = \"zookeeper\"\n"));
         assert!(e.contains("zookeeper"), "{e}");
         let e = err(&etcd_store(
             "type = \"dir\"\nendpoints = [\"http://e:2379\"]\npath = \"/x\"\n",
         ));
         assert!(e.contains("`endpoints` is not a setting"), "{e}");
+    }
+
+    #[test]
+    fn an_etcd_client_key_others_may_read_is_refused_and_a_private_one_taken() {
+        let (_d, f) = key_file(0o600);
+        let (_d2, loose) = key_file(0o640);
+        let text = etcd_store(&format!(
+            "type = \"etcd\"\nendpoints = [\"https://e:2379\"]\nkey_file = \"{f}\"\ntls_ca = \"/ca.pem\"\ntls_cert = \"/c.pem\"\ntls_key = \"{k}\"\n",
+            f = f.display(),
+            k = loose.display()
+        ));
+        let e = err(&text);
+        assert!(
+            e.contains(&format!("tls_key {} has mode 640", loose.display()))
+                && e.contains("chmod 600"),
+            "{e}"
+        );
+        let text = etcd_store(&format!(
+            "type = \"etcd\"\nendpoints = [\"https://e:2379\"]\nkey_file = \"{f}\"\ntls_ca = \"/ca.pem\"\ntls_cert = \"/c.pem\"\ntls_key = \"{f}\"\n",
+            f = f.display()
+        ));
+        let inv = parse(&text).expect("valid");
+        let crate::store::StoreConfig::Etcd(cfg) = inv.store else {
+            panic!("an etcd store")
+        };
+        assert_eq!(
+            cfg.tls,
+            Some(crate::store::EtcdTls {
+                ca: "/ca.pem".into(),
+                client: Some(("/c.pem".into(), f.clone())),
+            })
+        );
+        assert_eq!(cfg.endpoints, ["https://e:2379"]);
     }
 
     #[test]

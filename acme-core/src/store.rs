@@ -36,6 +36,7 @@ mod api;
 mod audit;
 mod copy;
 mod etcd;
+mod etcd_tls;
 pub mod seal;
 pub use api::{
     AccountId, AsStoreConfig, Backend, NodeFence, Record, Store, StoreConfig, VersionFiles,
@@ -47,6 +48,7 @@ pub use copy::{copy, Copied, CopyError};
 #[cfg(test)]
 pub(crate) use etcd::{seal_live_key_elsewhere, test_store as etcd_test_store};
 pub use etcd::{EtcdConfig, Rekeyed, CONNECT_TIMEOUT, MAX_REQUEST_BYTES, REQUEST_TIMEOUT};
+pub use etcd_tls::EtcdTls;
 pub use seal::{DataKey, KeyFileError, SealError};
 
 /// A store failure. Each names the path involved.
@@ -138,6 +140,34 @@ pub enum StoreError {
         /// The client's error (boxed: it is large).
         #[source]
         source: Box<etcd_client::Error>,
+    },
+    /// A `tls_ca`, `tls_cert` or `tls_key` file of an etcd store could not be read.
+    #[error("store: cannot read {} (etcd TLS)", .file.display())]
+    EtcdTlsRead {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A `tls_ca`, `tls_cert` or `tls_key` file does not hold what it should.
+    #[error("store: {} does not hold {want} (etcd TLS); check the [store] table's tls_ca, tls_cert and tls_key", .file.display())]
+    EtcdTlsFile {
+        /// The file.
+        file: PathBuf,
+        /// What it should hold.
+        want: &'static str,
+    },
+    /// The TLS handshake with an etcd member failed: its certificate is not
+    /// signed by `tls_ca` or does not name the endpoint's host, or it
+    /// refused this controller's client certificate (or its absence).
+    #[error("store: TLS with etcd member {endpoint} failed; check tls_ca (the CA of the members' certificates, which must name the endpoint's host) and, if the cluster runs with --client-cert-auth, tls_cert and tls_key")]
+    EtcdTls {
+        /// The endpoint, `https://host:port`.
+        endpoint: String,
+        /// The handshake's error.
+        #[source]
+        source: io::Error,
     },
     /// An etcd request got no answer in time (no quorum, or unreachable).
     #[error("store {store}: cannot {action}: no answer within {after:?} (is etcd running and does it have a quorum?)")]

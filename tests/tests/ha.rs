@@ -2,8 +2,9 @@
 //! (`lab.sh etcd up`): one issues while the other waits, a killed or paused
 //! leader is taken over after its lease expires and can overwrite nothing,
 //! one lost member is harmless, a lost quorum fails fast and changes no
-//! node, a wrong data key is named and overwrites nothing, and a directory
-//! store moves to etcd and back unchanged.
+//! node, a wrong data key is named and overwrites nothing, a directory
+//! store moves to etcd and back unchanged, and the store works over TLS
+//! with a client certificate while a refused handshake is named.
 //!
 //! Each test has its own key prefix in etcd (so its own store) and its own
 //! two inventories, `a/` and `b/`: two controllers, as two processes with
@@ -955,5 +956,110 @@ fn a_directory_store_moves_to_etcd_and_back_with_the_same_report() {
         out.status.code(),
         Some(0),
         "the old key still opens the store"
+    );
+}
+
+/// The `[store]` table of `p`, with the lab's TLS listeners (`https://…:2381`)
+/// instead of plain HTTP and `extra` (tls_ca, tls_cert, tls_key lines).
+fn tls_inventory(lab: &Lab, p: &Pair, name: &str, extra: &str) -> PathBuf {
+    let out = lab.sh(&["etcd", "endpoints", "https"]);
+    let https = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(https.starts_with("https://"), "{}", show(&out));
+    let table = etcd_table(&https, &p.prefix, &p.key) + extra;
+    inventory(lab, &p.dir.path().join(name), &table)
+}
+
+#[test]
+fn a_store_over_tls_with_a_client_certificate_works_and_a_refused_handshake_is_named() {
+    let lab = lab();
+    let _s = lab.shared();
+    let p = pair(lab);
+    let tls = lab.dir.join("etcd/tls");
+    let lab_ca = lab.dir.join("ca/lab-ca.pem");
+    let good = tls_inventory(
+        lab,
+        &p,
+        "tls",
+        &format!(
+            "tls_ca = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            lab_ca.display(),
+            tls.join("client.pem").display(),
+            tls.join("client.key").display()
+        ),
+    );
+    // The TLS listeners take nothing else: a store written through them was
+    // written over TLS, with the client certificate.
+    let out = certctl(&good, &["issue", "www"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = certctl(&good, &["list", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("www"),
+        "{}",
+        show(&out)
+    );
+    let stored = p.revisions();
+    assert!(
+        stored.keys().any(|k| k.starts_with("live/www")),
+        "the version is in etcd: {stored:?}"
+    );
+    // Over plain HTTP the same store reads the same.
+    let plain = certctl(&p.a, &["list", "--json"]);
+    assert_eq!(plain.stdout, out.stdout, "{}", show(&plain));
+
+    // A CA that did not sign the members' certificates.
+    let other = p.dir.path().join("other-ca.pem");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(&other, params.self_signed(&key).expect("ca").pem()).expect("write");
+    // No client certificate, to a cluster that wants one.
+    let anonymous = format!("tls_ca = \"{}\"\n", lab_ca.display());
+    for (name, extra, says) in [
+        (
+            "wrong-ca",
+            format!(
+                "tls_ca = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                other.display(),
+                tls.join("client.pem").display(),
+                tls.join("client.key").display()
+            ),
+            "UnknownIssuer",
+        ),
+        ("anonymous", anonymous, "BadCertificate"),
+    ] {
+        let cfg = tls_inventory(lab, &p, name, &extra);
+        let out = certctl(&cfg, &["issue", "www"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{name}: {}", show(&out));
+        assert!(
+            err.contains("TLS with etcd member https://127.0.2.") && err.contains(says),
+            "{name}: names the member and why: {}",
+            show(&out)
+        );
+        assert_eq!(p.revisions(), stored, "{name}: the store changed");
+    }
+
+    // A client key others may read is refused before any connection.
+    let loose = p.dir.path().join("loose.key");
+    std::fs::copy(tls.join("client.key"), &loose).expect("copy");
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let cfg = tls_inventory(
+        lab,
+        &p,
+        "loose",
+        &format!(
+            "tls_ca = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            lab_ca.display(),
+            tls.join("client.pem").display(),
+            loose.display()
+        ),
+    );
+    let out = certctl(&cfg, &["list"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
+        "{}",
+        show(&out)
     );
 }

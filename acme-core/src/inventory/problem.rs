@@ -75,16 +75,28 @@ pub enum Problem {
         /// The backend.
         kind: &'static str,
     },
-    /// TLS to etcd is not built in yet.
-    #[error("store: `{key}` (TLS to etcd) is not supported yet; reach etcd over a private network or a local TLS proxy, and remove `{key}`")]
-    StoreTlsUnsupported {
+    /// A TLS setting with `http://` endpoints.
+    #[error("store: `{key}` is set but the endpoints are `http://`; write them as `https://host:port` to reach etcd over TLS, or remove `{key}`")]
+    StoreTlsWithHttp {
         /// The key.
         key: &'static str,
     },
-    /// An etcd endpoint that is not `http://host:port`.
-    #[error(
-        "store: endpoint `{endpoint}` is not `http://host:port` (TLS to etcd is not supported yet)"
-    )]
+    /// `https://` endpoints without `tls_ca`.
+    #[error("store: `https://` endpoints need `tls_ca`, the PEM file of the CA that signs the etcd members' certificates")]
+    StoreTlsCaMissing,
+    /// One of `tls_cert` and `tls_key` without the other.
+    #[error("store: `{set}` needs `{missing}` (the client certificate and its key go together, for a cluster with --client-cert-auth); add `{missing}` or remove `{set}`")]
+    StoreTlsPair {
+        /// The key that is set.
+        set: &'static str,
+        /// The key that is missing.
+        missing: &'static str,
+    },
+    /// Endpoints of both schemes.
+    #[error("store: endpoints mix `http://` and `https://`; reach every member the same way")]
+    StoreEndpointsMixed,
+    /// An etcd endpoint that is not `http://host:port` or `https://host:port`.
+    #[error("store: endpoint `{endpoint}` is not `http://host:port` or `https://host:port`")]
     StoreEndpoint {
         /// The value as written.
         endpoint: String,
@@ -94,6 +106,14 @@ pub enum Problem {
     StorePrefix {
         /// The value as written.
         prefix: String,
+    },
+    /// The etcd client key may be read by group or others.
+    #[error("store: tls_key {} has mode {mode:o}; a private key must be private: chmod 600 {}", .file.display(), .file.display())]
+    TlsKeyLoose {
+        /// The file.
+        file: PathBuf,
+        /// Its mode bits.
+        mode: u32,
     },
     /// The data key file may be read by group or others.
     #[error("store: key_file {} has mode {mode:o}; the data key must be private: chmod 600 {}", .file.display(), .file.display())]

@@ -48,6 +48,7 @@ use etcd_client::{
 use serde::{Deserialize, Serialize};
 
 use super::api::{AccountId, Backend, Fetched, NodeFence, Record, VersionFiles};
+use super::etcd_tls::{self, EtcdTls, TlsChannel};
 use super::seal::DataKey;
 #[cfg(test)]
 use super::seal::SealError;
@@ -67,7 +68,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The `[store]` table with `type = "etcd"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdConfig {
-    /// Client URLs, `http://host:port`.
+    /// Client URLs: all `http://host:port`, or all `https://host:port`
+    /// (then `tls` is set).
     pub endpoints: Vec<String>,
     /// Key prefix, ending in `/`.
     pub prefix: String,
@@ -75,6 +77,8 @@ pub struct EtcdConfig {
     pub key_file: PathBuf,
     /// The lock lease's TTL.
     pub lease_ttl: Duration,
+    /// TLS to the members: set for `https://` endpoints.
+    pub tls: Option<EtcdTls>,
 }
 
 impl EtcdConfig {
@@ -299,17 +303,43 @@ impl EtcdStore {
             .enable_all()
             .build()
             .map_err(StoreError::Runtime)?;
-        let endpoints = cfg.endpoints.clone();
+        let tls = cfg
+            .tls
+            .as_ref()
+            .map(EtcdTls::load)
+            .transpose()?
+            .map(Arc::new);
+        // etcd-client is built without its (ring) TLS: with TLS it is given
+        // `http://` URLs that `TlsChannel` connects to as `https://`.
+        let endpoints: Vec<String> = cfg
+            .endpoints
+            .iter()
+            .map(|e| match e.strip_prefix("https://") {
+                Some(rest) => format!("http://{rest}"),
+                None => e.clone(),
+            })
+            .collect();
         let describe = cfg.describe();
+        let channel = tls.as_ref().map(|t| TlsChannel {
+            tls: t.tonic(),
+            connect_timeout: CONNECT_TIMEOUT,
+            timeout: REQUEST_TIMEOUT,
+        });
         let connect = wait_on(&rt, async move {
             let opts = ConnectOptions::new()
                 .with_connect_timeout(CONNECT_TIMEOUT)
                 .with_timeout(REQUEST_TIMEOUT);
-            tokio::time::timeout(
-                CONNECT_TIMEOUT + REQUEST_TIMEOUT,
-                Client::connect(endpoints, Some(opts)),
-            )
-            .await
+            let bound = CONNECT_TIMEOUT + REQUEST_TIMEOUT;
+            match channel {
+                None => tokio::time::timeout(bound, Client::connect(endpoints, Some(opts))).await,
+                Some(channel) => {
+                    tokio::time::timeout(
+                        bound,
+                        Client::connect_with_balanced_channel(endpoints, Some(opts), channel),
+                    )
+                    .await
+                }
+            }
         });
         let client = match connect {
             Some(Ok(Ok(c))) => c,
@@ -341,8 +371,27 @@ impl EtcdStore {
             key,
             writable: mode == Mode::Write,
         };
-        store.check_marker(mode)?;
-        Ok(store)
+        match (store.check_marker(mode), tls) {
+            (Ok(()), _) => Ok(store),
+            // Over TLS, "no answer" may be a handshake a member refused:
+            // name it if so.
+            (Err(e @ (StoreError::Etcd { .. } | StoreError::EtcdTimeout { .. })), Some(tls)) => {
+                let endpoints = cfg.endpoints.clone();
+                let found = store
+                    .inner
+                    .rt
+                    .as_ref()
+                    .and_then(|rt| {
+                        wait_on(
+                            rt,
+                            async move { etcd_tls::diagnose(&tls, &endpoints).await },
+                        )
+                    })
+                    .flatten();
+                Err(found.unwrap_or(e))
+            }
+            (Err(e), _) => Err(e),
+        }
     }
 
     fn k(&self, rel: &str) -> String {
@@ -1410,6 +1459,7 @@ pub(crate) fn test_store(dir: &Path, test: &str) -> Option<super::Store> {
         prefix: format!("/certctl-test/{test}-{}-{stamp}/", std::process::id()),
         key_file,
         lease_ttl: Duration::from_secs(3),
+        tls: None,
     };
     Some(
         super::Store::open(&super::StoreConfig::Etcd(cfg))
@@ -1492,6 +1542,7 @@ mod tests {
             prefix: format!("/certctl-test/{test}-{}-{stamp}/", std::process::id()),
             key_file,
             lease_ttl: Duration::from_secs(3),
+            tls: None,
         }
     }
 
